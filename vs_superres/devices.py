@@ -1,0 +1,87 @@
+"""Device and precision selection, with errors that name the allowed values."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import SuperResError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; ``cpu``, ``cuda``, ``cuda:i`` and ``mps``
+    are checked against what this machine has."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if m:
+        if not torch.cuda.is_available():
+            raise SuperResError(
+                f"device {spec!r} was asked for but this PyTorch build sees no CUDA GPU; "
+                "use device='cpu' (or 'auto')"
+            )
+        index = int(m.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise SuperResError(
+                f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} "
+                f"CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
+        return torch.device("cuda", index)
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise SuperResError("device 'mps' was asked for but MPS is not available here; use 'cpu'")
+        return torch.device("mps")
+    raise SuperResError(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:<index>, mps")
+
+
+def device_precisions(device: torch.device) -> tuple[str, ...]:
+    """Precisions this device computes natively and correctly."""
+    if device.type == "cuda":
+        out = ["fp32", "fp16"]
+        if torch.cuda.is_bf16_supported():
+            out.append("bf16")
+        return tuple(out)
+    if device.type == "mps":
+        return ("fp32", "fp16")
+    # CPU: bf16 convolutions and matmuls are implemented; fp16 convolutions are not reliable.
+    return ("fp32", "bf16")
+
+
+def resolve_dtype(spec: str | None, device: torch.device, model_precisions: tuple[str, ...], model_name: str) -> torch.dtype:
+    name = (spec or "fp32").strip().lower()
+    aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+    name = aliases.get(name, name)
+    if name not in DTYPES:
+        raise SuperResError(f"unknown dtype {spec!r}; allowed: fp32, fp16, bf16")
+    if name not in model_precisions:
+        raise SuperResError(
+            f"model {model_name!r} does not support {name}; it supports {', '.join(model_precisions)}"
+        )
+    if name not in device_precisions(device):
+        raise SuperResError(
+            f"dtype {name} is not supported on device {device}; this device supports "
+            f"{', '.join(device_precisions(device))} (use --dtype fp32, or a GPU for fp16)"
+        )
+    return DTYPES[name]
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory the engine may plan to use on ``device`` right now."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)

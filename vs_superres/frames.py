@@ -1,0 +1,70 @@
+"""The frame contract: float RGB in [0, 1], ``[T, C, H, W]`` torch tensors.
+
+Hosts and the CLI hand frames in many layouts; :func:`as_frames` turns them into the one
+layout the engine works in and rejects what cannot be right, with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import SuperResError
+
+
+def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Tensor:
+    """Validate and convert frames to a float ``[T, C, H, W]`` tensor.
+
+    Accepts a numpy array or tensor shaped ``[H, W, C]`` / ``[C, H, W]`` (one frame) or
+    ``[T, C, H, W]`` / ``[T, H, W, C]`` (channels-last is recognised when the last axis has
+    ``channels`` entries and the second does not). Integer arrays need ``bit_depth`` (e.g. 8 or
+    16) and are scaled to [0, 1]. Float input must already be in [0, 1] (small overshoots from
+    resizers are clamped).
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise SuperResError("frames must be a numeric array, got an object array")
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, torch.Tensor):
+        t = x
+    else:
+        raise SuperResError(
+            f"frames must be a numpy array or a torch tensor, got {type(x).__name__}"
+        )
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4:
+        raise SuperResError(
+            f"frames must be [H, W, C], [C, H, W] or [T, C, H, W]; got shape {tuple(t.shape)}"
+        )
+    if t.shape[1] != channels and t.shape[-1] == channels:
+        t = t.permute(0, 3, 1, 2)
+    if t.shape[1] != channels:
+        raise SuperResError(
+            f"expected {channels}-channel RGB frames, got shape {tuple(t.shape)} "
+            f"({t.shape[1]} channels); convert grey or RGBA input to RGB first"
+        )
+    if any(s == 0 for s in t.shape):
+        raise SuperResError(f"frames are empty: shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        if t.dtype == torch.bool or t.is_complex():
+            raise SuperResError(f"unsupported frame dtype {t.dtype}; use float32 in [0, 1] or uint8/uint16")
+        if bit_depth is None:
+            bit_depth = {torch.uint8: 8}.get(t.dtype)
+            if bit_depth is None:
+                raise SuperResError(
+                    f"integer frames of dtype {t.dtype} need an explicit bit_depth (e.g. 10 or 16) "
+                    "to be scaled to [0, 1]"
+                )
+        t = t.to(torch.float32) / float((1 << bit_depth) - 1)
+    elif t.dtype == torch.float64:
+        t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise SuperResError("frames contain NaN or infinite values; clean the input first")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -0.01 or hi > 1.01:
+        raise SuperResError(
+            f"float frames must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+            "divide 8-bit data by 255 (or pass integer arrays with bit_depth)"
+        )
+    return t.clamp(0, 1)

@@ -1,0 +1,203 @@
+"""Finding, verifying, downloading and safely loading checkpoint files.
+
+Search order for a registered weight file (``WeightFile.relpath``):
+
+1. an explicit path given by the caller;
+2. ``$SUPERRES_WEIGHTS/<relpath>`` (CI points this at ``../shared/weights``);
+3. the package's own ``models/weights/<relpath>`` folder;
+4. the user cache: ``$XDG_CACHE_HOME/vs-superres/<relpath>`` (``~/.cache`` by default).
+
+Nothing is ever downloaded implicitly: ``superres models download NAME`` does that, with a
+sha256 check before the file gets its final name. Loading never unpickles code:
+safetensors, or ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from .errors import WeightsError
+from .registry import WeightFile
+
+ENV_VAR = "SUPERRES_WEIGHTS"
+_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
+
+
+def package_weights_dir() -> Path:
+    from . import models
+
+    return Path(models.__file__).resolve().parent / "weights"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vs-superres"
+
+
+def search_roots() -> list[Path]:
+    roots = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        roots.extend(Path(p) for p in env.split(os.pathsep) if p)
+    roots.append(package_weights_dir())
+    roots.append(cache_dir())
+    return roots
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _missing_message(wf: WeightFile, looked: list[Path], model_name: str | None) -> str:
+    places = "\n".join(f"  - {p}" for p in looked)
+    get = (
+        f"Run `superres models download {model_name}`"
+        if model_name and wf.url
+        else "Download it"
+    )
+    src = f" from {wf.upstream}" if wf.upstream else ""
+    return (
+        f"weight file {wf.relpath!r} was not found (expected sha256 {wf.sha256 or 'unknown'}).\n"
+        f"Looked in:\n{places}\n"
+        f"{get}{src}, or put the file at one of those places, or point ${ENV_VAR} at a folder "
+        f"holding {wf.relpath}."
+    )
+
+
+def resolve(wf: WeightFile, explicit: str | os.PathLike | None = None, *, model_name: str | None = None, verify: bool = True) -> Path:
+    """Return the path of ``wf``, checking its sha256 when the registry knows it."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise WeightsError(f"weights path {str(path)!r} does not exist or is not a file")
+        candidates = [path]
+    else:
+        candidates = [root / wf.relpath for root in search_roots()]
+    for path in candidates:
+        if path.is_file():
+            if verify:
+                verify_file(path, wf)
+            return path
+    raise WeightsError(_missing_message(wf, candidates, model_name))
+
+
+def verify_file(path: Path, wf: WeightFile) -> None:
+    if not wf.sha256:
+        return
+    actual = sha256_of(path)
+    if actual != wf.sha256:
+        raise WeightsError(
+            f"weight file {str(path)!r} has sha256 {actual}, but {wf.relpath} should have "
+            f"{wf.sha256}; the file is corrupt, truncated or a different checkpoint. Delete it "
+            "and download it again."
+        )
+
+
+def download(wf: WeightFile, dest_root: Path | None = None, *, progress: Callable[[int, int], None] | None = None, timeout: float = 60.0) -> Path:
+    """Fetch ``wf.url`` into ``dest_root/<relpath>`` (the user cache by default).
+
+    The data goes to a temporary file beside the destination; only a file whose sha256
+    matches is renamed to the final name.
+    """
+    if not wf.url:
+        raise WeightsError(f"{wf.relpath} has no download location; get it from {wf.upstream or 'its authors'}")
+    dest = (dest_root or cache_dir()) / wf.relpath
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(wf.url, timeout=timeout) as resp:
+                total = int(resp.headers.get("Content-Length") or 0)
+                done = 0
+                while block := resp.read(1 << 20):
+                    out.write(block)
+                    h.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+        except OSError as e:
+            raise WeightsError(
+                f"could not download {wf.relpath} from {wf.url}: {e}. If this machine is "
+                f"offline, fetch the file elsewhere (sha256 {wf.sha256}) and put it at {dest}"
+            ) from None
+        if wf.sha256 and h.hexdigest() != wf.sha256:
+            raise WeightsError(
+                f"downloaded {wf.relpath} has sha256 {h.hexdigest()}, expected {wf.sha256}; "
+                "the upstream file changed or the download was damaged. Nothing was saved."
+            )
+        os.replace(tmp_name, dest)
+        return dest
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
+    """Strip the usual training wrappers (``params_ema``, ``state_dict``, ... and ``module.``)."""
+    seen = 0
+    while isinstance(obj, Mapping) and seen < 4:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        for key in _WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+        else:
+            break
+        seen += 1
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError("the checkpoint holds no state dict (expected a mapping of names to tensors)")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError("the checkpoint's mapping holds no tensors; it is not a model state dict")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """Load a checkpoint without executing code: safetensors or ``weights_only`` torch files."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{str(path)!r} is not a readable safetensors file ({e})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"{str(path)!r} was refused: it is a pickle that needs code beyond plain tensors and "
+            f"containers to load ({str(e).splitlines()[0][:200]}). vs-superres never runs code "
+            "from checkpoints; convert it to safetensors or a plain state dict in a trusted "
+            "environment."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise WeightsError(
+            f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    return unwrap_state_dict(load_checkpoint(path))
+
