@@ -25,7 +25,7 @@ def tile_starts(length: int, tile: int, overlap: int, alignment: int) -> list[tu
     if tile >= length:
         return [(0, length)]
     step = max(alignment, (tile - overlap) // alignment * alignment)
-    last = (length - tile) // alignment * alignment
+    last = -(-(length - tile) // alignment) * alignment  # no tile exceeds `tile` pixels
     starts = list(range(0, last, step)) + [last]
     spans = [(s, min(s + tile, length)) for s in starts]
     spans[-1] = (last, length)

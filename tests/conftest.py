@@ -1,0 +1,50 @@
+"""Shared fixtures.
+
+Real checkpoints come from the folder named by ``$SUPERRES_WEIGHTS`` (CI and the README's
+test command point it at ``../shared/weights``). Tests that need a file skip with the
+variable and the file named when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+def weights_file(relpath: str) -> Path:
+    root = os.environ.get("SUPERRES_WEIGHTS")
+    if not root:
+        pytest.skip(f"SUPERRES_WEIGHTS is not set; point it at a folder holding {relpath}")
+    path = Path(root) / relpath
+    if not path.is_file():
+        pytest.skip(f"{relpath} not found under SUPERRES_WEIGHTS={root}")
+    return path
+
+
+@pytest.fixture
+def ditn_x4_path() -> Path:
+    return weights_file("ditn/DITN_Real_x4.pth")
+
+
+@pytest.fixture
+def ditn_gan_x4_path() -> Path:
+    return weights_file("ditn/DITN_Real_GAN_x4.pth")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real photograph, float32 RGB [H, W, 3] in [0, 1]."""
+    from skimage import data
+
+    return data.astronaut().astype(np.float32) / 255.0

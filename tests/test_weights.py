@@ -1,0 +1,174 @@
+"""Weight resolution, sha256 checks, downloads over real HTTP (loopback), safe loading."""
+
+import functools
+import hashlib
+import http.server
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vs_superres import weights
+from vs_superres.errors import WeightsError
+from vs_superres.registry import WeightFile
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No $SUPERRES_WEIGHTS, an empty user cache."""
+    monkeypatch.delenv("SUPERRES_WEIGHTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_missing_file_error_names_file_sha_places_and_command(isolated):
+    wf = WeightFile("ditn/NOPE_x4.pth", "ab" * 32, url="http://127.0.0.1:9/x")
+    with pytest.raises(WeightsError) as e:
+        weights.resolve(wf, model_name="ditn-nope")
+    msg = str(e.value)
+    assert "ditn/NOPE_x4.pth" in msg and "ab" * 32 in msg
+    assert str(isolated / "cache" / "vs-superres" / "ditn" / "NOPE_x4.pth") in msg
+    assert "superres models download ditn-nope" in msg and "SUPERRES_WEIGHTS" in msg
+
+
+def test_search_order_env_then_cache(isolated, monkeypatch):
+    data = b"weights!"
+    wf = WeightFile("fam/w.bin", _sha(data))
+    cache = isolated / "cache" / "vs-superres" / "fam"
+    cache.mkdir(parents=True)
+    (cache / "w.bin").write_bytes(data)
+    assert weights.resolve(wf) == cache / "w.bin"
+    env = isolated / "env"
+    (env / "fam").mkdir(parents=True)
+    (env / "fam" / "w.bin").write_bytes(data)
+    monkeypatch.setenv("SUPERRES_WEIGHTS", str(env))
+    assert weights.resolve(wf) == env / "fam" / "w.bin"
+    explicit = isolated / "mine.bin"
+    explicit.write_bytes(data)
+    assert weights.resolve(wf, explicit) == explicit
+
+
+def test_sha256_mismatch_is_refused(isolated):
+    p = isolated / "w.bin"
+    p.write_bytes(b"tampered")
+    wf = WeightFile("fam/w.bin", _sha(b"original"))
+    with pytest.raises(WeightsError, match="has sha256 .* should have .*corrupt"):
+        weights.resolve(wf, p)
+
+
+class _Server:
+    def __init__(self, root: Path):
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *a, **k: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "srv"
+    root.mkdir()
+    s = _Server(root)
+    yield s, root
+    s.close()
+
+
+def test_download_verifies_and_renames(isolated, server):
+    srv, root = server
+    data = os.urandom(3 << 20)
+    (root / "w.pth").write_bytes(data)
+    wf = WeightFile("fam/w.pth", _sha(data), url=f"{srv.url}/w.pth")
+    seen = []
+    path = weights.download(wf, progress=lambda d, t: seen.append((d, t)))
+    assert path.read_bytes() == data
+    assert seen[-1] == (len(data), len(data))
+    assert weights.resolve(wf) == path
+    assert not list(path.parent.glob("*.part"))
+
+
+def test_download_with_wrong_sha_leaves_nothing(isolated, server):
+    srv, root = server
+    (root / "w.pth").write_bytes(b"not what the registry expects")
+    wf = WeightFile("fam/w.pth", _sha(b"expected"), url=f"{srv.url}/w.pth")
+    with pytest.raises(WeightsError, match="Nothing was saved"):
+        weights.download(wf)
+    folder = isolated / "cache" / "vs-superres" / "fam"
+    assert list(folder.iterdir()) == []
+
+
+def test_download_offline_names_the_file_and_where_to_put_it(isolated):
+    wf = WeightFile("fam/w.pth", "cd" * 32, url="http://127.0.0.1:9/w.pth")  # port 9: refused
+    with pytest.raises(WeightsError, match=r"could not download fam/w.pth .*sha256 cdcd"):
+        weights.download(wf)
+
+
+@pytest.mark.parametrize("wrap", ["plain", "params", "params_ema", "state_dict", "model", "module"])
+def test_wrapped_and_prefixed_state_dicts_are_unwrapped(tmp_path, wrap):
+    sd = {"a.weight": torch.ones(2, 2), "b.bias": torch.zeros(3)}
+    obj = {
+        "plain": sd,
+        "params": {"params": sd},
+        "params_ema": {"params_ema": sd, "params": {"a.weight": torch.zeros(2, 2)}},
+        "state_dict": {"state_dict": sd, "epoch": 3},
+        "model": {"model": sd, "optimizer": {}},
+        "module": {f"module.{k}": v for k, v in sd.items()},
+    }[wrap]
+    p = tmp_path / "ck.pth"
+    torch.save(obj, p)
+    got = weights.load_state_dict(p)
+    assert sorted(got) == sorted(sd)
+    torch.testing.assert_close(got["a.weight"], torch.ones(2, 2))
+
+
+def test_safetensors_loads(tmp_path):
+    p = tmp_path / "ck.safetensors"
+    save_file({"x": torch.arange(4.0)}, str(p))
+    torch.testing.assert_close(weights.load_state_dict(p)["x"], torch.arange(4.0))
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    p = tmp_path / "evil.pth"
+    with open(p, "wb") as f:
+        pickle.dump({"w": Payload()}, f)
+    with pytest.raises(WeightsError, match="never runs code from checkpoints"):
+        weights.load_state_dict(p)
+
+
+def test_corrupt_and_non_checkpoint_files(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"w": torch.ones(1000)}, good)
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        weights.load_state_dict(broken)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(WeightsError):
+        weights.load_state_dict(text)
+    numbers = tmp_path / "numbers.pth"
+    torch.save([1, 2, 3], numbers)
+    with pytest.raises(WeightsError, match="holds no state dict"):
+        weights.load_state_dict(numbers)
+    bad_st = tmp_path / "x.safetensors"
+    bad_st.write_bytes(b"\x00" * 20)
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        weights.load_state_dict(bad_st)
