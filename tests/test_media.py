@@ -1,0 +1,387 @@
+"""Media layer tests on real files: clips made by the ffmpeg CLI, photos from skimage.data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from vs_superres.errors import SuperResError
+from vs_superres.media import (VideoReader, VideoWriter, atomic_output, read_image, transcode,
+                               write_image)
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.convert import frame_to_rgb, rgb_to_frame
+
+HAVE_FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg/ffprobe CLI not installed")
+
+SUBTITLES = "1\n00:00:00,000 --> 00:00:00,250\nhello\n\n2\n00:00:00,250 --> 00:00:00,500\nworld\n"
+TARGET = np.array([0x30, 0x80, 0xC0]) / 255.0  # the solid colour of the colour clips
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams",
+                          "-show_format", "-of", "json", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def streams_of(info: dict, kind: str) -> list[dict]:
+    return [s for s in info["streams"] if s["codec_type"] == kind]
+
+
+def upscale_nearest(frames):
+    """Stands in for a model: nearest-neighbour x2 of each [3, H, W] frame."""
+    assert not isinstance(frames, (list, tuple)), "frames must be streamed"
+    for frame in frames:
+        yield frame.repeat(2, axis=1).repeat(2, axis=2)
+
+
+def upscale_lagged(frames, lag=3):
+    """Like a temporal model: yields each frame only after `lag` later ones were read."""
+    window = []
+    for frame in upscale_nearest(frames):
+        window.append(frame)
+        if len(window) > lag:
+            yield window.pop(0)
+    yield from window
+
+
+def frame_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as container:
+        return [f.pts for f in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    if not HAVE_FFMPEG:
+        pytest.skip("ffmpeg/ffprobe CLI not installed")
+    folder = tmp_path_factory.mktemp("clips")
+    src = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=24:duration=0.5",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=0.5"]
+    tags = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709",
+            "-color_trc", "bt709"]
+    clips = {name: folder / name for name in
+             ("h264_8bit.mp4", "h264_10bit.mp4", "subs.mkv", "audio.wav", "notes.mp4")}
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags,
+           "-chroma_sample_location", "topleft", "-c:a", "aac", str(clips["h264_8bit.mp4"]))
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-color_range", "tv",
+           "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+           "-c:a", "aac", str(clips["h264_10bit.mp4"]))
+    srt = folder / "subs.srt"
+    srt.write_text(SUBTITLES)
+    ffmpeg(*src, "-i", str(srt), "-map", "0:v", "-map", "1:a", "-map", "2:s",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags, "-c:a", "aac", "-c:s", "srt",
+           str(clips["subs.mkv"]))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.2", str(clips["audio.wav"]))
+    clips["notes.mp4"].write_text("this is not a video\n")
+    # Solid colour, converted from RGB by swscale with a given matrix/range, stored losslessly.
+    for matrix, rng, pix in (("bt709", "tv", "yuv420p10le"), ("bt470bg", "tv", "yuv420p"),
+                             ("bt2020nc", "tv", "yuv420p10le"), ("bt709", "pc", "yuv444p")):
+        name = f"solid_{matrix}_{rng}.mp4"
+        clips[name] = folder / name
+        ffmpeg("-f", "lavfi", "-i", "color=c=0x3080C0:s=64x48:r=24:d=0.25,format=rgb24",
+               "-vf", f"scale=out_color_matrix={matrix}:out_range={rng},format={pix}",
+               "-c:v", "libx264", "-qp", "0", "-colorspace", matrix, "-color_range", rng,
+               "-color_primaries", "bt709", "-color_trc", "bt709", str(clips[name]))
+    return clips
+
+
+# ---------------------------------------------------------------- video: transcode
+
+@needs_ffmpeg
+@pytest.mark.parametrize("name, pix_fmt, profile", [
+    ("h264_8bit.mp4", "yuv420p", "High"), ("h264_10bit.mp4", "yuv420p10le", "High 10")])
+def test_transcode_keeps_everything_but_size(clips, tmp_path, name, pix_fmt, profile):
+    src, dst = clips[name], tmp_path / f"up_{name}"
+    calls = []
+    assert transcode(src, dst, upscale_lagged,
+                     on_progress=lambda done, total, phase: calls.append((done, total))) == dst
+    before, after = probe(src), probe(dst)
+    (v0,), (v1,) = streams_of(before, "video"), streams_of(after, "video")
+    assert int(v1["nb_read_frames"]) == int(v0["nb_read_frames"]) == 12
+    assert (v1["width"], v1["height"]) == (2 * v0["width"], 2 * v0["height"])
+    assert v1["pix_fmt"] == pix_fmt and v1["profile"] == profile
+    for key in ("r_frame_rate", "avg_frame_rate", "time_base", "color_range", "color_space",
+                "color_primaries", "color_transfer", "chroma_location", "sample_aspect_ratio"):
+        assert v1.get(key) == v0.get(key), key
+    (a0,), (a1,) = streams_of(before, "audio"), streams_of(after, "audio")
+    assert a1["codec_name"] == a0["codec_name"] == "aac"
+    assert abs(float(a1["duration"]) - float(a0["duration"])) <= 1 / 24
+    assert frame_pts(dst) == frame_pts(src)
+    assert calls[-1] == (12, 12) and len(calls) == 12
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@needs_ffmpeg
+def test_reader_reports_the_stream(clips):
+    with VideoReader(clips["h264_10bit.mp4"]) as reader:
+        assert (reader.width, reader.height) == (64, 48)
+        assert reader.fps == Fraction(24) and reader.frame_count == 12
+        assert reader.frame_count_exact and reader.bit_depth == 10
+        assert reader.pix_fmt == "yuv420p10le"
+        assert reader.colour.names()["matrix"] == "bt2020nc"
+        assert reader.colour.names()["transfer"] == "smpte2084"
+        frames = list(reader)
+        assert len(frames) == 12 and len(list(reader)) == 12  # a second pass starts over
+    first = frames[0]
+    assert first.rgb.shape == (3, 48, 64) and first.rgb.dtype == np.float32
+    assert 0.0 <= first.rgb.min() and first.rgb.max() <= 1.0
+    assert first.pts == 0 and frames[1].time == pytest.approx(1 / 24)
+
+
+@needs_ffmpeg
+def test_mkv_subtitles_copied_and_mp4_warns(clips, tmp_path, caplog):
+    src = clips["subs.mkv"]
+    transcode(src, tmp_path / "up.mkv", upscale_nearest)
+    kinds = {s["codec_type"]: s for s in probe(tmp_path / "up.mkv")["streams"]}
+    assert kinds["subtitle"]["codec_name"] == "subrip"
+    assert kinds["audio"]["codec_name"] == "aac"
+    assert int(kinds["video"]["nb_read_frames"]) == 12
+    with caplog.at_level(logging.WARNING, logger="vs_superres.media"):
+        transcode(src, tmp_path / "up.mp4", upscale_nearest)
+    assert "subtitle" in caplog.text and ".mkv" in caplog.text
+    assert not streams_of(probe(tmp_path / "up.mp4"), "subtitle")
+    assert streams_of(probe(tmp_path / "up.mp4"), "audio")
+
+
+@needs_ffmpeg
+def test_rotation_is_carried(tmp_path):
+    src = tmp_path / "rotated.mp4"
+    with av.open(str(src), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 32, 16, "yuv420p"
+        stream.set_display_rotation(90)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 32, 3), 40 * i, np.uint8), "rgb24")
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    assert VideoReader(src).rotation == 90
+    transcode(src, tmp_path / "out.mp4", upscale_nearest)
+    assert VideoReader(tmp_path / "out.mp4").rotation == 90
+
+
+# ---------------------------------------------------------------- video: colour maths
+
+@needs_ffmpeg
+@pytest.mark.parametrize("name", ["solid_bt709_tv.mp4", "solid_bt470bg_tv.mp4",
+                                  "solid_bt2020nc_tv.mp4", "solid_bt709_pc.mp4"])
+def test_reader_uses_the_source_matrix_and_range(clips, name):
+    reader = VideoReader(clips[name])
+    rgb = next(iter(reader)).rgb
+    np.testing.assert_allclose(rgb.reshape(3, -1).mean(axis=1), TARGET, atol=1 / 255)
+    assert rgb.reshape(3, -1).std(axis=1).max() < 1e-3
+
+
+@needs_ffmpeg
+def test_solid_colour_round_trips_through_the_writer(clips, tmp_path):
+    for name in ("solid_bt709_tv.mp4", "solid_bt470bg_tv.mp4"):
+        dst = tmp_path / f"up_{name}"
+        transcode(clips[name], dst, upscale_nearest)
+        reader = VideoReader(dst)
+        assert reader.colour.matrix == VideoReader(clips[name]).colour.matrix
+        for decoded in reader:
+            np.testing.assert_allclose(decoded.rgb.reshape(3, -1).mean(axis=1), TARGET,
+                                       atol=1.5 / 255)
+
+
+def test_known_yuv_codes_decode_with_their_matrix():
+    """BT.709 limited-range pure red is Y'CbCr (63, 102, 240); BT.601 maths would shift it."""
+    frame = av.VideoFrame(16, 16, "yuv420p")
+    for plane, code in zip(frame.planes, (63, 102, 240)):
+        np.frombuffer(plane, np.uint8)[:] = code
+    bt709 = frame_to_rgb(frame, ColourInfo(matrix=1, range=1))
+    np.testing.assert_allclose(bt709[:, 8, 8], [1.0, 0.0, 0.0], atol=1 / 255)
+    bt601 = frame_to_rgb(frame, ColourInfo(matrix=6, range=1))
+    assert np.abs(bt601[:, 8, 8] - bt709[:, 8, 8]).max() > 10 / 255
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le", "yuv422p10le", "yuv444p",
+                                     "gbrp10le"])
+@pytest.mark.parametrize("chroma_location", [1, 2, 3])
+def test_frame_conversion_round_trip(pix_fmt, chroma_location):
+    photo = skdata.astronaut()[100:164, 180:260].astype(np.float32) / 255  # 64x80 RGB
+    rgb = np.ascontiguousarray(photo.transpose(2, 0, 1))
+    colour = ColourInfo(matrix=9, range=1, chroma_location=chroma_location)
+    back = frame_to_rgb(rgb_to_frame(rgb, pix_fmt, colour), colour)
+    assert back.shape == rgb.shape
+    error = np.abs(back - rgb)
+    if pix_fmt in ("yuv444p", "gbrp10le"):
+        assert error.max() < 2.5 / 255  # quantisation only
+    else:
+        assert error.mean() < 4 / 255  # chroma is halved, but sited consistently
+    solid = np.broadcast_to(TARGET.astype(np.float32)[:, None, None], (3, 16, 16))
+    np.testing.assert_allclose(frame_to_rgb(rgb_to_frame(solid, pix_fmt, colour), colour),
+                               solid, atol=1 / 255)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+@needs_ffmpeg
+def test_interrupted_transcode_leaves_nothing(clips, tmp_path):
+    dst = tmp_path / "out.mp4"
+
+    def interrupted(frames):
+        for index, frame in enumerate(upscale_nearest(frames)):
+            if index == 5:
+                raise KeyboardInterrupt
+            yield frame
+
+    with pytest.raises(KeyboardInterrupt):
+        transcode(clips["h264_8bit.mp4"], dst, interrupted)
+    assert list(tmp_path.iterdir()) == []
+    dst.write_bytes(b"previous result")
+    with pytest.raises(KeyboardInterrupt):
+        transcode(clips["h264_8bit.mp4"], dst, interrupted)
+    assert list(tmp_path.iterdir()) == [dst] and dst.read_bytes() == b"previous result"
+
+
+@needs_ffmpeg
+def test_process_must_yield_one_frame_per_input(clips, tmp_path):
+    def drops_last(frames):
+        return list(upscale_nearest(frames))[:-1]
+
+    with pytest.raises(SuperResError, match="11 frames for 12 inputs"):
+        transcode(clips["h264_8bit.mp4"], tmp_path / "out.mp4", drops_last)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_cleans_up_on_interrupt(tmp_path):
+    target = tmp_path / "x.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+# ---------------------------------------------------------------- images
+
+def test_png_and_tiff_round_trip_8_bit(tmp_path):
+    photo = skdata.chelsea().astype(np.float32) / 255
+    for name in ("cat.png", "cat.tif"):
+        write_image(tmp_path / name, photo, 8)
+        back, info = read_image(tmp_path / name)
+        assert back.dtype == np.float32 and back.shape == photo.shape
+        assert info.bit_depth == 8 and not info.has_alpha and not info.is_grey
+        np.testing.assert_array_equal(back, photo)
+
+
+def test_16_bit_round_trip_keeps_precision(tmp_path):
+    photo = skdata.coffee().astype(np.float32) / 255
+    codes = np.rint(photo * 65535).astype(np.int64)
+    codes = np.clip(codes + (np.arange(codes.size).reshape(codes.shape) % 200) - 100, 0, 65535)
+    exact = codes.astype(np.float32) / 65535
+    assert (codes % 257 != 0).mean() > 0.9  # mostly values 8 bits cannot hold
+    for name in ("coffee.png", "coffee.tiff"):
+        write_image(tmp_path / name, exact, 16)
+        back, info = read_image(tmp_path / name)
+        assert info.bit_depth == 16
+        np.testing.assert_array_equal(np.rint(back * 65535).astype(np.int64), codes)
+    header = (tmp_path / "coffee.png").read_bytes()[:26]
+    assert header[24] == 16 and header[25] == 2  # IHDR: 16 bits per sample, truecolour RGB
+
+
+def test_rounding_not_truncation(tmp_path):
+    write_image(tmp_path / "r8.png", np.full((4, 4, 3), 200.6 / 255, np.float32), 8)
+    assert np.all(np.rint(read_image(tmp_path / "r8.png")[0] * 255) == 201)
+    write_image(tmp_path / "r16.tif", np.full((4, 4, 3), 1000.7 / 65535, np.float32), 16)
+    assert np.all(np.rint(read_image(tmp_path / "r16.tif")[0] * 65535) == 1001)
+
+
+def test_jpeg_write_and_read(tmp_path):
+    photo = skdata.astronaut().astype(np.float32) / 255
+    write_image(tmp_path / "a.jpg", photo)
+    back, info = read_image(tmp_path / "a.jpg")
+    assert info.format == "jpeg" and info.bit_depth == 8 and back.shape == photo.shape
+    assert np.abs(back - photo).mean() < 0.01
+    Image.fromarray(skdata.rocket()).save(tmp_path / "b.jpeg", quality=90)
+    back, _ = read_image(tmp_path / "b.jpeg")
+    assert np.abs(back - skdata.rocket() / 255).mean() < 0.02
+
+
+def test_grey_and_alpha_inputs(tmp_path):
+    camera = skdata.camera()
+    Image.fromarray(camera, "L").save(tmp_path / "grey.png")
+    back, info = read_image(tmp_path / "grey.png")
+    assert info.is_grey and back.shape == camera.shape + (3,)
+    np.testing.assert_array_equal(back[..., 0], camera / np.float32(255))
+    np.testing.assert_array_equal(back[..., 0], back[..., 2])
+
+    deep = camera.astype(np.uint16) * 257 + 3
+    Image.fromarray(deep).save(tmp_path / "grey16.png")
+    back, info = read_image(tmp_path / "grey16.png")
+    assert info.is_grey and info.bit_depth == 16
+    np.testing.assert_array_equal(np.rint(back[..., 1] * 65535), deep)
+
+    rgba = np.dstack([skdata.astronaut(), np.full(camera.shape, 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    back, info = read_image(tmp_path / "alpha.png")
+    assert info.has_alpha and back.shape == (512, 512, 3)
+    np.testing.assert_array_equal(back, skdata.astronaut() / np.float32(255))
+
+
+def test_write_image_accepts_channels_first(tmp_path):
+    photo = skdata.chelsea().astype(np.float32) / 255
+    write_image(tmp_path / "c.png", photo.transpose(2, 0, 1))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.png")[0], photo)
+
+
+# ---------------------------------------------------------------- clear errors
+
+def test_image_errors(tmp_path):
+    photo = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(SuperResError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(SuperResError, match="unknown image extension '.gif'"):
+        read_image(tmp_path / "x.gif")
+    with pytest.raises(SuperResError, match="unknown image extension"):
+        write_image(tmp_path / "x.bmp", photo)
+    with pytest.raises(SuperResError, match="JPEG stores 8 bits"):
+        write_image(tmp_path / "x.jpg", photo, 16)
+    with pytest.raises(SuperResError, match=r"\[H, W, 3\]"):
+        write_image(tmp_path / "x.png", np.zeros((8, 8), np.float32))
+    with pytest.raises(SuperResError, match="float values"):
+        write_image(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "fake.png").write_text("not a picture")
+    with pytest.raises(SuperResError, match="not a readable PNG"):
+        read_image(tmp_path / "fake.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.png"]
+
+
+@needs_ffmpeg
+def test_video_errors(clips, tmp_path):
+    with pytest.raises(SuperResError, match="no such file"):
+        VideoReader(tmp_path / "missing.mp4")
+    with pytest.raises(SuperResError, match="does not recognise it as a video"):
+        VideoReader(clips["notes.mp4"])
+    with pytest.raises(SuperResError, match="no video stream"):
+        VideoReader(clips["audio.wav"])
+    reader = VideoReader(clips["h264_8bit.mp4"])
+    with pytest.raises(SuperResError, match="no muxer"):
+        VideoWriter(tmp_path / "out.unknownext", reader, 128, 96)
+    with pytest.raises(SuperResError, match="folder"):
+        VideoWriter(tmp_path / "nowhere" / "out.mp4", reader, 128, 96)
+    writer = VideoWriter(tmp_path / "out.mp4", reader, 128, 96)
+    with pytest.raises(SuperResError, match=r"expected \[3, 96, 128\]"):
+        writer.write(np.zeros((3, 48, 64), np.float32))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,306 @@
+"""Encoding float R'G'B' frames to a video file that keeps the source's look and streams.
+
+The output gets a pixel format close to the source's (same kind, subsampling, and at least
+its bit depth), the source's colour tags (matrix/range/primaries/transfer/chroma siting),
+frame rate, time base, timestamps, sample aspect ratio and rotation; audio and subtitle
+streams are remuxed packet by packet (never re-encoded) and interleaved by time. The file
+appears under its final name only when :meth:`VideoWriter.close` succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import SuperResError
+from .atomic import AtomicFile
+from .colour import CHROMA_LOCATION_NAMES, guess_matrix
+from .convert import PixelLayout, pixel_layout, rgb_to_frame
+from .video import VideoReader
+
+log = logging.getLogger(__name__)
+
+# encoder -> (codec family the muxer knows, default options)
+ENCODERS = {
+    "libx264": ("h264", {"crf": "16", "preset": "medium"}),
+    "libx265": ("hevc", {"crf": "18", "preset": "medium", "x265-params": "log-level=error"}),
+    "libvpx-vp9": ("vp9", {"crf": "20", "b": "0", "row-mt": "1"}),
+    "libsvtav1": ("av1", {"crf": "24", "preset": "8"}),
+    "ffv1": ("ffv1", {"level": "3"}),
+    "mpeg4": ("mpeg4", {"qscale": "2"}),
+}
+
+
+def encoder_available(name: str) -> bool:
+    """Whether PyAV's FFmpeg build has the encoder ``name``."""
+    try:
+        av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def _writable_formats(encoder: str) -> list[str]:
+    """Planar formats of ``encoder`` that :func:`rgb_to_frame` can fill directly."""
+    names = []
+    for fmt in av.codec.Codec(encoder, "w").video_formats or ():
+        planes = [c.plane for c in fmt.components]
+        if (fmt.is_planar and len(set(planes)) == len(planes) and not fmt.has_palette
+                and not fmt.name.endswith("be") and "f32" not in fmt.name
+                and not fmt.name.startswith("yuvj")):
+            names.append(fmt.name)
+    return names
+
+
+def best_pix_fmt(source: PixelLayout, candidates: list[str]) -> str | None:
+    """The candidate closest to ``source``: enough bits, same kind, same subsampling."""
+    def score(name: str):
+        out = pixel_layout(name)
+        return (out.bits < source.bits, out.kind != source.kind,
+                out.subsampling != source.subsampling, out.has_alpha,
+                abs(out.bits - source.bits))
+    return min(candidates, key=score) if candidates else None
+
+
+def choose_encoder(suffix: str, source: VideoReader, supported_codecs: set[str],
+                   codec: str | None = None, pix_fmt: str | None = None) -> tuple[str, str]:
+    """Pick ``(encoder, pix_fmt)`` for an output named ``*.suffix`` from ``source``."""
+    if codec is not None:
+        if not encoder_available(codec):
+            raise SuperResError(
+                f"the video encoder '{codec}' is not in this FFmpeg build; available here: "
+                + ", ".join(n for n in ENCODERS if encoder_available(n)))
+        order = [codec]
+    elif suffix == ".webm":
+        order = ["libvpx-vp9", "libsvtav1"]
+    elif source.codec_name in ("hevc", "h265"):
+        order = ["libx265", "libx264", "ffv1", "mpeg4"]
+    else:
+        order = ["libx264", "libx265", "ffv1", "mpeg4"]
+    if source.bit_depth > 8 and codec is None and suffix == ".webm":
+        order.reverse()  # this build's VP9 is 8-bit only
+    usable = [(name, _writable_formats(name)) for name in order if encoder_available(name)
+              and ENCODERS.get(name, (name,))[0] in supported_codecs | {codec}]
+    if not usable:
+        raise SuperResError(
+            f"no available video encoder can write '{suffix}' files; use .mp4 or .mkv")
+    if pix_fmt is not None:
+        for name, formats in usable:
+            if pix_fmt in formats:
+                return name, pix_fmt
+        raise SuperResError(
+            f"pixel format '{pix_fmt}' cannot be written by {usable[0][0]}; it takes "
+            + ", ".join(usable[0][1]))
+    for name, formats in usable:  # first encoder keeping every source bit wins
+        chosen = best_pix_fmt(source.layout, formats)
+        if chosen and pixel_layout(chosen).bits >= source.bit_depth:
+            return name, chosen
+    name, formats = usable[0]
+    chosen = best_pix_fmt(source.layout, formats)
+    log.warning("no encoder for %s keeps %d-bit samples; writing %s with %s",
+                suffix, source.bit_depth, chosen, name)
+    return name, chosen
+
+
+class VideoWriter:
+    """Encode float R'G'B' frames ``[3, height, width]`` in ``[0, 1]`` to ``path``.
+
+    ``source`` supplies frame rate, time base, colour tags, sample aspect ratio, rotation and
+    the streams to copy. ``codec``/``pix_fmt`` override the automatic choice, ``crf`` and
+    ``preset`` the encoder's quality settings, ``options`` adds raw FFmpeg encoder options;
+    ``copy_streams=False`` writes video only. Use as a context manager: an exception (or
+    ``KeyboardInterrupt``) inside the block calls :meth:`abort`, which removes all traces.
+    """
+
+    def __init__(self, path: str | os.PathLike, source: VideoReader, width: int, height: int,
+                 *, codec: str | None = None, pix_fmt: str | None = None,
+                 crf: int | None = None, preset: str | None = None,
+                 options: dict | None = None, copy_streams: bool = True):
+        self.path = Path(path)
+        self.source, self.width, self.height = source, int(width), int(height)
+        self._atomic = AtomicFile(self.path)
+        self._copy_input = None
+        self._pending = None
+        self._copy_packets = iter(())
+        self._next_pts = 0
+        self.frames_written = 0
+        try:
+            self._container = av.open(str(self._atomic.tmp_path), "w",
+                                      options=self._container_options())
+        except (av.FFmpegError, ValueError) as exc:
+            self._atomic.abort()
+            raise SuperResError(
+                f"cannot write '{self.path}': FFmpeg has no muxer for '{self.path.suffix}' "
+                f"({exc}); use .mp4, .mkv, .mov or .webm") from exc
+        try:
+            self._open_video(codec, pix_fmt, crf, preset, options or {})
+            if copy_streams:
+                self._open_copies()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _container_options(self) -> dict:
+        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            return {"movflags": "+faststart"}
+        return {}
+
+    def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
+        source = self.source
+        suffix = self.path.suffix.lower()
+        self.codec, self.pix_fmt = choose_encoder(
+            suffix, source, set(self._container.supported_codecs), codec, pix_fmt)
+        layout = pixel_layout(self.pix_fmt)
+        colour = source.colour
+        if layout.kind != "rgb" and colour.matrix == 0:  # RGB source into a Y'CbCr format
+            colour = dataclasses.replace(colour, matrix=guess_matrix(self.width, self.height))
+        if colour.matrix_guessed:
+            log.info("source has no colour matrix tag; assumed and tagged %s",
+                     colour.names()["matrix"])
+        self.colour = colour
+        stream = self._container.add_stream(self.codec, rate=source.fps)
+        stream.time_base = source.time_base
+        ctx = stream.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
+        ctx.time_base = source.time_base
+        ctx.framerate = source.fps
+        ctx.colorspace = colour.matrix if layout.kind != "rgb" else 0
+        ctx.color_range = colour.range
+        ctx.color_primaries = colour.primaries
+        ctx.color_trc = colour.transfer
+        ctx.sample_aspect_ratio = source.sample_aspect_ratio
+        if self.codec == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner otherwise
+        merged = dict(ENCODERS.get(self.codec, ("", {}))[1])
+        if crf is not None:
+            merged["crf"] = str(crf)
+        if preset is not None:
+            merged["preset"] = str(preset)
+        if not colour.chroma_location_guessed and (layout.log2_w or layout.log2_h):
+            merged["chroma_sample_location"] = CHROMA_LOCATION_NAMES[colour.chroma_location]
+        merged.update({k: str(v) for k, v in options.items()})
+        ctx.options = merged
+        stream.thread_type = "AUTO"
+        if source.rotation:
+            stream.set_display_rotation(source.rotation)
+        self._video = stream
+
+    def _open_copies(self) -> None:
+        source_path = self.source.path
+        self._copy_input = av.open(str(source_path), "r")
+        supported = set(self._container.supported_codecs)
+        mapping, wanted = {}, []
+        for stream in self._copy_input.streams:
+            if stream.index == self.source.stream_index:
+                continue
+            kind = stream.type
+            codec = (stream.codec_context.codec.canonical_name
+                     if stream.codec_context else "unknown")
+            where = f"stream #{stream.index} ({kind}, {codec})"
+            if kind not in ("audio", "subtitle"):
+                log.warning("%s of '%s' is not copied: only audio and subtitle streams are",
+                            where, source_path.name)
+                continue
+            if codec not in supported:
+                log.warning("%s cannot be stored in a '%s' file and is not copied; write a "
+                            ".mkv to keep it", where, self.path.suffix)
+                continue
+            try:
+                out = self._container.add_stream_from_template(stream)
+            except (ValueError, av.FFmpegError) as exc:
+                log.warning("%s is not copied: %s", where, exc)
+                continue
+            if stream.language:
+                out.metadata["language"] = stream.language
+            mapping[stream.index] = out
+            wanted.append(stream)
+        self._copy_map = mapping
+        if wanted:
+            self._copy_packets = self._copy_input.demux(*wanted)
+
+    def _mux_copies_until(self, seconds: float | None) -> None:
+        """Mux copied packets whose time is before ``seconds`` (all of them for None)."""
+        while True:
+            packet = self._pending
+            if packet is None:
+                packet = next(self._copy_packets, None)
+                if packet is None:
+                    return
+                if packet.size == 0 or (packet.dts is None and packet.pts is None):
+                    continue
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and float(stamp * packet.time_base) > seconds:
+                self._pending = packet
+                return
+            self._pending = None
+            packet.stream = self._copy_map[packet.stream_index]
+            self._container.mux(packet)
+
+    def _mux_video(self, packets) -> None:
+        for packet in packets:
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if stamp is not None and packet.time_base:
+                self._mux_copies_until(float(stamp * packet.time_base))
+            self._container.mux(packet)
+
+    def write(self, rgb, pts: int | None = None) -> None:
+        """Encode one frame: float ``[3, height, width]`` in ``[0, 1]`` (clipped), at ``pts``
+        (source time base; default: one frame after the previous one)."""
+        array = np.asarray(rgb, dtype=np.float32)
+        if array.shape != (3, self.height, self.width):
+            raise SuperResError(
+                f"frame shaped {tuple(array.shape)} given to a {self.width}x{self.height} "
+                f"writer; expected [3, {self.height}, {self.width}] float RGB")
+        if not np.isfinite(array).all():
+            raise SuperResError(
+                "frame contains NaN or infinite values; check the model output (fp16 "
+                "overflow is a common cause; try fp32)")
+        frame = rgb_to_frame(array, self.pix_fmt, self.colour)
+        frame.pts = self._next_pts if pts is None else int(pts)
+        frame.time_base = self.source.time_base
+        self._next_pts = frame.pts + self.source.frame_step
+        try:
+            self._mux_video(self._video.encode(frame))
+        except av.FFmpegError as exc:
+            raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Flush the encoder, finish copying streams, and move the file into place."""
+        try:
+            self._mux_video(self._video.encode(None))
+            self._mux_copies_until(None)
+            self._container.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._close_copy_input()
+        return self._atomic.commit()
+
+    def abort(self) -> None:
+        """Stop without producing a file: close everything and delete the temporary file."""
+        with contextlib.suppress(Exception):
+            self._container.close()
+        self._close_copy_input()
+        self._atomic.abort()
+
+    def _close_copy_input(self) -> None:
+        if self._copy_input is not None:
+            with contextlib.suppress(Exception):
+                self._copy_input.close()
+            self._copy_input = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
