@@ -56,12 +56,16 @@ def test_search_order_env_then_cache(isolated, monkeypatch):
     assert weights.resolve(wf, explicit) == explicit
 
 
-def test_sha256_mismatch_is_refused(isolated):
-    p = isolated / "w.bin"
+def test_sha256_mismatch_is_refused(isolated, monkeypatch):
+    (isolated / "env" / "fam").mkdir(parents=True)
+    p = isolated / "env" / "fam" / "w.bin"
     p.write_bytes(b"tampered")
+    monkeypatch.setenv("SUPERRES_WEIGHTS", str(isolated / "env"))
     wf = WeightFile("fam/w.bin", _sha(b"original"))
     with pytest.raises(WeightsError, match="has sha256 .* should have .*corrupt"):
-        weights.resolve(wf, p)
+        weights.resolve(wf)
+    # an explicit path is the user's choice: not held to the registry's hash
+    assert weights.resolve(wf, p) == p
 
 
 class _Server:

@@ -40,9 +40,11 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
     if t.shape[1] != channels and t.shape[-1] == channels:
         t = t.permute(0, 3, 1, 2)
     if t.shape[1] != channels:
+        # name the axis that looks like channels (the small one) in the message
+        got = t.shape[-1] if t.shape[-1] <= 4 < t.shape[1] else t.shape[1]
         raise SuperResError(
             f"expected {channels}-channel RGB frames, got shape {tuple(t.shape)} "
-            f"({t.shape[1]} channels); convert grey or RGBA input to RGB first"
+            f"({got} channels); convert grey or RGBA input to RGB first"
         )
     if any(s == 0 for s in t.shape):
         raise SuperResError(f"frames are empty: shape {tuple(t.shape)}")

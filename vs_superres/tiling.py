@@ -2,14 +2,16 @@
 
 Tile origins are multiples of the model's ``alignment`` so that patch-based networks (DITN
 works on 8x8 patches) see the same patch grid as on the whole image. Along each interior
-tile edge the overlap zone is split in quarters: the outer quarter of a tile is discarded
-(weight 0), the middle half is a linear crossfade with the neighbour, so every output pixel is
-taken from tiles in which it lies at least ``overlap/4`` input pixels from a cut edge, and the
-weights of neighbouring tiles sum to one (no seam, no brightness change).
+tile edge the outer 3/8 of the overlap zone is discarded (weight 0) and the middle quarter is
+a linear crossfade with the neighbour, so every output pixel is taken from tiles in which it
+lies at least ``3*overlap/8`` input pixels from a cut edge, and the weights of neighbouring
+tiles sum to one (no seam, no brightness change). Models declare the overlap they need in
+their descriptor (DITN's receptive field is 57 input pixels).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable
 
@@ -17,7 +19,12 @@ import torch
 
 from .errors import Cancelled, SuperResError
 
+log = logging.getLogger("vs_superres")
+
 MIN_TILE = 32
+#: Fraction of each overlap zone, at either end, that a tile gives no weight to: the pixels
+#: nearest a cut see the least context. The middle quarter is a linear crossfade.
+DISCARD = 3 / 8
 
 
 def tile_starts(length: int, tile: int, overlap: int, alignment: int) -> list[tuple[int, int]]:
@@ -41,13 +48,13 @@ def _axis_weights(spans: list[tuple[int, int]], scale: int) -> list[torch.Tensor
         if i > 0:  # zone shared with the previous tile: [s, prev_stop)
             zone = (spans[i - 1][1] - s) * scale
             if zone > 0:
-                w = w * ((x - zone / 4) / (zone / 2)).clamp(0, 1)
+                w = w * ((x - zone * DISCARD) / (zone * (1 - 2 * DISCARD))).clamp(0, 1)
         if i + 1 < len(spans):  # zone shared with the next tile: [next_start, e)
             nxt = spans[i + 1][0]
             zone = (e - nxt) * scale
             if zone > 0:
                 xz = x - (nxt - s) * scale
-                w = w * (1 - ((xz - zone / 4) / (zone / 2)).clamp(0, 1))
+                w = w * (1 - ((xz - zone * DISCARD) / (zone * (1 - 2 * DISCARD))).clamp(0, 1))
         out.append(w)
     return out
 
@@ -136,6 +143,10 @@ def run_with_oom_fallback(
     floor = align_up(max(min_tile, alignment), alignment)
     H, W = x.shape[-2:]
     tile = min(tile, max(H, W))
+    if overlap > tile // 2 and tile < max(H, W):
+        log.warning(
+            "tile %d is small for an overlap of %d: using %d; tiles of at least %d keep the "
+            "model's full overlap", tile, overlap, tile // 2, 2 * overlap)
     while True:
         ov = min(overlap, tile // 2)
         try:

@@ -77,7 +77,7 @@ def _missing_message(wf: WeightFile, looked: list[Path], model_name: str | None)
 
 
 def resolve(wf: WeightFile, explicit: str | os.PathLike | None = None, *, model_name: str | None = None, verify: bool = True) -> Path:
-    """Return the path of ``wf``, checking its sha256 when the registry knows it."""
+    """Return the path of ``wf``; searched files are checked against the registry's sha256."""
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
@@ -87,7 +87,9 @@ def resolve(wf: WeightFile, explicit: str | os.PathLike | None = None, *, model_
         candidates = [root / wf.relpath for root in search_roots()]
     for path in candidates:
         if path.is_file():
-            if verify:
+            # An explicit path is the user's own choice (a fine-tune, a conversion): its keys
+            # and shapes are checked when it loads, its hash is not held to the registry's.
+            if verify and explicit is None:
                 verify_file(path, wf)
             return path
     raise WeightsError(_missing_message(wf, candidates, model_name))
