@@ -1,0 +1,199 @@
+"""The ``superres`` command line.
+
+    superres upscale IN OUT [--model NAME|PATH] [--tile N] [--overlap N] [--device D] [--dtype T]
+    superres models list | download NAME... | verify [NAME...]
+    superres demo [OUT]
+
+Images (PNG/JPEG/TIFF, 8/16-bit) and videos (anything PyAV reads) are told apart by the input
+extension. Output goes to a temporary name and is renamed only on success, so Ctrl-C or an
+error never leaves a truncated file under the final name. User errors print one line to
+stderr and exit with status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import registry, weights as weights_mod
+from .errors import Cancelled, SuperResError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+DEFAULT_MODEL = "ditn-real-x4"
+log = logging.getLogger("vs_superres")
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model name or checkpoint path (default {DEFAULT_MODEL})")
+    p.add_argument("--weights", help="explicit weight file, bypassing the search path")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i> or mps (default auto)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision (default fp32)")
+    p.add_argument("--tile", type=int, default=None, help="tile side in input pixels; 0 disables tiling; default: fit free memory")
+    p.add_argument("--overlap", type=int, default=None, help="tile overlap in input pixels (default: the model's)")
+    p.add_argument("--batch", type=int, default=1, help="frames per forward pass for image models")
+    p.add_argument("--window", type=int, default=None, help="temporal window in frames (video models)")
+    p.add_argument("--window-overlap", type=int, default=None, help="frames shared by neighbouring windows (video models)")
+    p.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="image output bit depth (default: the input's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upscale", help="upscale an image or a video")
+    up.add_argument("input")
+    up.add_argument("output")
+    _add_engine_args(up)
+
+    demo = sub.add_parser("demo", help="upscale the embedded sample photo (the README's main job)")
+    demo.add_argument("output", nargs="?", default="superres-demo.png")
+    _add_engine_args(demo)
+
+    models = sub.add_parser("models", help="list, download or verify model weights")
+    msub = models.add_subparsers(dest="action", required=True)
+    msub.add_parser("list", help="registered models, their weights and where they were found")
+    dl = msub.add_parser("download", help="fetch weight files (sha256-checked) into the user cache")
+    dl.add_argument("names", nargs="+")
+    dl.add_argument("--dest", help="folder to download into (default: the user cache)")
+    ver = msub.add_parser("verify", help="check the sha256 of installed weight files")
+    ver.add_argument("names", nargs="*")
+    return parser
+
+
+def _engine(args, progress):
+    from .engine import Upscaler
+
+    return Upscaler(
+        args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+        batch=args.batch, window=args.window, window_overlap=args.window_overlap,
+        weights=args.weights, progress=progress,
+    )
+
+
+def _upscale_image(src: Path, dst: Path, args) -> None:
+    import torch
+
+    from .media import read_image, write_image
+    from .progress import ProgressBar
+
+    rgb, info = read_image(src)
+    if info.has_alpha:
+        log.warning("%s has an alpha channel; it is dropped (the models are RGB only)", src)
+    bar = ProgressBar(f"{src.name}", force=False) if not args.quiet else None
+    up = _engine(args, bar)
+    out = up.upscale(torch.from_numpy(rgb).permute(2, 0, 1))[0]
+    bit_depth = args.bit_depth or (16 if info.bit_depth > 8 else 8)
+    if dst.suffix.lower() in (".jpg", ".jpeg") and bit_depth != 8:
+        bit_depth = 8
+    write_image(dst, out.permute(1, 2, 0).numpy(), bit_depth=bit_depth)
+    if bar:
+        bar.close()
+    print(f"{src} ({rgb.shape[1]}x{rgb.shape[0]}) -> {dst} ({out.shape[2]}x{out.shape[1]}, {bit_depth}-bit) with {up.descriptor.name}", file=sys.stderr)
+
+
+def _upscale_video(src: Path, dst: Path, args) -> None:
+    import torch
+
+    from .media import transcode
+    from .progress import ProgressBar
+
+    bar = ProgressBar(src.name) if not args.quiet else None
+    up = _engine(args, None)
+
+    def process(frames):
+        for out in up.stream(torch.from_numpy(f) for f in frames):
+            yield out.numpy()
+
+    path = transcode(src, dst, process, on_progress=bar)
+    if bar:
+        bar.close()
+    print(f"{src} -> {path} with {up.descriptor.name}", file=sys.stderr)
+
+
+def cmd_upscale(args) -> int:
+    src, dst = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise SuperResError(f"input {str(src)!r} does not exist or is not a file")
+    if src.resolve() == dst.resolve():
+        raise SuperResError("the output path is the input path; choose another output name")
+    if not dst.parent.exists():
+        raise SuperResError(f"output folder {str(dst.parent)!r} does not exist")
+    if src.suffix.lower() in IMAGE_EXTENSIONS:
+        if dst.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise SuperResError(f"input is an image, so the output must be .png, .jpg or .tif, got {dst.name!r}")
+        _upscale_image(src, dst, args)
+    else:
+        if dst.suffix.lower() in IMAGE_EXTENSIONS:
+            raise SuperResError(f"input is a video, so the output must be a video file (.mp4, .mkv, .mov), got {dst.name!r}")
+        _upscale_video(src, dst, args)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    sample = resources.files("vs_superres") / "data" / "astronaut_128.png"
+    with resources.as_file(sample) as path:
+        args.input = str(path)
+        return cmd_upscale(args)
+
+
+def cmd_models(args) -> int:
+    if args.action == "list":
+        for d in registry.list_models():
+            print(f"{d.name}  [{d.kind}, x{d.scale}, {d.architecture}, licence {d.licence}]  {d.description}")
+            for wf in d.weights:
+                try:
+                    where = str(weights_mod.resolve(wf, verify=False))
+                except SuperResError:
+                    where = "not installed"
+                print(f"    {wf.relpath}  sha256 {wf.sha256}  ({where})")
+        return 0
+    names = args.names or [d.name for d in registry.list_models()]
+    descs = [registry.get_model(n) for n in names]
+    if args.action == "download":
+        dest = Path(args.dest) if args.dest else None
+        for d in descs:
+            for wf in d.weights:
+                try:
+                    path = weights_mod.resolve(wf, model_name=d.name)
+                    print(f"{d.name}: {wf.relpath} already present at {path}")
+                    continue
+                except SuperResError:
+                    pass
+                path = weights_mod.download(wf, dest)
+                print(f"{d.name}: downloaded {wf.relpath} -> {path} (sha256 ok)")
+        return 0
+    failed = 0
+    for d in descs:
+        for wf in d.weights:
+            try:
+                path = weights_mod.resolve(wf, model_name=d.name)
+                print(f"OK       {d.name}: {path}")
+            except SuperResError as e:
+                failed += 1
+                print(f"PROBLEM  {d.name}: {str(e).splitlines()[0]}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="superres: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "upscale":
+            return cmd_upscale(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+        return cmd_models(args)
+    except SuperResError as e:
+        print(f"superres: error: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        print("\nsuperres: interrupted; no output file was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
