@@ -1,0 +1,79 @@
+"""Build hook for the native VapourSynth plugin; all other metadata is in setup.cfg.
+
+When VapourSynth's C headers are available at build time (the ``vapoursynth`` wheel ships them
+in ``vapoursynth/include/``; ``$VAPOURSYNTH_INCLUDE`` overrides), ``vs_superres/vapoursynth/
+superres.c`` is compiled and installed as ``<site-packages>/vapoursynth/plugins/vs_superres``
+(``.so``/``.dylib``/``.dll``), where VapourSynth autoloads it: ``core.superres`` then exists
+without importing anything. Without the headers the package installs without the plugin.
+A failed compilation is a warning unless ``$SUPERRES_REQUIRE_VS_PLUGIN=1``;
+``$SUPERRES_NO_VS_PLUGIN=1`` skips the plugin.
+
+pip builds in an isolated environment by default, where an installed ``vapoursynth`` is not
+visible: use ``pip install --no-build-isolation`` (with setuptools and wheel installed) or set
+``$VAPOURSYNTH_INCLUDE``.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+PLUGIN = "vapoursynth.plugins.vs_superres"
+PLUGIN_SOURCE = "vs_superres/vapoursynth/superres.c"
+
+
+def vapoursynth_include():
+    candidates = []
+    if os.environ.get("VAPOURSYNTH_INCLUDE"):
+        candidates.append(Path(os.environ["VAPOURSYNTH_INCLUDE"]))
+    try:
+        spec = importlib.util.find_spec("vapoursynth")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        for location in spec.submodule_search_locations or []:
+            candidates.append(Path(location) / "include")
+        if spec.origin:
+            candidates.append(Path(spec.origin).parent / "include")
+    return next((str(c) for c in candidates if (c / "VapourSynth4.h").is_file()), None)
+
+
+class BuildExt(build_ext):
+    """Names the plugin as VapourSynth expects (no Python ABI tag) and keeps it optional."""
+
+    def get_ext_filename(self, fullname):
+        # Called with the dotted name and, by get_ext_fullpath, with its last part.
+        if fullname in (PLUGIN, PLUGIN.rsplit(".", 1)[1]):
+            suffix = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
+            return os.path.join(*fullname.split(".")) + suffix
+        return super().get_ext_filename(fullname)
+
+    def get_export_symbols(self, ext):
+        if ext.name == PLUGIN:
+            return ["VapourSynthPluginInit2"]
+        return super().get_export_symbols(ext)
+
+    def build_extension(self, ext):
+        if ext.name != PLUGIN:
+            return super().build_extension(ext)
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # a missing compiler must not block a pure-Python install
+            if os.environ.get("SUPERRES_REQUIRE_VS_PLUGIN") == "1":
+                raise
+            print(f"warning: the VapourSynth plugin was not built ({e}); core.superres will "
+                  "be missing", file=sys.stderr)
+
+
+ext_modules = []
+include = None if os.environ.get("SUPERRES_NO_VS_PLUGIN") == "1" else vapoursynth_include()
+if include:
+    ext_modules.append(Extension(PLUGIN, sources=[PLUGIN_SOURCE], include_dirs=[include]))
+elif os.environ.get("SUPERRES_REQUIRE_VS_PLUGIN") == "1":
+    sys.exit("SUPERRES_REQUIRE_VS_PLUGIN=1 but VapourSynth's headers (VapourSynth4.h) were not "
+             "found; install vapoursynth in the build environment or set VAPOURSYNTH_INCLUDE")
+
+setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

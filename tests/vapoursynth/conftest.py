@@ -1,0 +1,153 @@
+"""Fixtures for the VapourSynth host tests.
+
+These tests need a Python with the ``vapoursynth`` wheel (Python >= 3.12) and vs-superres
+installed into it (so the native plugin sits in VapourSynth's autoload folder). On other
+Pythons they are not collected; ``tests/test_vapoursynth_host.py`` runs them inside the
+Debian root that ``tools/vs_env.sh`` builds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("vapoursynth") is None or sys.version_info < (3, 12):
+    collect_ignore_glob = ["test_*.py"]
+
+VIDEO_MODEL = "temporal-mean-x2"  # tiny weightless video model registered for host tests
+
+# Builds a clip from frames saved with np.save: [T, H, W, 3] float32 in [0, 1] plus optional
+# scene-cut frame numbers. Used both in-process and in scripts run by vspipe.
+CLIP_FROM_NPY = textwrap.dedent(
+    '''
+    import numpy as np
+    import vapoursynth as vs
+
+    def clip_from_frames(frames, fmt=vs.RGBS, cuts=(), core=None):
+        core = core or vs.core
+        frames = np.ascontiguousarray(frames, dtype=np.float32)
+        t, h, w, _ = frames.shape
+        blank = core.std.BlankClip(width=w, height=h, format=fmt, length=t, fpsnum=24, fpsden=1)
+        cuts = set(int(c) for c in cuts)
+        dtype = np.float16 if fmt == vs.RGBH else np.float32
+
+        def fill(n, f):
+            out = f.copy()
+            for p in range(3):
+                np.asarray(out[p])[...] = frames[n, :, :, p].astype(dtype)
+            if n in cuts:
+                out.props["_SceneChangePrev"] = 1
+            return out
+
+        return core.std.ModifyFrame(blank, blank, fill)
+    '''
+)
+
+
+@pytest.fixture(scope="session")
+def clip_module():
+    namespace: dict = {}
+    exec(CLIP_FROM_NPY, namespace)
+    return namespace
+
+
+@pytest.fixture
+def clip_from_frames(clip_module):
+    return clip_module["clip_from_frames"]
+
+
+def photo_frames(count: int, height: int, width: int, step: int = 5) -> np.ndarray:
+    """``count`` crops of a real photograph, panning ``step`` pixels per frame."""
+    from skimage import data
+
+    img = data.astronaut().astype(np.float32) / 255.0
+    y0, x0 = 120, 150
+    return np.stack([img[y0 + i: y0 + i + height, x0 + step * i: x0 + step * i + width] for i in range(count)])
+
+
+@pytest.fixture
+def photo():
+    return photo_frames
+
+
+def clip_to_array(clip) -> np.ndarray:
+    """All frames of an RGB clip as ``[T, 3, H, W]`` float32, fetched in order."""
+    return np.stack([frame_to_array(clip.get_frame(n)) for n in range(clip.num_frames)])
+
+
+def frame_to_array(frame) -> np.ndarray:
+    return np.stack([np.asarray(frame[p]) for p in range(3)]).astype(np.float32)
+
+
+@pytest.fixture
+def to_array():
+    return clip_to_array
+
+
+@pytest.fixture
+def frame_array():
+    return frame_to_array
+
+
+@pytest.fixture(scope="session")
+def ditn_weights() -> Path:
+    root = os.environ.get("SUPERRES_WEIGHTS")
+    if not root:
+        pytest.skip("SUPERRES_WEIGHTS is not set; point it at a folder holding ditn/DITN_Real_x4.pth")
+    path = Path(root) / "ditn" / "DITN_Real_x4.pth"
+    if not path.is_file():
+        pytest.skip(f"ditn/DITN_Real_x4.pth not found under SUPERRES_WEIGHTS={root}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ditn_model(ditn_weights) -> str:
+    """The registered DITN name, or the checkpoint path while none is registered."""
+    from vs_superres import registry
+    from vs_superres.engine import Upscaler
+    from vs_superres.errors import SuperResError
+
+    names = [m.name for m in registry.list_models() if m.name == "ditn-real-x4"]
+    model = names[0] if names else str(ditn_weights)
+    try:
+        Upscaler(model, device="cpu")
+    except SuperResError as e:
+        pytest.skip(f"DITN cannot be loaded by this engine: {e}")
+    return model
+
+
+@pytest.fixture(scope="session")
+def vspipe() -> str:
+    exe = shutil.which("vspipe")
+    if exe is None:
+        pytest.skip("vspipe is not on PATH")
+    return exe
+
+
+@pytest.fixture
+def write_script(tmp_path, clip_module):
+    """Write a .vpy script whose body can call clip_from_frames(np.load(...))."""
+
+    def write(body: str, name: str = "script.vpy") -> Path:
+        path = tmp_path / name
+        path.write_text(CLIP_FROM_NPY + "\ncore = vs.core\n" + textwrap.dedent(body))
+        return path
+
+    return write
+
+
+def run(cmd, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+
+
+@pytest.fixture
+def run_cmd():
+    return run

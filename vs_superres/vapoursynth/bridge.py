@@ -1,0 +1,193 @@
+"""What the native ``core.superres`` plugin calls: VapourSynth checks, then the engine.
+
+The C plugin (``superres.c``) calls :func:`create` once per filter instance and then, from
+VapourSynth's worker threads, :meth:`VSFilter.frames_needed` and :meth:`VSFilter.render`.
+Frames arrive as memoryviews over VapourSynth's planes and the output is written into the
+planes of the frame the plugin returns; nothing here keeps a reference to either.
+
+Every error is a :class:`~vs_superres.errors.SuperResError` whose message starts with the
+function name (``superres.DITN: ...``); the plugin shows it as the VapourSynth error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .. import registry
+from ..devices import device_precisions, resolve_device
+from ..engine import Upscaler
+from ..errors import SuperResError
+
+#: Plugin function -> (architecture family prefix, default model). ``Upscale`` takes any model.
+FUNCTIONS = {
+    "DITN": ("ditn", "ditn-real-x4"),
+    "UltraVSR": ("ultravsr", None),  # default: the first registered UltraVSR model
+    "Upscale": (None, None),
+}
+#: Accepted formats: VapourSynth format name -> plane dtype.
+FORMATS = {"RGBS": np.float32, "RGBH": np.float16}
+CONVERT_HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
+#: Plugin arguments handed to the model as options (only when given).
+MODEL_OPTIONS = ("strength", "prompt", "color_fix", "base", "checkpoint")
+
+
+def create(function: str, args: Mapping[str, Any], clip: Mapping[str, Any]) -> "VSFilter":
+    """Validate one ``core.superres.<function>(clip, **args)`` call and build its filter."""
+    return _with_name(function, VSFilter, function, dict(args), dict(clip))
+
+
+def _with_name(function: str, fn, *a):
+    """Run ``fn`` and make any error a SuperResError that starts with the function name."""
+    prefix = f"superres.{function}"
+    try:
+        return fn(*a)
+    except SuperResError as e:
+        text = str(e)
+        raise SuperResError(text if text.startswith(prefix) else f"{prefix}: {text}") from None
+    except Exception as e:  # a bug, not a user error: keep the exception type in the message
+        raise SuperResError(f"{prefix}: {type(e).__name__}: {e}") from None
+
+
+def _check_clip(function: str, clip: Mapping[str, Any]) -> np.dtype:
+    fmt = clip["format"]
+    if not fmt:
+        raise SuperResError(
+            "the clip has a variable format; only constant-format RGBS and RGBH clips are "
+            f"supported; {CONVERT_HINT}"
+        )
+    if fmt not in FORMATS:
+        raise SuperResError(
+            f"only RGBS and RGBH clips are supported, got {fmt}; {CONVERT_HINT}"
+        )
+    if clip["width"] <= 0 or clip["height"] <= 0:
+        raise SuperResError(
+            "the clip has a variable frame size; only constant-size clips are supported; "
+            "resize every frame to one size first (e.g. core.resize.Bicubic(clip, width=W, height=H))"
+        )
+    if clip["num_frames"] <= 0:
+        raise SuperResError("the clip has no frames")
+    return np.dtype(FORMATS[fmt])
+
+
+def _pick_model(function: str, model: str | None) -> str:
+    family, default = FUNCTIONS[function]
+    if model:
+        return model
+    if default:
+        return default
+    if family is None:
+        names = ", ".join(m.name for m in registry.list_models())
+        raise SuperResError(f"model is required; known models: {names}")
+    found = [m.name for m in registry.list_models() if m.architecture.lower().startswith(family)]
+    if not found:
+        raise SuperResError(f"no {function} model is registered in this installation")
+    return found[0]
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _check_family(function: str, desc: registry.ModelDescriptor) -> None:
+    family = FUNCTIONS[function][0]
+    if family is None or desc.architecture.lower().startswith(family):
+        return
+    same = [m.name for m in registry.list_models() if m.architecture.lower().startswith(family)]
+    raise SuperResError(
+        f"model {desc.name!r} is a {desc.architecture} model, not {_article(function)} {function} "
+        f"model; {function} models: {', '.join(same) or 'none registered'}; use "
+        f"core.superres.Upscale(clip, model={desc.name!r}) for other models"
+    )
+
+
+class VSFilter:
+    """One ``core.superres`` filter instance: a clip's geometry plus an engine."""
+
+    def __init__(self, function: str, args: dict[str, Any], clip: Mapping[str, Any]):
+        self.function = function
+        self.plane_dtype = _check_clip(function, clip)
+        self.width, self.height = int(clip["width"]), int(clip["height"])
+        self.num_frames = int(clip["num_frames"])
+        self.notes: list[str] = []
+
+        model = _pick_model(function, args.pop("model", None))
+        device = args.pop("device", "auto")
+        dtype = args.pop("dtype", None) or self._default_dtype(clip["format"], model, device)
+        options = {k: args.pop(k) for k in MODEL_OPTIONS if k in args}
+        if model in {m.name for m in registry.list_models()}:
+            _check_family(function, registry.get_model(model))  # before loading anything
+        self.upscaler = Upscaler(model, device=device, dtype=dtype, **args, **options)
+        _check_family(function, self.upscaler.descriptor)  # checkpoint paths
+        if self.upscaler.descriptor.kind == "video":
+            self.upscaler.plan(self.num_frames)  # window arguments against the clip length
+
+        scale = self.upscaler.scale
+        self.out_width, self.out_height = self.width * scale, self.height * scale
+        self.temporal = int(self.upscaler.descriptor.kind == "video")
+
+    def _default_dtype(self, fmt: str, model: str, device: str) -> str:
+        if fmt != "RGBH":
+            return "fp32"
+        # RGBH asks for half precision; compute in it only where device and model support it.
+        dev = resolve_device(device)
+        try:
+            model_precisions = registry.get_model(model).precisions
+        except SuperResError:  # a checkpoint path: the engine decides
+            model_precisions = registry.PRECISIONS
+        if "fp16" in device_precisions(dev) and "fp16" in model_precisions:
+            return "fp16"
+        self.notes.append(
+            f"superres.{self.function}: RGBH input is computed in fp32 on {dev} "
+            f"(fp16 is not supported there or by {model}); the output is RGBH"
+        )
+        return "fp32"
+
+    # ------------------------------------------------------------------ called per frame
+    def frames_needed(self, n: int) -> list[int]:
+        return _with_name(self.function, self.upscaler.frames_needed, n, self.num_frames)
+
+    def render(
+        self,
+        n: int,
+        indices: Sequence[int],
+        planes: Sequence[Sequence[memoryview]],
+        strides: Sequence[int],
+        props: Sequence[tuple[int, int]],
+        out: Sequence[memoryview],
+        out_stride: int,
+    ) -> None:
+        """Compute output frame ``n`` into ``out`` (three writable planes, ``out_stride`` bytes
+        per row) from input frames ``indices`` (their planes, row strides in bytes and
+        ``(_SceneChangePrev, _SceneChangeNext)``, -1 where absent)."""
+        _with_name(self.function, self._render, n, indices, planes, strides, props, out, out_stride)
+
+    def _render(self, n, indices, planes, strides, props, out, out_stride) -> None:
+        frames = {
+            i: torch.from_numpy(self._read_frame(frame_planes, stride))
+            for i, frame_planes, stride in zip(indices, planes, strides)
+        }
+        flags = dict(zip(indices, props))
+        scene_start = {
+            i: prev == 1 or flags.get(i - 1, (0, 0))[1] == 1 for i, (prev, _next) in flags.items()
+        }
+        y = self.upscaler.render_frame(n, self.num_frames, frames, scene_start)
+        y = y.detach().to("cpu", torch.float32).numpy()
+        for p in range(3):
+            self._plane(out[p], self.out_height, self.out_width, out_stride)[...] = y[p]
+
+    def _read_frame(self, frame_planes: Sequence[memoryview], stride: int) -> np.ndarray:
+        """``[3, H, W]`` float32, a copy (the plugin frees the planes after the call)."""
+        stacked = np.stack([self._plane(mv, self.height, self.width, stride) for mv in frame_planes])
+        return stacked.astype(np.float32, copy=False)
+
+    def _plane(self, mv: memoryview, height: int, width: int, stride: int) -> np.ndarray:
+        return np.frombuffer(mv, dtype=self.plane_dtype).reshape(height, stride // self.plane_dtype.itemsize)[:, :width]
+
+    def close(self) -> None:
+        """Drop the model (the plugin calls this when VapourSynth frees the filter)."""
+        up, self.upscaler = self.upscaler, None
+        if up is not None:
+            up.close()
