@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's test command: set up everything on a fresh machine, then run the whole suite.
+# Real checkpoints are found through $SUPERRES_WEIGHTS (default: ../shared/weights beside the
+# checkout, as in CI).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$("$root/scripts/setup_env.sh" | tail -n 1)"
+if [ -z "${SUPERRES_WEIGHTS:-}" ] && [ -d "$root/../shared/weights" ]; then
+  export SUPERRES_WEIGHTS="$(cd "$root/../shared/weights" && pwd)"
+fi
+cd "$root"
+exec "$venv/bin/python" -m pytest "$@"
