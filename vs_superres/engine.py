@@ -9,15 +9,20 @@ temporal windows. Hosts only translate their types to the frame contract
 - :meth:`Upscaler.stream` -- an iterator of frames, bounded memory (CLI, FFmpeg bridge);
 - :meth:`Upscaler.frames_needed` / :meth:`Upscaler.render_frame` -- random access by frame
   number (VapourSynth), with each window computed once and cached.
+
+Video models whose runner is a *clip runner* (see :class:`ClipRunner`) also get per-clip state
+(UltraVSR's degradation factor and prompt), computed once per clip from the frames the runner
+names and handed to every window, so no window border changes it.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -60,7 +65,7 @@ def descriptor_from_checkpoint(path: Path) -> tuple[ModelDescriptor, dict]:
             description=f"{arch.name} checkpoint {path.name}",
         )
         if base is not None:
-            for f in ("kind", "alignment", "precisions", "tileable", "default_overlap", "bytes_per_pixel", "window", "window_overlap", "licence"):
+            for f in ("kind", "alignment", "precisions", "tileable", "default_overlap", "bytes_per_pixel", "window", "window_overlap", "licence", "tiling_options"):
                 fields.setdefault(f, getattr(base, f))
         return ModelDescriptor(**fields), sd
     raise SuperResError(
@@ -68,6 +73,28 @@ def descriptor_from_checkpoint(path: Path) -> tuple[ModelDescriptor, dict]:
         f"({'; '.join(tried) or 'none can read state dicts'}); pass a registered model name "
         "(see `superres models list`)"
     )
+
+
+@runtime_checkable
+class ClipRunner(Protocol):
+    """A video runner with per-clip state (see ``docs/design.md``).
+
+    ``clip_frames(num_frames)`` lists the source frames the state is computed from (``[]`` when
+    none are needed; ``num_frames`` may be ``None`` when the length is unknown, and a runner
+    that then cannot choose raises a :class:`SuperResError` saying what to pass instead).
+    ``clip_state(frames, num_frames)`` computes the state from ``{index: [3, H, W]}``.
+    The runner is then called as ``runner(x, clip_state=state, frame_indices=indices,
+    on_step=fn)``, with the source index of every frame of the window; it calls
+    ``on_step(done, total, what)`` between its own tiles (cancellation and progress).
+    """
+
+    def clip_frames(self, num_frames: int | None) -> list[int]: ...
+
+    def clip_state(self, frames: Mapping[int, torch.Tensor], num_frames: int) -> Any: ...
+
+    def __call__(
+        self, x: torch.Tensor, *, clip_state: Any, frame_indices: Sequence[int], on_step: Callable[[int, int, str], None]
+    ) -> torch.Tensor: ...
 
 
 class _WindowCache:
@@ -105,6 +132,10 @@ class _WindowCache:
                 with self._lock:
                     self._pending.pop(key, None)
                 event.set()
+
+    def __contains__(self, key) -> bool:
+        with self._lock:
+            return key in self._done
 
     def clear(self) -> None:
         with self._lock:
@@ -163,6 +194,9 @@ class Upscaler:
         self.descriptor = desc
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, desc.precisions, desc.name)
+        if not desc.tileable and (tile not in (None, 0) or overlap is not None):
+            own = f"; set its own tiling options instead ({', '.join(desc.tiling_options)})" if desc.tiling_options else ""
+            raise SuperResError(f"tile and overlap do not apply to {desc.name}: it tiles by itself{own}")
         self.tile = self._check_int("tile", tile, 0, None) if tile is not None else None
         self.overlap = self._check_int("overlap", desc.default_overlap if overlap is None else overlap, 0, None)
         self.batch = self._check_int("batch", batch, 1, None)
@@ -179,7 +213,9 @@ class Upscaler:
         self.progress = progress
         self.cancel = cancel
         self._runner = self._load(desc, weights, state_dict, options)
+        self._clip_runner = desc.kind == "video" and isinstance(self._runner, ClipRunner)
         self._cache = _WindowCache(cache_windows)
+        self._clip_cache = _WindowCache(2)
         self._run_lock = threading.Lock()
 
     # ----------------------------------------------------------------- set-up helpers
@@ -259,14 +295,18 @@ class Upscaler:
             self.descriptor.alignment, torch.finfo(self.dtype).bits // 8,
         )
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, **runner_kwargs) -> torch.Tensor:
         with torch.no_grad():
-            y = self._runner(x.to(self.device, self.dtype))
+            y = self._runner(x.to(self.device, self.dtype), **runner_kwargs)
             return y.float().clamp_(0, 1).cpu()
 
-    def process(self, frames: torch.Tensor, phase: str = "upscale") -> torch.Tensor:
-        """Run the model once on ``[T,3,H,W]`` frames (one window, or a batch of images)."""
+    def process(self, frames: torch.Tensor, phase: str = "upscale", runner_kwargs: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Run the model once on ``[T,3,H,W]`` frames (one window, or a batch of images).
+
+        ``runner_kwargs`` go to the runner (a clip runner's ``clip_state`` and ``frame_indices``).
+        """
         x = as_frames(frames)
+        forward = functools.partial(self._forward, **(runner_kwargs or {}))
         tile = self._tile_for(x)
 
         def on_tile(done: int, total: int) -> None:
@@ -279,7 +319,7 @@ class Upscaler:
             self.tile = t
 
         return run_with_oom_fallback(
-            self._forward, x, scale=self.scale, tile=tile, overlap=self.overlap,
+            forward, x, scale=self.scale, tile=tile, overlap=self.overlap,
             alignment=self.descriptor.alignment, on_tile=on_tile, on_shrink=on_shrink,
         )
 
@@ -289,7 +329,9 @@ class Upscaler:
         return torch.stack(list(self.stream(iter(x), scene_starts=scene_starts, total=x.shape[0])))
 
     def plan(self, num_frames: int) -> TemporalWindowPlan:
-        return TemporalWindowPlan(num_frames, self.window, self.window_overlap)
+        """The clip's window plan; a clip shorter than a window is one window of its own length."""
+        length = min(self.window, num_frames) if num_frames > 0 else self.window
+        return TemporalWindowPlan(num_frames, length, min(self.window_overlap, length - 1))
 
     # ----------------------------------------------------------------- streaming
     def stream(
@@ -353,6 +395,19 @@ class Upscaler:
                 buf[n_read] = as_frames(f)[0]
                 n_read += 1
 
+        state = None
+        if self._clip_runner:
+            needed = self._runner.clip_frames(total)
+            if needed:
+                fill(max(needed))  # bounded: the runner names frames near the clip start
+                if N is not None and max(needed) >= N:  # the stream is shorter than announced
+                    needed = self._runner.clip_frames(N)
+            state = self._runner.clip_state({i: buf[i] for i in needed}, N if N is not None else total)
+
+        fill(L)
+        if N is not None and N < L:  # the whole clip fits one window: one window of its length
+            L, O = N, min(O, N - 1)
+            S = L - O
         k, emitted = 0, 0
         while True:
             start = k * S
@@ -360,7 +415,7 @@ class Upscaler:
             if k > 0 and not (N is None or start + O < N):
                 break
             plan = TemporalWindowPlan(N if N is not None else start + L + 1, L, O)
-            window_out = self._compute_window(plan, k, buf.__getitem__, scene_starts)
+            window_out = self._compute_window(plan, k, buf.__getitem__, scene_starts, state)
             for p in range(L):
                 n = start + p
                 if N is not None and n >= N:
@@ -383,17 +438,30 @@ class Upscaler:
                 break
             k += 1
 
-    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts) -> torch.Tensor:
+    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts, state=None) -> torch.Tensor:
         """The model's output for every position of window ``k`` (scene segments merged)."""
         self._check_cancel()
         out = None
         for seg in plan.segments(k, scene_starts):
             x = torch.stack([get(i) for i in seg.inputs])
-            y = self.process(x, phase=f"window {k}")
+            kwargs = None
+            if self._clip_runner:
+                kwargs = {"clip_state": state, "frame_indices": seg.inputs, "on_step": self._step_reporter(f"window {k}")}
+            y = self.process(x, phase=f"window {k}", runner_kwargs=kwargs)
             if out is None:
                 out = y if (seg.start, seg.stop) == (0, plan.length) else torch.empty_like(y)
             out[seg.start:seg.stop] = y[seg.start:seg.stop]
         return out
+
+    def _step_reporter(self, phase: str) -> Callable[[int, int, str], None]:
+        """A clip runner's ``on_step``: cancellation check and progress between its tiles."""
+
+        def on_step(done: int, total: int, what: str) -> None:
+            self._check_cancel()
+            if self.progress and total > 1:
+                self.progress(done, total, f"{phase}: {what}")
+
+        return on_step
 
     # ----------------------------------------------------------------- random access
     def frames_needed(self, n: int, num_frames: int) -> list[int]:
@@ -402,7 +470,12 @@ class Upscaler:
             if not 0 <= n < num_frames:
                 raise SuperResError(f"frame {n} is outside the clip (0..{num_frames - 1})")
             return [n]
-        return self.plan(num_frames).frames_needed(n)
+        needed = self.plan(num_frames).frames_needed(n)
+        if self._clip_runner and ("clip", num_frames) not in self._clip_cache:
+            # Until the clip state exists every request carries its frames, so whichever frame
+            # is asked for first can compute it.
+            needed = sorted(set(needed).union(self._runner.clip_frames(num_frames)))
+        return needed
 
     def render_frame(self, n: int, num_frames: int, frames: Mapping[int, torch.Tensor], scene_start: Mapping[int, bool] | None = None) -> torch.Tensor:
         """Output frame ``n`` from the fetched input ``frames`` (``{index: [3,H,W]}``).
@@ -422,13 +495,19 @@ class Upscaler:
             except KeyError:
                 raise SuperResError(f"render_frame({n}) needs input frame {i}; fetch frames_needed({n}) first") from None
 
+        state = None
+        if self._clip_runner:
+            state = self._clip_cache.get_or_compute(
+                ("clip", num_frames),
+                lambda: self._runner.clip_state({i: get(i) for i in self._runner.clip_frames(num_frames)}, num_frames),
+            )
         out = None
         for k, w in plan.weights_of(n):
             # The key carries the frames' scene flags: a window is only shared by requests
             # that agree on where its cuts are.
             cuts = tuple(i for i in plan.frames_of(k) if flags and flags(i))
             key = (num_frames, k, cuts)
-            win = self._cache.get_or_compute(key, lambda k=k: self._compute_window(plan, k, get, flags))
+            win = self._cache.get_or_compute(key, lambda k=k: self._compute_window(plan, k, get, flags, state))
             y = win[plan.position(k, n)] * w
             out = y if out is None else out + y
         return out
@@ -436,6 +515,7 @@ class Upscaler:
     def close(self) -> None:
         """Drop the model and cached windows (hosts call this when freeing the filter)."""
         self._cache.clear()
+        self._clip_cache.clear()
         self._runner = None
 
 

@@ -78,6 +78,9 @@ class ModelDescriptor:
     bytes_per_pixel: int = 20_000
     window: int = 1
     window_overlap: int = 0
+    #: Names of the model's own tiling options, for models that tile by themselves
+    #: (``tileable=False``); the engine's tile/overlap error points at them.
+    tiling_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
 from .errors import Cancelled, SuperResError
 
 log = logging.getLogger("vs_superres")
+
+T = TypeVar("T")
 
 MIN_TILE = 32
 #: Fraction of each overlap zone, at either end, that a tile gives no weight to: the pixels
@@ -127,6 +129,41 @@ def align_up(n: int, a: int) -> int:
     return -(-n // a) * a
 
 
+def retry_on_oom(
+    attempt: Callable[[int], T],
+    tile: int,
+    *,
+    floor: int,
+    alignment: int = 1,
+    what: str = "tiles",
+    on_shrink: Callable[[int], None] | None = None,
+) -> T:
+    """Call ``attempt(tile)``; on out-of-memory halve the tile (aligned, not below ``floor``) and retry.
+
+    Raises a :class:`SuperResError` naming the last tile size when even ``floor`` fails.
+    Errors other than out-of-memory propagate unchanged.
+    """
+    floor = align_up(max(floor, alignment), alignment)
+    while True:
+        try:
+            return attempt(tile)
+        except Cancelled:
+            raise
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled here
+            if not is_out_of_memory(err):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if tile <= floor:
+                raise SuperResError(
+                    f"out of memory even with {tile}x{tile} {what} ({err.__class__.__name__}); "
+                    "use a smaller window, fp16/bf16, free GPU memory, or device='cpu'"
+                ) from None
+            tile = max(floor, tile // 2 // alignment * alignment)
+            if on_shrink:
+                on_shrink(tile)
+
+
 def run_with_oom_fallback(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -140,29 +177,15 @@ def run_with_oom_fallback(
     on_shrink: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """:func:`apply_tiled`, halving the tile on out-of-memory down to ``min_tile``."""
-    floor = align_up(max(min_tile, alignment), alignment)
     H, W = x.shape[-2:]
     tile = min(tile, max(H, W))
     if overlap > tile // 2 and tile < max(H, W):
         log.warning(
             "tile %d is small for an overlap of %d: using %d; tiles of at least %d keep the "
             "model's full overlap", tile, overlap, tile // 2, 2 * overlap)
-    while True:
-        ov = min(overlap, tile // 2)
-        try:
-            return apply_tiled(fn, x, scale=scale, tile=tile, overlap=ov, alignment=alignment, on_tile=on_tile)
-        except Cancelled:
-            raise
-        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled here
-            if not is_out_of_memory(err):
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if tile <= floor:
-                raise SuperResError(
-                    f"out of memory even with {tile}x{tile} tiles ({err.__class__.__name__}); "
-                    "use a smaller window, fp16/bf16, free GPU memory, or device='cpu'"
-                ) from None
-            tile = max(floor, tile // 2 // alignment * alignment)
-            if on_shrink:
-                on_shrink(tile)
+
+    def attempt(t: int) -> torch.Tensor:
+        ov = min(overlap, t // 2)
+        return apply_tiled(fn, x, scale=scale, tile=t, overlap=ov, alignment=alignment, on_tile=on_tile)
+
+    return retry_on_oom(attempt, tile, floor=min_tile, alignment=alignment, on_shrink=on_shrink)
