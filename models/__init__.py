@@ -5,4 +5,4 @@ descriptors here without importing those dependencies; the heavy imports happen 
 is loaded.
 """
 
-from . import debug, ditn  # noqa: F401
+from . import debug, ditn, ultravsr  # noqa: F401

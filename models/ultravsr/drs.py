@@ -125,7 +125,18 @@ def sample_frame_indices(num_frames: int) -> list[int]:
 
 @runtime_checkable
 class DegradationEstimator(Protocol):
-    """Anything that maps a clip ``[T, 3, H, W]`` (float, [0, 1]) to ``d`` in (0, 1]."""
+    """Maps a clip to ``d`` in (0, 1], looking only at the frames it names.
+
+    ``frames_for(num_frames)`` lists the frame indices the estimate needs (``[]`` for none);
+    ``estimate(frames)`` computes ``d`` from exactly those frames (``[K, 3, H, W]``, float,
+    [0, 1], pre-upscaled; ``None`` when none were named); ``estimator(clip)`` does both on a
+    whole clip held in memory. Splitting the two lets a streaming or random-access host fetch
+    just the named frames, once per clip.
+    """
+
+    def frames_for(self, num_frames: int) -> list[int]: ...
+
+    def estimate(self, frames: torch.Tensor | None) -> float: ...
 
     def __call__(self, frames: torch.Tensor) -> float: ...
 
@@ -148,6 +159,12 @@ class FixedStrength:
 
     def __init__(self, d: float):
         self.d = _check_strength(d, "FixedStrength d")
+
+    def frames_for(self, num_frames: int) -> list[int]:
+        return []
+
+    def estimate(self, frames: torch.Tensor | None) -> float:
+        return self.d
 
     def __call__(self, frames: torch.Tensor) -> float:
         return self.d
@@ -258,11 +275,20 @@ class ClipIqaEstimator:
             scores.append(probs.mean(dim=1))
         return torch.cat(scores)
 
+    def frames_for(self, num_frames: int) -> list[int]:
+        """The released sampling rule (:func:`sample_frame_indices`)."""
+        return sample_frame_indices(num_frames)
+
+    def estimate(self, frames: torch.Tensor | None) -> float:
+        """``d = mean(score) ** 2`` over ``frames`` (the sampled frames)."""
+        if frames is None:
+            raise SuperResError("CLIP-IQA needs at least one frame to estimate d")
+        d = float(self.score(frames).mean().square())  # float32, as the official code
+        return max(d, torch.finfo(torch.float32).tiny)  # never 0, even if every softmax underflows
+
     def __call__(self, frames: torch.Tensor) -> float:
         _check_frames(frames)
-        picked = frames[sample_frame_indices(frames.shape[0])]
-        d = float(self.score(picked).mean().square())  # float32, as the official code
-        return max(d, torch.finfo(torch.float32).tiny)  # never 0, even if every softmax underflows
+        return self.estimate(frames[self.frames_for(frames.shape[0])])
 
 
 # --------------------------------------------------------------------------------------

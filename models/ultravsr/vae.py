@@ -109,14 +109,20 @@ class UltraVSRAutoencoder(AutoencoderKL):
         the result does not depend on ``frames_per_batch``). The official code samples without a
         seed; the mean is the deterministic choice.
         """
+        posterior = DiagonalGaussianDistribution(self.encode_moments(frames, frames_per_batch=frames_per_batch))
+        return posterior.sample(generator=generator) if sample else posterior.mode()
+
+    def encode_moments(self, frames: torch.Tensor, *, frames_per_batch: int | None = None) -> torch.Tensor:
+        """Posterior moments ``[T, 2 * latent_channels, H/8, W/8]`` (mean, then log-variance).
+
+        Tiled encoders blend these and draw a sample once, from the blended moments.
+        """
         if frames.dim() != 4 or frames.shape[1] != self.config.in_channels:
             raise SuperResError(
                 f"encode_frames expects pixels shaped [T, {self.config.in_channels}, H, W], got {tuple(frames.shape)}."
             )
         sizes = frame_chunk_sizes(frames.shape[0], frames_per_batch)
-        moments = torch.cat([self._encode(c) for c in frames.split(sizes, dim=0)], dim=0)
-        posterior = DiagonalGaussianDistribution(moments)
-        return posterior.sample(generator=generator) if sample else posterior.mode()
+        return torch.cat([self._encode(c) for c in frames.split(sizes, dim=0)], dim=0)
 
     def decode_frames(self, latents: torch.Tensor, *, frames_per_batch: int | None = None) -> torch.Tensor:
         """Decode raw latents ``[T, 4, h, w]`` to pixels ``[T, 3, 8h, 8w]`` (about ``[-1, 1]``, not clamped).

@@ -1,0 +1,453 @@
+"""UltraVSR inference: one temporal window of low-resolution frames to 4x frames.
+
+:class:`UltraVSRPipeline` is what the engine runs for the ``ultravsr`` model (a *clip runner*,
+see ``vs_superres.engine.ClipRunner``). Per clip it computes a :class:`ClipState` once (the
+degradation factor ``d``, its timestep and the text embedding); per window it
+
+1. pre-upscales x4 with Pillow's bicubic kernel and reflect-pads to a multiple of 8,
+2. encodes with the (LoRA'd) VAE encoder, tiled in pixels, blending posterior moments,
+3. runs the RTS UNet once at the clip's timestep, tiled in latent space, every tile carrying
+   all frames of the window and its spatial layers running in TAI mini-batches,
+4. applies ``x0 = (z - sqrt(1 - d) eps) / sqrt(d)`` in float32,
+5. decodes with the RTS VAE decoder, tiled in latent space, each tile clamped to [-1, 1],
+6. crops to 4x the input and corrects colours against the pre-upscaled input.
+
+Design and the deliberate differences from the released script: ``docs/ultravsr.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vs_superres.colorfix import COLOR_FIX_MODES, color_fix
+from vs_superres.errors import SuperResError
+from vs_superres.resample import upscale_bicubic
+from vs_superres.tiling import retry_on_oom
+
+from .drs import MIN_STRENGTH, ClipIqaEstimator, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
+from .tiles import Grid, balanced_spans, blend_tiles, official_decoder_grid, official_encoder_grid, official_unet_grid
+
+log = logging.getLogger("vs_superres")
+
+__all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE", "MIN_INPUT_SIDE"]
+
+SCALE = 4
+MIN_INPUT_SIDE = 4
+"""Smallest input side: 16 pre-upscaled pixels, a 2x2 latent."""
+TILE_GRIDS = ("balanced", "official")
+StepFn = Callable[[int, int, str], None]
+Tagger = Callable[[torch.Tensor], str]
+"""``tagger(frames) -> "tag, tag, ..."``: sees the clip's sampled, pre-upscaled frames
+``[K, 3, H, W]`` in [0, 1]; its tags are appended to the prompt."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UltraVSRSettings:
+    """Inference settings of :class:`UltraVSRPipeline` (none of them changes the weights).
+
+    frames_per_batch: TAI mini-batch ``b``: frames per pass of the spatial layers (``None`` =
+        the whole window). Changes memory and speed, not the output.
+    unet_tile, unet_overlap: UNet tile side and minimum overlap, in latent pixels (1/8 of the
+        output). Released: 96 / 32.
+    decoder_tile, decoder_overlap: VAE-decoder tile and overlap, latent pixels. Released: 96 / 10.
+    encoder_tile, encoder_overlap: VAE-encoder tile and overlap, output pixels, multiples of 8.
+        Released: 3000 / 32.
+    tile_grid: ``"balanced"`` (fewest evenly spread tiles) or ``"official"`` (the released grids).
+    color_fix: ``"wavelet"`` (released default), ``"adain"`` or ``"none"``.
+    sample_latent, seed: draw the VAE latent instead of taking its mean; the noise of frame
+        ``i`` is seeded by ``(seed, i)``, so it does not depend on windows or request order.
+    prompt: text prompt for every frame (default empty); a tagger's tags are appended.
+    """
+
+    frames_per_batch: int | None = 1
+    unet_tile: int = 96
+    unet_overlap: int = 32
+    decoder_tile: int = 96
+    decoder_overlap: int = 16
+    encoder_tile: int = 1024
+    encoder_overlap: int = 64
+    tile_grid: str = "balanced"
+    color_fix: str = "wavelet"
+    sample_latent: bool = False
+    seed: int = 0
+    prompt: str = ""
+
+    def __post_init__(self) -> None:
+        def integer(name: str, lo: int, hi: int | None = None, multiple: int = 1) -> None:
+            v = getattr(self, name)
+            ok = not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi) and v % multiple == 0
+            if not ok:
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                mult = f" and a multiple of {multiple}" if multiple > 1 else ""
+                raise SuperResError(f"{name} must be an integer {rng}{mult}, got {v!r}")
+
+        if self.frames_per_batch is not None:
+            integer("frames_per_batch", 1)
+        integer("unet_tile", 8)
+        integer("unet_overlap", 0, self.unet_tile - 1)
+        integer("decoder_tile", 8)
+        integer("decoder_overlap", 0, self.decoder_tile - 1)
+        integer("encoder_tile", 64, None, 8)
+        integer("encoder_overlap", 0, self.encoder_tile - 8, 8)
+        integer("seed", 0)
+        if self.tile_grid not in TILE_GRIDS:
+            raise SuperResError(f"tile_grid must be one of {', '.join(TILE_GRIDS)}, got {self.tile_grid!r}")
+        if self.color_fix not in COLOR_FIX_MODES:
+            raise SuperResError(f"color_fix must be one of {', '.join(COLOR_FIX_MODES)}, got {self.color_fix!r}")
+        if not isinstance(self.sample_latent, bool):
+            raise SuperResError(f"sample_latent must be True or False, got {self.sample_latent!r}")
+        if not isinstance(self.prompt, str):
+            raise SuperResError(f"prompt must be a string, got {type(self.prompt).__name__}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "UltraVSRSettings":
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise SuperResError(
+                f"unknown UltraVSR option(s) {', '.join(unknown)}; known: {', '.join(cls.names() + LOADER_OPTIONS)}"
+            )
+        return cls(**options)
+
+
+LOADER_OPTIONS = ("checkpoint", "base", "strength", "clip_iqa", "tagger", "merge_lora", "allow_download")
+"""Options of :meth:`UltraVSRPipeline.from_pretrained` besides the settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipState:
+    """What UltraVSR computes once per clip: ``d``, its timestep and the text condition."""
+
+    d: float
+    timestep: int
+    prompt: str
+    context: torch.Tensor  # [1, tokens, cross_attention_dim]
+
+
+def degradation_estimator(strength: float | None, clip_iqa: Any = None) -> DegradationEstimator:
+    """``FixedStrength(strength)``, else CLIP-IQA from ``clip_iqa`` (a path, state dict or module).
+
+    With neither, CLIP RN50 weights are looked up as ``clip/RN50.safetensors`` in the weight
+    search path; if absent, the error names both ways out.
+    """
+    if strength is not None and clip_iqa is not None:
+        raise SuperResError("pass either strength (a fixed degradation factor) or clip_iqa (estimate it), not both")
+    if strength is not None:
+        return FixedStrength(strength)
+    if clip_iqa is None:
+        from vs_superres import weights as weights_mod
+        from vs_superres.registry import WeightFile
+
+        rn50 = WeightFile(relpath="clip/RN50.safetensors", sha256=None, licence="MIT", upstream="https://github.com/openai/CLIP")
+        try:
+            clip_iqa = weights_mod.resolve(rn50)
+        except SuperResError:
+            roots = ", ".join(str(r) for r in weights_mod.search_roots())
+            raise SuperResError(
+                "UltraVSR needs the clip's degradation factor d: pass strength=D with 0 < D <= 1 "
+                "(1 = clean input, smaller = stronger restoration; CLIP-IQA gives about 0.1-0.3 on "
+                "real-world video), or let it be estimated as released with CLIP RN50 weights: "
+                f"clip_iqa=PATH, or a file clip/RN50.safetensors in one of: {roots}"
+            ) from None
+    return clip_iqa if isinstance(clip_iqa, ClipIqaEstimator) else ClipIqaEstimator(clip_iqa)
+
+
+class UltraVSRPipeline:
+    """UltraVSR on one temporal window; a clip runner for the engine.
+
+    Build it with :meth:`from_pretrained` (base model folder + checkpoint), or from modules.
+    Call it with frames ``[T, 3, h, w]`` (float, [0, 1]); it returns ``[T, 3, 4h, 4w]`` float32
+    in [0, 1] on its device. Without a ``clip_state`` the window is treated as the whole clip.
+    """
+
+    scale = SCALE
+
+    def __init__(
+        self,
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        *,
+        alphas_cumprod: torch.Tensor,
+        estimator: DegradationEstimator,
+        tagger: Tagger | None = None,
+        settings: UltraVSRSettings = UltraVSRSettings(),
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.device, self.dtype = torch.device(device), dtype
+        # nn.Module.to, not diffusers' override: that one warns about fp32-only modules that
+        # SD-2.1 does not have.
+        self.unet = nn.Module.to(unet, self.device, dtype).eval().requires_grad_(False)
+        self.vae = nn.Module.to(vae, self.device, dtype).eval().requires_grad_(False)
+        self.text_encoder = text_encoder.to(self.device, dtype).eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.alphas_cumprod = torch.as_tensor(alphas_cumprod).detach().cpu()
+        self.estimator = estimator
+        self.tagger = tagger
+        self.settings = settings
+        self._contexts: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | os.PathLike,
+        base: str | os.PathLike | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        strength: float | None = None,
+        clip_iqa: Any = None,
+        tagger: Tagger | None = None,
+        merge_lora: bool = False,
+        allow_download: bool = False,
+        **settings: Any,
+    ) -> "UltraVSRPipeline":
+        """Load the SD-2.1-base folder ``base`` (default: ``stable-diffusion-2-1-base`` in the
+        weight search path, else the Hugging Face cache) and the UltraVSR ``checkpoint``.
+
+        ``settings`` are :class:`UltraVSRSettings` fields. Cheap checks (settings, the
+        estimator) run before anything large is read.
+        """
+        from .checkpoint import load_ultravsr, read_checkpoint, resolve_base_model
+
+        config = UltraVSRSettings.from_options(settings)
+        estimator = degradation_estimator(strength, clip_iqa)
+        if tagger is not None and not callable(tagger):
+            raise SuperResError(f"tagger must be a callable frames -> str, got {type(tagger).__name__}")
+        ckpt = read_checkpoint(checkpoint)
+        folder = resolve_base_model(base if base is not None else default_base_model(), allow_download=allow_download)
+        unet, vae = load_ultravsr(ckpt, folder, merge_lora=bool(merge_lora))
+        text_encoder, tokenizer = load_text_encoder(folder)
+        return cls(
+            unet, vae, text_encoder, tokenizer, alphas_cumprod=load_alphas_cumprod(folder), estimator=estimator,
+            tagger=tagger, settings=config, device=device, dtype=dtype,
+        )
+
+    # ------------------------------------------------------------------ clip state
+    def clip_frames(self, num_frames: int | None) -> list[int]:
+        """Frames the clip state is computed from: the estimator's, or the sampled ones for a tagger."""
+        if isinstance(self.estimator, FixedStrength) and self.tagger is None:
+            return []
+        if num_frames is None:
+            raise SuperResError(
+                "UltraVSR estimates the degradation from frames spread over the clip, so it needs "
+                "the clip's frame count (stream(..., total=N)); or pass strength=D to fix d"
+            )
+        wanted = set(self.estimator.frames_for(num_frames))
+        if self.tagger is not None:
+            wanted.update(sample_frame_indices(num_frames))
+        return sorted(wanted)
+
+    def clip_state(self, frames: Mapping[int, torch.Tensor], num_frames: int) -> ClipState:
+        """``d``, timestep and text condition of a clip, from ``{index: [3, h, w]}`` of :meth:`clip_frames`."""
+        pre = None
+        if frames:
+            order = sorted(frames)
+            lr = torch.stack([torch.as_tensor(frames[i]) for i in order]).to(self.device, torch.float32)
+            pre = upscale_bicubic(lr, SCALE).clamp_(0, 1)
+        wanted = self.estimator.frames_for(num_frames)
+        if wanted:
+            missing = sorted(set(wanted) - set(frames))
+            if missing:
+                raise SuperResError(f"the degradation estimate needs frames {missing} of the clip; they were not given")
+            chosen = pre[[sorted(frames).index(i) for i in wanted]]
+        else:
+            chosen = None
+        d = float(self.estimator.estimate(chosen))
+        if not 0.0 < d <= 1.0:
+            raise SuperResError(f"the degradation estimator returned d={d}; it must be in (0, 1]")
+        if d < MIN_STRENGTH:
+            log.warning("degradation factor d=%.3g is below %s; using %s so that 1/sqrt(d) stays bounded", d, MIN_STRENGTH, MIN_STRENGTH)
+            d = MIN_STRENGTH
+        prompt = self.settings.prompt
+        if self.tagger is not None and pre is not None:
+            tags = str(self.tagger(pre)).strip()
+            prompt = ", ".join(p for p in (prompt.strip(), tags) if p)
+        return ClipState(d=d, timestep=timestep_for(d, self.alphas_cumprod), prompt=prompt, context=self.encode_prompt(prompt))
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """``[1, tokens, dim]`` last hidden state of the text encoder (77 tokens, truncated), cached."""
+        if prompt not in self._contexts:
+            tok = self.tokenizer
+            ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+            if len(tok(prompt).input_ids) > tok.model_max_length:
+                log.warning("the prompt is longer than %d tokens; the rest is ignored", tok.model_max_length)
+            self._contexts[prompt] = self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+        return self._contexts[prompt]
+
+    # ------------------------------------------------------------------ one window
+    @torch.no_grad()
+    def __call__(
+        self,
+        x: torch.Tensor,
+        *,
+        clip_state: ClipState | None = None,
+        frame_indices: Sequence[int] | None = None,
+        on_step: StepFn | None = None,
+    ) -> torch.Tensor:
+        """Upscale one window ``[T, 3, h, w]`` -> ``[T, 3, 4h, 4w]`` (float32, [0, 1])."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise SuperResError(f"UltraVSR expects frames shaped [T, 3, h, w], got {tuple(x.shape)}")
+        T, _, h, w = x.shape
+        if min(h, w) < MIN_INPUT_SIDE:
+            raise SuperResError(
+                f"UltraVSR needs frames of at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} pixels, got {w}x{h}; "
+                "enlarge tiny clips with a classical resizer first"
+            )
+        indices = list(range(T)) if frame_indices is None else [int(i) for i in frame_indices]
+        if len(indices) != T:
+            raise SuperResError(f"frame_indices has {len(indices)} entries for {T} frames")
+        if clip_state is None:
+            clip_state = self.clip_state({i: x[i] for i in self.clip_frames(T)}, T)
+
+        pre = upscale_bicubic(x.to(self.device, torch.float32), SCALE).clamp_(0, 1)
+        H, W = pre.shape[-2:]
+        pad_h, pad_w = -H % 8, -W % 8
+        pixels = F.pad(pre * 2 - 1, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else pre * 2 - 1
+
+        scaling = float(self.vae.config.scaling_factor)
+        z = self.encode(pixels, indices, on_step) * scaling
+        eps = self.denoise(z, clip_state, on_step)
+        x0 = reconstruct_x0(z, eps, clip_state.d)
+        decoded = self.decode(x0 / scaling, on_step)[..., :H, :W]
+        out = (decoded * 0.5 + 0.5).clamp_(0, 1)
+        return color_fix(out, pre, self.settings.color_fix)
+
+    # ------------------------------------------------------------------ stages
+    def _grid(self, stage: str, height: int, width: int, tile: int, overlap: int) -> Grid:
+        if self.settings.tile_grid == "official":
+            official = {"unet": official_unet_grid, "decoder": official_decoder_grid, "encoder": official_encoder_grid}[stage]
+            return official(height, width, tile, overlap)
+        align = 8 if stage == "encoder" else 1
+        ov = min(overlap, tile // 2 // align * align)
+        return balanced_spans(height, tile, ov, align), balanced_spans(width, tile, ov, align)
+
+    def _tiled(self, stage: str, fn, x: torch.Tensor, tile: int, overlap: int, scale, on_step: StepFn | None, floor: int) -> torch.Tensor:
+        align = 8 if stage == "encoder" else 1
+        what = {"encoder": "VAE-encoder tiles (pixels)", "unet": "UNet tiles (latent)", "decoder": "VAE-decoder tiles (latent)"}[stage]
+        on_tile = (lambda done, total: on_step(done, total, stage)) if on_step else None
+
+        def attempt(t: int) -> torch.Tensor:
+            grid = self._grid(stage, x.shape[-2], x.shape[-1], t, overlap)
+            return blend_tiles(fn, x, grid, scale=scale, official_weights=self.settings.tile_grid == "official", on_tile=on_tile)
+
+        def shrink(t: int) -> None:
+            log.warning("out of memory in the UltraVSR %s: retrying with %dx%d %s", stage, t, t, what)
+
+        return retry_on_oom(attempt, tile, floor=floor, alignment=align, what=what, on_shrink=shrink)
+
+    def encode(self, pixels: torch.Tensor, indices: Sequence[int], on_step: StepFn | None = None) -> torch.Tensor:
+        """Raw latents ``[T, 4, H/8, W/8]`` (float32) of pixels in [-1, 1] (multiples of 8)."""
+        s = self.settings
+
+        def fn(tile: torch.Tensor) -> torch.Tensor:
+            return self.vae.encode_moments(tile.to(self.dtype), frames_per_batch=s.frames_per_batch).float()
+
+        moments = self._tiled("encoder", fn, pixels, s.encoder_tile, s.encoder_overlap, Fraction(1, 8), on_step, floor=64)
+        mean, logvar = moments.float().chunk(2, dim=1)
+        if not s.sample_latent:
+            return mean
+        noise = torch.stack([
+            torch.randn(mean.shape[1:], generator=torch.Generator().manual_seed(s.seed * 1_000_003 + i)) for i in indices
+        ]).to(mean.device)
+        return mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
+
+    def denoise(self, z: torch.Tensor, state: ClipState, on_step: StepFn | None = None) -> torch.Tensor:
+        """The UNet's noise estimate ``eps`` (float32) for scaled latents ``z`` at the clip's timestep."""
+        s = self.settings
+        context = state.context.to(self.device, self.dtype)
+
+        def fn(tile: torch.Tensor) -> torch.Tensor:
+            return self.unet(tile.to(self.dtype), state.timestep, context, frames_per_batch=s.frames_per_batch).float()
+
+        return self._tiled("unet", fn, z, s.unet_tile, s.unet_overlap, 1, on_step, floor=16)
+
+    def decode(self, latents: torch.Tensor, on_step: StepFn | None = None) -> torch.Tensor:
+        """Pixels ``[T, 3, 8h, 8w]`` in [-1, 1] (float32) from raw latents; every tile clamped."""
+        s = self.settings
+
+        def fn(tile: torch.Tensor) -> torch.Tensor:
+            return self.vae.decode_frames(tile.to(self.dtype), frames_per_batch=s.frames_per_batch).float().clamp_(-1, 1)
+
+        return self._tiled("decoder", fn, latents, s.decoder_tile, s.decoder_overlap, 8, on_step, floor=16)
+
+
+# ---------------------------------------------------------------------- base model parts
+
+
+BASE_FOLDER_NAME = "stable-diffusion-2-1-base"
+
+
+def default_base_model() -> str:
+    """``stable-diffusion-2-1-base`` in the first weight root holding it, else the hub id."""
+    from vs_superres import weights as weights_mod
+
+    from .checkpoint import DEFAULT_BASE_MODEL
+
+    for root in weights_mod.search_roots():
+        if (root / BASE_FOLDER_NAME).is_dir():
+            return str(root / BASE_FOLDER_NAME)
+    return DEFAULT_BASE_MODEL
+
+
+def load_text_encoder(folder: str | os.PathLike):
+    """``(CLIPTextModel, CLIPTokenizer)`` from a diffusers base folder (fp32, CPU, eval)."""
+    folder = Path(folder)
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise SuperResError("UltraVSR needs transformers; install `pip install vs-superres[ultravsr]`") from exc
+    try:
+        with quiet_transformers():
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+            text_encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"))
+    except (OSError, ValueError) as exc:
+        raise SuperResError(
+            f"the text encoder or tokenizer in {folder} could not be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); re-download the base model"
+        ) from None
+    return text_encoder.float().eval(), tokenizer
+
+
+def load_alphas_cumprod(folder: str | os.PathLike) -> torch.Tensor:
+    """``alphas_cumprod`` of the base model's training schedule (``scheduler/``)."""
+    from diffusers import DDPMScheduler
+
+    try:  # as released: a DDPM schedule from the folder's config, whatever its class name
+        scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(Path(folder) / "scheduler")))
+    except (OSError, ValueError) as exc:
+        raise SuperResError(f"the scheduler config in {folder} could not be read ({exc}); re-download the base model") from None
+    return scheduler.alphas_cumprod.to(torch.float32)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No progress bars or info chatter from transformers while loading (hosts own the terminal)."""
+    from transformers.utils import logging as tlog
+
+    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
