@@ -37,6 +37,17 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=None, help="temporal window in frames (video models)")
     p.add_argument("--window-overlap", type=int, default=None, help="frames shared by neighbouring windows (video models)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="image output bit depth (default: the input's)")
+    u = p.add_argument_group("UltraVSR", "options of the ultravsr model (see docs/ultravsr.md)")
+    u.add_argument("--base", help="Stable Diffusion 2.1-base diffusers folder (default: stable-diffusion-2-1-base in the weight path, else the Hugging Face cache)")
+    u.add_argument("--checkpoint", help="UltraVSR checkpoint (official .pkl or our .safetensors)")
+    u.add_argument("--strength", type=float, help="fixed degradation factor d in (0, 1] instead of the CLIP-IQA estimate")
+    u.add_argument("--clip-iqa", help="CLIP RN50 weights (safetensors or plain state dict) for the released d estimate")
+    u.add_argument("--prompt", help="text prompt for every frame (default empty)")
+    u.add_argument("--color-fix", choices=["wavelet", "adain", "none"], help="colour correction against the input (default wavelet)")
+    u.add_argument("--frames-per-batch", type=int, help="TAI mini-batch: frames per spatial pass (memory, not output)")
+    u.add_argument("--merge-lora", action="store_true", help="fold the LoRA adapters into the base weights (faster)")
+    p.add_argument("-O", "--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other model option, e.g. -O unet_tile=64 -O seed=3 (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,13 +75,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MODEL_OPTION_FLAGS = ("base", "checkpoint", "strength", "clip_iqa", "prompt", "color_fix", "frames_per_batch")
+
+
+def _option_value(text: str):
+    """``-O`` values: int, float, true/false/none, else the string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def model_options(args) -> dict:
+    """Model-specific options given on the command line (only those given)."""
+    options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "merge_lora", False):
+        options["merge_lora"] = True
+    for item in args.model_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SuperResError(f"-O takes KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = _option_value(value.strip())
+    return options
+
+
 def _engine(args, progress):
     from .engine import Upscaler
 
     return Upscaler(
         args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
         batch=args.batch, window=args.window, window_overlap=args.window_overlap,
-        weights=args.weights, progress=progress,
+        weights=args.weights, progress=progress, **model_options(args),
     )
 
 
@@ -105,7 +147,8 @@ def _upscale_video(src: Path, dst: Path, args) -> None:
     up = _engine(args, None)
 
     def process(frames):
-        for out in up.stream(torch.from_numpy(f) for f in frames):
+        # The container's frame count: clip-level statistics (UltraVSR's d) pick their frames by it.
+        for out in up.stream((torch.from_numpy(f) for f in frames), total=getattr(frames, "total", None)):
             yield out.numpy()
 
     path = transcode(src, dst, process, on_progress=bar)

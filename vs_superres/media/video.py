@@ -241,11 +241,25 @@ def _to_chw(frame, width: int | None = None, height: int | None = None) -> np.nd
     return array
 
 
+class _CountedFrames:
+    """An iterator of frames that also says how many the container announces (``total``, or None)."""
+
+    def __init__(self, frames: Iterator[np.ndarray], total: int | None):
+        self._frames, self.total = frames, total
+
+    def __iter__(self) -> "_CountedFrames":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._frames)
+
+
 def transcode(src: str | os.PathLike, dst: str | os.PathLike, process: ProcessFn, *,
               on_progress: ProgressFn | None = None, **writer_options) -> Path:
     """Decode ``src``, run the frames through ``process``, encode to ``dst`` atomically.
 
-    ``process`` receives an iterator of float32 ``[3, H, W]`` arrays in ``[0, 1]`` and must
+    ``process`` receives an iterator of float32 ``[3, H, W]`` arrays in ``[0, 1]`` (its ``total``
+    attribute is the container's frame count, or None when unknown) and must
     yield exactly one frame per input, in order (numpy or torch ``[3, sH, sW]``); it may lag
     behind its input (temporal windows). Timestamps, colour tags, audio and subtitles are
     carried over (see :class:`VideoWriter`; ``writer_options`` go to it). ``on_progress`` is
@@ -261,16 +275,18 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, process: ProcessFn
 
         consumed = {"all": False}
 
-        def inputs() -> Iterator[np.ndarray]:
+        def decode() -> Iterator[np.ndarray]:
             for decoded in reader:
                 pending_pts.append(decoded.pts)
                 yield decoded.rgb
             consumed["all"] = True
 
+        inputs = _CountedFrames(decode(), total)
+
         writer = None
         done = 0
         try:
-            for output in process(inputs()):
+            for output in process(inputs):
                 if not pending_pts:
                     raise SuperResError(
                         f"process yielded more frames than it was given ({done + 1} so far); "
