@@ -114,6 +114,69 @@ def test_upscale_video_keeps_audio_frames_and_colour_tags(clip, tmp_path, ditn_x
     assert abs(float(dst["audio"]["duration"]) - float(src["audio"]["duration"])) < 0.1
 
 
+@pytest.fixture(scope="module")
+def tiny_ultravsr(tmp_path_factory):
+    """A tiny UltraVSR release (random weights, real file formats) and tiny CLIP-IQA weights."""
+    from safetensors.torch import save_file
+
+    from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
+    from vs_superres.models.ultravsr.tiny import write_tiny_release
+
+    folder = tmp_path_factory.mktemp("ultravsr")
+    base, ckpt = write_tiny_release(folder)
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(folder / "clip.safetensors"))
+    return base, ckpt, folder / "clip.safetensors"
+
+
+@needs_ffmpeg
+def test_ultravsr_video_with_clip_iqa(tmp_path, tiny_ultravsr):
+    base, ckpt, clip_weights = tiny_ultravsr
+    src = tmp_path / "small.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=24x16:rate=12:duration=1",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:v", "ffv1", "-pix_fmt", "yuv444p",
+         "-c:a", "flac", "-shortest", str(src)],
+        check=True,
+    )
+    out = tmp_path / "out.mkv"
+    # CLIP-IQA picks its frames from the clip length, so this also proves the CLI streams with it.
+    run = superres("upscale", src, out, "--model", "ultravsr", "--base", base, "--checkpoint", ckpt,
+                   "--clip-iqa", clip_weights, "--window", "6", "--window-overlap", "2", "--device", "cpu",
+                   "-O", "decoder_tile=64", "--prompt", "a test card", "-q")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    dst = {s["codec_type"]: s for s in ffprobe(out)}
+    assert dst["video"]["nb_read_frames"] == "12"
+    assert (dst["video"]["width"], dst["video"]["height"]) == (96, 64)
+    assert dst["audio"]["codec_name"] == "flac"
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (("--tile", "64"), "tile and overlap do not apply to ultravsr: it tiles by itself; set its own tiling options instead (unet_tile"),
+        (("--strength", "1.5"), "must be in (0, 1]"),
+        (("-O", "unet_tile"), "-O takes KEY=VALUE"),
+        (("-O", "unet_tile=abc"), "unet_tile must be an integer >= 8"),
+        (("--color-fix", "none", "-O", "tile_grid=square"), "tile_grid must be one of balanced, official"),
+    ],
+)
+def test_ultravsr_user_errors(extra, match, tmp_path, tiny_ultravsr):
+    base, ckpt, _ = tiny_ultravsr
+    write_image(tmp_path / "in.png", np.zeros((8, 8, 3), np.float32), bit_depth=8)
+    run = superres("upscale", tmp_path / "in.png", tmp_path / "out.png", "--model", "ultravsr", "--base", base,
+                   "--checkpoint", ckpt, "--device", "cpu", *(extra if "--strength" in extra else ("--strength", "0.3", *extra)))
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and match in run.stderr, run.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_model_options_are_refused_by_models_without_them(photo, tmp_path, ditn_x4_path):
+    run = superres("upscale", photo, tmp_path / "out.png", "--strength", "0.3", "--device", "cpu")
+    assert run.returncode == 2 and "ditn-real-x4 takes no model options; got strength" in run.stderr
+
+
 @needs_ffmpeg
 def test_ctrl_c_leaves_no_output(tmp_path, ditn_x4_path):
     src = tmp_path / "long.mp4"
