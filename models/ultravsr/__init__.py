@@ -113,7 +113,10 @@ def _load(desc, device, dtype, weights, **options):
         raise SuperResError(f"UltraVSR takes one checkpoint file, got {len(explicit)} weight paths")
     if checkpoint is None:
         checkpoint = weights_mod.resolve(desc.weights[0], explicit[0] if explicit else None, model_name=desc.name)
-    return UltraVSRPipeline.from_pretrained(checkpoint, device=device, dtype=dtype, **options)
+    try:
+        return UltraVSRPipeline.from_pretrained(checkpoint, device=device, dtype=dtype, **options)
+    except ImportError as exc:  # the optional dependencies: one line, not a traceback
+        raise SuperResError(f"{exc} (pip install 'vs-superres[ultravsr]')") from None
 
 
 register_architecture(Architecture(name="ultravsr", build=_build, load=_load))
