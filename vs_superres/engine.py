@@ -282,7 +282,7 @@ class Upscaler:
 
     def _tile_for(self, x: torch.Tensor) -> int:
         T, _, H, W = x.shape
-        if not self.descriptor.tileable or self.tile == 0:
+        if self.tile == 0:
             return max(H, W)
         if self.tile is not None:
             if self.tile % self.descriptor.alignment:
@@ -307,6 +307,11 @@ class Upscaler:
         """
         x = as_frames(frames)
         forward = functools.partial(self._forward, **(runner_kwargs or {}))
+        if not self.descriptor.tileable:
+            # The model tiles (and handles its own out-of-memory) inside; splitting its input
+            # into pixel tiles here would bypass that.
+            self._check_cancel()
+            return forward(x)
         tile = self._tile_for(x)
 
         def on_tile(done: int, total: int) -> None:
