@@ -254,8 +254,23 @@ def test_sd21_official_target_lists(sd21_meta):
 
 
 class Passthrough(nn.Module):
-    def forward(self, x):
+    """Stands in for an RTS module (same call signature) to compare with stock diffusers."""
+
+    def forward(self, x, inplace=False):
         return list(x) if isinstance(x, (list, tuple)) else x
+
+
+def test_rts_inplace_equals_out_of_place_and_reuses_the_input():
+    torch.manual_seed(3)
+    module = RTSModule(96)
+    randomize_rts(module, seed=4)
+    chunks = [torch.randn(2, 96, 5, 6), torch.randn(3, 96, 5, 6)]
+    with torch.no_grad():
+        ref = module([c.clone() for c in chunks])
+        out = module(chunks, inplace=True)
+    assert all(o is c for o, c in zip(out, chunks))  # no new full-size tensors
+    for o, r in zip(out, ref):
+        torch.testing.assert_close(o, r, rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")

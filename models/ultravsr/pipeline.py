@@ -59,9 +59,12 @@ class UltraVSRSettings:
         the whole window). Changes memory and speed, not the output.
     unet_tile, unet_overlap: UNet tile side and minimum overlap, in latent pixels (1/8 of the
         output). Released: 96 / 32.
-    decoder_tile, decoder_overlap: VAE-decoder tile and overlap, latent pixels. Released: 96 / 10.
+    decoder_tile, decoder_overlap: VAE-decoder tile and minimum overlap, latent pixels.
+        Released: 96 / 10 (the same here; the balanced grid spreads any slack into the overlaps).
     encoder_tile, encoder_overlap: VAE-encoder tile and overlap, output pixels, multiples of 8.
-        Released: 3000 / 32.
+        Released: 3000 / 32 (only frames above 9 MP are tiled). Here 4096 / 64: frames up to
+        4096 px a side are encoded whole (tiling the encoder costs FLOPs and saves little: it has
+        no RTS, so its memory scales with ``frames_per_batch`` only); out of memory halves it.
     tile_grid: ``"balanced"`` (fewest evenly spread tiles) or ``"official"`` (the released grids).
     color_fix: ``"wavelet"`` (released default), ``"adain"`` or ``"none"``.
     sample_latent, seed: draw the VAE latent instead of taking its mean; the noise of frame
@@ -73,8 +76,8 @@ class UltraVSRSettings:
     unet_tile: int = 96
     unet_overlap: int = 32
     decoder_tile: int = 96
-    decoder_overlap: int = 16
-    encoder_tile: int = 1024
+    decoder_overlap: int = 10
+    encoder_tile: int = 4096
     encoder_overlap: int = 64
     tile_grid: str = "balanced"
     color_fix: str = "wavelet"
@@ -324,6 +327,7 @@ class UltraVSRPipeline:
 
         scaling = float(self.vae.config.scaling_factor)
         z = self.encode(pixels, indices, on_step) * scaling
+        del pixels  # output-sized; only `pre` is kept, for the colour fix
         eps = self.denoise(z, clip_state, on_step)
         x0 = reconstruct_x0(z, eps, clip_state.d)
         decoded = self.decode(x0 / scaling, on_step)[..., :H, :W]

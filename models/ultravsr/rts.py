@@ -100,6 +100,10 @@ def _as_chunks(x: Frames) -> tuple[list[torch.Tensor], bool]:
     return chunks, given_as_list
 
 
+def _residual(x: torch.Tensor, delta: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return x.add_(delta) if inplace else x + delta
+
+
 def _return_like(outs: list[torch.Tensor], given_as_list: bool) -> Frames:
     return outs if given_as_list else outs[0]
 
@@ -142,13 +146,18 @@ class RTSConvBlock(nn.Module):
             shifted[:-1, y.shape[1] - third :] = y[1:, y.shape[1] - third :]
         return shifted
 
-    def forward(self, x: Frames) -> Frames:
-        """``x``: ``[T, C, H, W]`` or a list of chunks; returns the same form (a new list)."""
+    def forward(self, x: Frames, inplace: bool = False) -> Frames:
+        """``x``: ``[T, C, H, W]`` or a list of chunks; returns the same form (a new list).
+
+        ``inplace=True`` adds the residual into the input tensors (inference only, and only
+        where nothing else holds them: the UNet's down path shares them with skip connections).
+        """
         chunks, given_as_list = _as_chunks(x)
         sizes = [c.shape[0] for c in chunks]
         reduced = torch.cat([self.conv1(c) for c in chunks], dim=0)
         shifted = self.temporal_shift(reduced).split(sizes, dim=0)
-        outs = [c + self.conv3(self.conv_blocks(s)) for c, s in zip(chunks, shifted)]
+        del reduced
+        outs = [_residual(c, self.conv3(self.conv_blocks(s)), inplace) for c, s in zip(chunks, shifted)]
         return _return_like(outs, given_as_list)
 
 
@@ -193,8 +202,11 @@ class RTSAttenBlock(nn.Module):
         out[:-1] += nxt
         return out
 
-    def forward(self, x: Frames) -> Frames:
-        """``x``: ``[T, C, H, W]`` or a list of chunks; returns the same form (a new list)."""
+    def forward(self, x: Frames, inplace: bool = False) -> Frames:
+        """``x``: ``[T, C, H, W]`` or a list of chunks; returns the same form (a new list).
+
+        ``inplace``: as for :class:`RTSConvBlock`.
+        """
         chunks, given_as_list = _as_chunks(x)
         sizes = [c.shape[0] for c in chunks]
         qkv = torch.cat([self.qkv_dwconv(self.qkv(c)) for c in chunks], dim=0)
@@ -204,8 +216,10 @@ class RTSAttenBlock(nn.Module):
         )
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
+        del qkv
         mixed = self._neighbour_attention(q, k, v).reshape(frames, -1, height, width)
-        outs = [c + self.project_out(m) for c, m in zip(chunks, mixed.split(sizes, dim=0))]
+        del q, k, v
+        outs = [_residual(c, self.project_out(m), inplace) for c, m in zip(chunks, mixed.split(sizes, dim=0))]
         return _return_like(outs, given_as_list)
 
 
@@ -223,8 +237,9 @@ class RTSModule(nn.Module):
         self.RTSConv.reset_parameters()
         self.RTSAtten.reset_parameters()
 
-    def forward(self, x: Frames) -> Frames:
-        return self.RTSAtten(self.RTSConv(x))
+    def forward(self, x: Frames, inplace: bool = False) -> Frames:
+        """``inplace=True`` reuses the input tensors for the output (see :class:`RTSConvBlock`)."""
+        return self.RTSAtten(self.RTSConv(x, inplace=inplace), inplace=inplace)
 
     def extra_repr(self) -> str:
         c = self.nhidden

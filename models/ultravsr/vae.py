@@ -59,9 +59,20 @@ class RTSDecoder(Decoder):
         sizes = frame_chunk_sizes(sample.shape[0], frames_per_batch)
         upscale_dtype = next(iter(self.up_blocks.parameters())).dtype
         chunks = [self.mid_block(self.conv_in(z), None).to(upscale_dtype) for z in sample.split(sizes, dim=0)]
+        # Memory: every RTS needs all T frames of its level, so the peak is one full window of
+        # the largest level. Under no_grad the RTS adds its residual into the tensors this loop
+        # owns, and each chunk is dropped as soon as its up block has consumed it.
+        inplace = not torch.is_grad_enabled()
         for rts, up_block in zip(self.video_up_RTS_blocks, self.up_blocks):
-            chunks = [up_block(h, None) for h in rts(chunks)]
-        return torch.cat([self.conv_out(self.conv_act(self.conv_norm_out(h))) for h in chunks], dim=0)
+            mixed = rts(chunks, inplace=inplace)
+            chunks = []
+            while mixed:
+                chunks.append(up_block(mixed.pop(0), None))
+        outs = []
+        while chunks:
+            h = chunks.pop(0)
+            outs.append(self.conv_out(self.conv_act(self.conv_norm_out(h))))
+        return torch.cat(outs, dim=0)
 
 
 class UltraVSRAutoencoder(AutoencoderKL):
