@@ -54,8 +54,8 @@ numbers measured in the same run.
    which its module marks as written from memory of the public configs (``UNVERIFIED``).
    Grids: *official* = the released ``inference_arch.py`` grids with the released defaults
    (UNet 96/32, decoder 96/10, encoder 3000/32, ``tiles.official_*_grid``); *ours* = the
-   pipeline's balanced grids with our defaults (``UltraVSRSettings()``: UNet 96/32, decoder
-   96/16, encoder 1024/64 px aligned to 8), both taken from ``UltraVSRPipeline._grid``, the
+   pipeline's balanced grids with our defaults (``UltraVSRSettings()``, printed with the
+   table; encoder tiles aligned to 8 px), both taken from ``UltraVSRPipeline._grid``, the
    code the pipeline runs; *untiled* = one tile, for reference. The last row multiplies by
    the temporal-window overlap: the engine runs windows of 30 frames overlapping by 4 (every
    output frame is computed 30/26 times on average), the release runs 30-frame intervals
