@@ -287,7 +287,7 @@ def test_errors_name_the_problem(release, tmp_path, monkeypatch, photo):
         engine(release, unet_tiles=64)
     with pytest.raises(SuperResError, match="tile and overlap do not apply to ultravsr.*unet_tile"):
         engine(release, tile=128)
-    with pytest.raises(SuperResError, match=r"strength|\(0, 1\]"):
+    with pytest.raises(SuperResError, match=r"^strength must be in \(0, 1\]"):
         engine(release, strength=0.0)
     with pytest.raises(SuperResError, match="either strength.*or clip_iqa"):
         engine(release, clip_iqa="x.safetensors")
@@ -297,7 +297,7 @@ def test_errors_name_the_problem(release, tmp_path, monkeypatch, photo):
         engine(release, encoder_tile=100)
     with pytest.raises(SuperResError, match="color_fix must be one of wavelet, adain, none"):
         engine(release, color_fix="lab")
-    with pytest.raises(SuperResError, match="at least 4x4 pixels, got 3x3"):
+    with pytest.raises(SuperResError, match="ultravsr needs frames of at least 4x4 pixels, got 3x3"):
         engine(release).upscale(torch.rand(2, 3, 3, 3))
     # No strength and no CLIP weights anywhere: both ways out are named.
     monkeypatch.setenv("SUPERRES_WEIGHTS", str(tmp_path))

@@ -81,6 +81,8 @@ class ModelDescriptor:
     #: Names of the model's own tiling options, for models that tile by themselves
     #: (``tileable=False``); the engine's tile/overlap error points at them.
     tiling_options: tuple[str, ...] = ()
+    #: Smallest input side (pixels) the model accepts; hosts check it when a clip is opened.
+    min_size: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):

@@ -34,7 +34,7 @@ from vs_superres.errors import SuperResError
 from vs_superres.resample import upscale_bicubic
 from vs_superres.tiling import retry_on_oom
 
-from .drs import MIN_STRENGTH, ClipIqaEstimator, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
+from .drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
 from .tiles import Grid, balanced_spans, blend_tiles, official_decoder_grid, official_encoder_grid, official_unet_grid
 
 log = logging.getLogger("vs_superres")
@@ -149,7 +149,7 @@ def degradation_estimator(strength: float | None, clip_iqa: Any = None) -> Degra
     if strength is not None and clip_iqa is not None:
         raise SuperResError("pass either strength (a fixed degradation factor) or clip_iqa (estimate it), not both")
     if strength is not None:
-        return FixedStrength(strength)
+        return FixedStrength(_check_strength(strength, "strength"))
     if clip_iqa is None:
         from vs_superres import weights as weights_mod
         from vs_superres.registry import WeightFile
