@@ -21,6 +21,14 @@ import pytest
 
 if importlib.util.find_spec("vapoursynth") is None or sys.version_info < (3, 12):
     collect_ignore_glob = ["test_*.py"]
+else:
+    # One torch (OpenMP) thread unless the caller chose (tools/vs_env.sh passes OMP_NUM_THREADS
+    # in). On a small shared machine OpenMP's barriers stall whenever another process holds a
+    # core: 9 tiny UltraVSR frames took 1.5 s with one thread and 20-50 s with two while another
+    # job ran. Set before torch is imported, here and in the vspipe processes that inherit it;
+    # the vspipe test with 4 requests in flight runs two threads on purpose. Only where these
+    # tests run, so that no other suite's subprocesses are affected.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 VIDEO_MODEL = "temporal-mean-x2"  # tiny weightless video model registered for host tests
 
@@ -125,6 +133,33 @@ def ditn_model(ditn_weights) -> str:
 
 
 @pytest.fixture(scope="session")
+def ultravsr_release(tmp_path_factory) -> dict[str, str]:
+    """A tiny UltraVSR release written from a fixed seed: ``{"base": folder, "checkpoint": .pkl}``.
+
+    Structurally the real thing (diffusers SD-2.1 folder, official checkpoint layout), loaded
+    through the same code; random weights, so tests check the host's machinery, not quality.
+    """
+    from vs_superres.models.ultravsr.tiny import write_tiny_release
+
+    base, checkpoint = write_tiny_release(tmp_path_factory.mktemp("ultravsr"), seed=0)
+    return {"base": str(base), "checkpoint": str(checkpoint)}
+
+
+@pytest.fixture(scope="session")
+def clip_iqa_weights(tmp_path_factory) -> str:
+    """Tiny CLIP RN50-structured weights (fixed seed) for UltraVSR's CLIP-IQA estimate."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def vspipe() -> str:
     exe = shutil.which("vspipe")
     if exe is None:
@@ -142,6 +177,22 @@ def write_script(tmp_path, clip_module):
         return path
 
     return write
+
+
+def parse_y4m(data: bytes) -> tuple[dict, list[bytes]]:
+    """``({field letter: value}, [frame payloads])``; fails unless the stream starts with a y4m
+    header, i.e. nothing else was written to the output before the video."""
+    header, _, rest = data.partition(b"\n")
+    assert header.startswith(b"YUV4MPEG2 "), header[:40]
+    fields = {tok[:1].decode(): tok[1:].decode() for tok in header.split()[1:]}
+    frames = rest.split(b"FRAME\n")
+    assert frames[0] == b""
+    return fields, frames[1:]
+
+
+@pytest.fixture
+def read_y4m():
+    return parse_y4m
 
 
 def run(cmd, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,27 +19,50 @@ def rgbs(width=32, height=24, length=4):
     return vs.core.std.BlankClip(width=width, height=height, format=vs.RGBS, length=length, color=[0.2, 0.4, 0.6])
 
 
+IMAGE_ARGS = ["clip:vnode", "model:data:opt", "device:data:opt", "dtype:data:opt", "tile:int:opt",
+              "overlap:int:opt", "weights:data:opt"]
+ULTRAVSR_ARGS = [
+    "clip:vnode", "model:data:opt", "device:data:opt", "dtype:data:opt", "window:int:opt",
+    "window_overlap:int:opt", "weights:data:opt", "checkpoint:data:opt", "base:data:opt",
+    "strength:float:opt", "clip_iqa:data:opt", "prompt:data:opt", "color_fix:data:opt",
+    "frames_per_batch:int:opt", "unet_tile:int:opt", "unet_overlap:int:opt", "decoder_tile:int:opt",
+    "decoder_overlap:int:opt", "encoder_tile:int:opt", "encoder_overlap:int:opt", "tile_grid:data:opt",
+    "seed:int:opt", "sample_latent:int:opt", "merge_lora:int:opt",
+]
+
+
 def test_namespace_autoloads_in_a_fresh_process():
     code = (
-        "import sys, vapoursynth as vs\n"
+        "import json, sys, vapoursynth as vs\n"
         "core = vs.core\n"
         "ns = {p.namespace: p for p in core.plugins()}\n"
         "assert 'superres' in ns, sorted(ns)\n"
         "assert not any(m.startswith('vs_superres') for m in sys.modules), 'imported too early'\n"
         "p = ns['superres']\n"
-        "print(p.identifier, sorted(f.name for f in p.functions()))\n"
-        "print(core.superres.UltraVSR.signature, core.superres.UltraVSR.return_signature)\n"
+        "print(json.dumps({'id': p.identifier, 'functions': {f.name: [f.signature, f.return_signature] for f in p.functions()}}))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    ident, _ = r.stdout.split(" ", 1)
-    assert ident == "com.vs-superres.superres"
-    for name in ("DITN", "UltraVSR", "Upscale"):
-        assert name in r.stdout
-    for arg in ("clip:vnode;", "model:data:opt;", "tile:int:opt;", "window_overlap:int:opt;",
-                "strength:float:opt;", "color_fix:data:opt;", "base:data:opt;", "checkpoint:data:opt;"):
-        assert arg in r.stdout
-    assert r.stdout.rstrip().endswith("clip:vnode;")
+    info = json.loads(r.stdout)
+    assert info["id"] == "com.vs-superres.superres"
+    functions = {name: (args.rstrip(";").split(";"), ret) for name, (args, ret) in info["functions"].items()}
+    # Each function takes its own arguments: DITN no UltraVSR options, UltraVSR no engine tiling.
+    assert functions["DITN"] == (IMAGE_ARGS, "clip:vnode;")
+    assert functions["UltraVSR"] == (ULTRAVSR_ARGS, "clip:vnode;")
+    upscale = functions["Upscale"][0]
+    assert set(upscale) == set(IMAGE_ARGS) | set(ULTRAVSR_ARGS) and len(upscale) == len(set(upscale))
+    assert upscale[0] == "clip:vnode" and functions["Upscale"][1] == "clip:vnode;"
+
+
+def test_bridge_knows_every_plugin_argument():
+    """Every argument of every signature is an engine argument or a model option of the bridge."""
+    from vs_superres.vapoursynth import bridge
+
+    known = {"model", *bridge.ENGINE_ARGS, *bridge.MODEL_OPTIONS}
+    for fn in (vs.core.superres.DITN, vs.core.superres.UltraVSR, vs.core.superres.Upscale):
+        names = {arg.split(":")[0] for arg in fn.signature.rstrip(";").split(";")} - {"clip"}
+        assert names <= known, (fn.name, sorted(names - known))
+    assert set(bridge.BOOL_OPTIONS) <= set(bridge.MODEL_OPTIONS)
 
 
 def test_plugin_is_the_installed_file():
@@ -98,6 +122,8 @@ def test_variable_format_and_size_fail_clearly():
         (dict(window=4, window_overlap=4), "window_overlap must be in [0, 3], got 4"),
         (dict(overlap=-3), "overlap must be >= 0, got -3"),
         (dict(strength=0.5), "takes no model options; got strength"),
+        (dict(unet_tile=64, prompt="a cat"), "takes no model options; got prompt, unet_tile"),
+        (dict(merge_lora=2), "merge_lora must be 0 or 1 (False or True), got 2"),
         (dict(model="no-such-model"), "unknown model 'no-such-model'"),
     ],
 )
@@ -115,8 +141,12 @@ def test_model_must_match_the_function():
 
 
 def test_window_arguments_are_for_video_models(ditn_model):
+    # DITN's signature has no window: VapourSynth names the argument.
     msg = error_of(vs.core.superres.DITN, rgbs(), model=ditn_model, device="cpu", window=5)
-    assert "window applies to video models only" in msg
+    assert msg == "DITN: Function does not take argument(s) named window"
+    # Upscale takes every argument; the engine says why this one does not apply.
+    msg = error_of(vs.core.superres.Upscale, rgbs(), model=ditn_model, device="cpu", window=5)
+    assert msg.startswith("superres.Upscale: window applies to video models only")
 
 
 def test_fp16_on_cpu_is_refused_with_the_alternative():
@@ -162,15 +192,40 @@ def test_filter_frees_its_engine():
     assert created[0].upscaler is None  # the free callback closed the engine
 
 
-def test_ultravsr_family_and_clean_failure():
+def test_ultravsr_family_and_clean_failure(ultravsr_release, tmp_path, monkeypatch):
     msg = error_of(vs.core.superres.UltraVSR, rgbs(), model=VIDEO_MODEL)
     assert msg.startswith("superres.UltraVSR: model 'temporal-mean-x2' is a temporal-mean model, not an UltraVSR model")
-    # Without its base model and checkpoint (not shipped to CI), UltraVSR must fail with one
-    # clear message naming what is missing; with them, it builds a x4 filter.
-    try:
-        up = vs.core.superres.UltraVSR(rgbs(), device="cpu")
-    except vs.Error as e:
-        text = str(e)
-        assert text.startswith("superres.UltraVSR: ") and "Traceback" not in text, text
-    else:
-        assert (up.width % 32, up.height % 24) == (0, 0) and up.width > 32
+    # Nothing installed (an empty weight search path): one message naming the missing
+    # checkpoint, every place it was looked for, and where it comes from.
+    monkeypatch.setenv("SUPERRES_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    msg = error_of(vs.core.superres.UltraVSR, rgbs(), device="cpu", strength=0.3)
+    assert msg.startswith("superres.UltraVSR: weight file 'ultravsr/UltraVSR.pkl' was not found"), msg
+    assert f"{tmp_path / 'weights' / 'ultravsr' / 'UltraVSR.pkl'}" in msg and "https://github.com/yongliuy/UltraVSR" in msg
+    # The checkpoint but no base model: the base folder is named, with how to get it.
+    msg = error_of(vs.core.superres.UltraVSR, rgbs(), device="cpu", strength=0.3, checkpoint=ultravsr_release["checkpoint"])
+    assert msg.startswith("superres.UltraVSR: base model 'stabilityai/stable-diffusion-2-1-base' is not a local folder"), msg
+    assert "hf download stabilityai/stable-diffusion-2-1-base" in msg
+    # With the (tiny) release, a x4 filter of the clip's length.
+    up = vs.core.superres.UltraVSR(rgbs(), device="cpu", strength=0.3, **ultravsr_release)
+    assert (up.width, up.height, up.num_frames, up.format.id) == (128, 96, 4, vs.RGBS)
+
+
+def test_nothing_reaches_stdout_while_filters_render(capfd, monkeypatch):
+    """A library that prints while a frame renders must not write into a vspipe video stream."""
+    from vs_superres.vapoursynth import bridge
+
+    render = bridge.VSFilter._render
+
+    def chatty(self, *a, **k):
+        print("chatter from a library")
+        return render(self, *a, **k)
+
+    monkeypatch.setattr(bridge.VSFilter, "_render", chatty)
+    up = vs.core.superres.Upscale(rgbs(), model=VIDEO_MODEL, device="cpu")
+    for fut in [up.get_frame_async(n) for n in range(4)]:
+        np.asarray(fut.result()[0])
+    print("the script's own print")  # stdout is back once no filter is rendering
+    out, err = capfd.readouterr()
+    assert out == "the script's own print\n"
+    assert err.count("chatter from a library") == 4

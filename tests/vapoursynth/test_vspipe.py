@@ -8,15 +8,6 @@ import pytest
 VIDEO_MODEL = "temporal-mean-x2"
 
 
-def parse_y4m(data: bytes) -> tuple[dict, list[bytes]]:
-    header, _, rest = data.partition(b"\n")
-    assert header.startswith(b"YUV4MPEG2 "), header[:40]  # nothing else was written to stdout
-    fields = {tok[:1].decode(): tok[1:].decode() for tok in header.split()[1:]}
-    frames = rest.split(b"FRAME\n")
-    assert frames[0] == b""
-    return fields, frames[1:]
-
-
 @pytest.fixture
 def video_frames(tmp_path, photo):
     frames = photo(13, 24, 32)
@@ -24,7 +15,7 @@ def video_frames(tmp_path, photo):
     return frames
 
 
-def test_y4m_end_to_end(tmp_path, video_frames, write_script, vspipe, run_cmd):
+def test_y4m_end_to_end(tmp_path, video_frames, write_script, vspipe, run_cmd, read_y4m):
     script = write_script(f"""
         clip = clip_from_frames(np.load({str(tmp_path / 'frames.npy')!r}), cuts={{6}})
         up = core.superres.Upscale(clip, model={VIDEO_MODEL!r}, device="cpu")
@@ -33,7 +24,7 @@ def test_y4m_end_to_end(tmp_path, video_frames, write_script, vspipe, run_cmd):
     out = tmp_path / "out.y4m"
     r = run_cmd([vspipe, "-c", "y4m", str(script), str(out)])
     assert r.returncode == 0, r.stderr.decode()
-    fields, frames = parse_y4m(out.read_bytes())
+    fields, frames = read_y4m(out.read_bytes())
     assert (fields["W"], fields["H"]) == ("64", "48")
     assert len(frames) == 13 and all(len(f) == 3 * 64 * 48 for f in frames)
     # Through a pipe into FFmpeg as well, as users do.
@@ -64,7 +55,7 @@ def test_start_and_requests_equal_sequential(tmp_path, video_frames, write_scrip
     np.testing.assert_array_equal(raw_frames(runs["parallel"], 13, 48, 64), seq)
 
 
-def test_ditn_with_many_requests_does_not_deadlock(tmp_path, ditn_model, photo, write_script, vspipe, run_cmd):
+def test_ditn_with_many_requests_does_not_deadlock(tmp_path, ditn_model, photo, write_script, vspipe, run_cmd, read_y4m):
     np.save(tmp_path / "frames.npy", photo(6, 24, 32))
     script = write_script(f"""
         core.num_threads = 4
@@ -75,7 +66,7 @@ def test_ditn_with_many_requests_does_not_deadlock(tmp_path, ditn_model, photo, 
     out = tmp_path / "ditn.y4m"
     r = run_cmd([vspipe, "-r", "4", "-c", "y4m", str(script), str(out)], timeout=300)
     assert r.returncode == 0, r.stderr.decode()
-    fields, frames = parse_y4m(out.read_bytes())
+    fields, frames = read_y4m(out.read_bytes())
     assert (fields["W"], fields["H"], len(frames)) == ("128", "96", 6)
 
 

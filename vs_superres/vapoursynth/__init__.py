@@ -7,8 +7,16 @@ without importing anything of ours::
     import vapoursynth as vs
     core = vs.core
     clip = core.resize.Bicubic(src, format=vs.RGBS, matrix_in_s="709")
-    up = core.superres.DITN(clip)                  # or UltraVSR(clip), Upscale(clip, model=...)
+    up = core.superres.DITN(clip)                  # or Upscale(clip, model=...)
+    up = core.superres.UltraVSR(clip, base="sd-2.1-base/", checkpoint="UltraVSR.pkl", strength=0.3)
     up.set_output()
+
+Each function has its own typed signature: ``DITN`` takes the image-model arguments (model,
+device, dtype, tile, overlap, weights), ``UltraVSR`` the video ones (window, window_overlap)
+and UltraVSR's options (checkpoint, base, strength, clip_iqa, prompt, color_fix, its tiling,
+seed, and ``sample_latent``/``merge_lora`` as 0/1), ``Upscale`` all of them. Temporal models
+request exactly the input frames of the windows an output frame needs, so output does not
+depend on request order or seeking; scene cuts come from ``_SceneChangePrev/_SceneChangeNext``.
 
 The plugin calls :mod:`vs_superres.vapoursynth.bridge`, which checks VapourSynth-specific
 things and otherwise hands frames to :class:`vs_superres.engine.Upscaler`.

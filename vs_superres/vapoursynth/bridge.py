@@ -11,6 +11,8 @@ function name (``superres.DITN: ...``); the plugin shows it as the VapourSynth e
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -30,13 +32,56 @@ FUNCTIONS = {
 #: Accepted formats: VapourSynth format name -> plane dtype.
 FORMATS = {"RGBS": np.float32, "RGBH": np.float16}
 CONVERT_HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
-#: Plugin arguments handed to the model as options (only when given).
-MODEL_OPTIONS = ("strength", "prompt", "color_fix", "base", "checkpoint")
+#: Plugin arguments that are :class:`Upscaler` arguments (only when given).
+ENGINE_ARGS = ("device", "dtype", "tile", "overlap", "window", "window_overlap", "weights")
+#: Plugin arguments handed to the model as options (only when given): UltraVSR's loader and
+#: settings (``UltraVSRSettings`` checks their values and ranges). A model without options
+#: refuses them by name.
+MODEL_OPTIONS = (
+    "checkpoint", "base", "strength", "clip_iqa", "prompt", "color_fix", "frames_per_batch",
+    "unet_tile", "unet_overlap", "decoder_tile", "decoder_overlap", "encoder_tile",
+    "encoder_overlap", "tile_grid", "seed", "sample_latent", "merge_lora",
+)
+#: VapourSynth has no boolean type: these options are ints that must be 0 or 1.
+BOOL_OPTIONS = ("sample_latent", "merge_lora")
+
+
+class _StdoutToStderr:
+    """Python-level prints go to stderr while a filter loads or renders.
+
+    Under ``vspipe script.vpy -`` stdout is the video stream, and one stray line from a library
+    (a notice, a progress line) would corrupt it. ``sys.stdout`` is process-wide and filters
+    render on several VapourSynth threads at once, so the swap is reference-counted: the first
+    thread in swaps, the last one out restores.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0 and sys.stderr is not None:
+                self._saved, sys.stdout = sys.stdout, sys.stderr
+            self._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._saved is not None:
+                if sys.stdout is sys.stderr:  # nobody else replaced it meanwhile
+                    sys.stdout = self._saved
+                self._saved = None
+
+
+_stdout_to_stderr = _StdoutToStderr()
 
 
 def create(function: str, args: Mapping[str, Any], clip: Mapping[str, Any]) -> "VSFilter":
     """Validate one ``core.superres.<function>(clip, **args)`` call and build its filter."""
-    return _with_name(function, VSFilter, function, dict(args), dict(clip))
+    with _stdout_to_stderr:
+        return _with_name(function, VSFilter, function, dict(args), dict(clip))
 
 
 def _with_name(function: str, fn, *a):
@@ -87,6 +132,18 @@ def _pick_model(function: str, model: str | None) -> str:
     return found[0]
 
 
+def _model_options(args: dict[str, Any]) -> dict[str, Any]:
+    """Take the model options out of ``args``; 0/1 ints become the booleans the model expects."""
+    options = {k: args.pop(k) for k in MODEL_OPTIONS if k in args}
+    for name in BOOL_OPTIONS:
+        if name in options:
+            value = options[name]
+            if value not in (0, 1):
+                raise SuperResError(f"{name} must be 0 or 1 (False or True), got {value}")
+            options[name] = bool(value)
+    return options
+
+
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
@@ -116,11 +173,15 @@ class VSFilter:
         model = _pick_model(function, args.pop("model", None))
         device = args.pop("device", "auto")
         dtype = args.pop("dtype", None) or self._default_dtype(clip["format"], model, device)
-        options = {k: args.pop(k) for k in MODEL_OPTIONS if k in args}
+        options = _model_options(args)
+        unknown = sorted(set(args) - set(ENGINE_ARGS))
+        if unknown:  # the plugin's signatures and these tuples disagree: a bug, said plainly
+            raise SuperResError(f"internal error: the bridge does not know argument(s) {', '.join(unknown)}")
         if model in {m.name for m in registry.list_models()}:
             _check_family(function, registry.get_model(model))  # before loading anything
         self.upscaler = Upscaler(model, device=device, dtype=dtype, **args, **options)
         _check_family(function, self.upscaler.descriptor)  # checkpoint paths
+        self.upscaler.check_size(self.height, self.width)
         if self.upscaler.descriptor.kind == "video":
             self.upscaler.plan(self.num_frames)  # window arguments against the clip length
 
@@ -162,7 +223,8 @@ class VSFilter:
         """Compute output frame ``n`` into ``out`` (three writable planes, ``out_stride`` bytes
         per row) from input frames ``indices`` (their planes, row strides in bytes and
         ``(_SceneChangePrev, _SceneChangeNext)``, -1 where absent)."""
-        _with_name(self.function, self._render, n, indices, planes, strides, props, out, out_stride)
+        with _stdout_to_stderr:
+            _with_name(self.function, self._render, n, indices, planes, strides, props, out, out_stride)
 
     def _render(self, n, indices, planes, strides, props, out, out_stride) -> None:
         frames = {

@@ -30,10 +30,23 @@
 #define BRIDGE_MODULE "vs_superres.vapoursynth.bridge"
 #define ERROR_SIZE 2048
 
-#define COMMON_ARGS                                                                        \
-    "clip:vnode;model:data:opt;device:data:opt;dtype:data:opt;tile:int:opt;overlap:int:opt;" \
-    "window:int:opt;window_overlap:int:opt;strength:float:opt;prompt:data:opt;"              \
-    "color_fix:data:opt;weights:data:opt;"
+/*
+ * Each function's typed signature. The plugin does not interpret arguments: every one that was
+ * given goes to the bridge under its own name (ints as int, floats as float, data as str),
+ * which checks values and ranges and names the argument in its errors.
+ */
+#define BASE_ARGS "clip:vnode;model:data:opt;device:data:opt;dtype:data:opt;"
+/* Spatial tiling by the engine (image models; UltraVSR tiles by itself, below). */
+#define TILE_ARGS "tile:int:opt;overlap:int:opt;"
+/* Temporal windows of video models. */
+#define WINDOW_ARGS "window:int:opt;window_overlap:int:opt;"
+#define WEIGHTS_ARGS "weights:data:opt;"
+/* UltraVSR's own options (vs_superres.models.ultravsr); sample_latent and merge_lora are 0/1. */
+#define ULTRAVSR_ARGS                                                                          \
+    "checkpoint:data:opt;base:data:opt;strength:float:opt;clip_iqa:data:opt;prompt:data:opt;"  \
+    "color_fix:data:opt;frames_per_batch:int:opt;unet_tile:int:opt;unet_overlap:int:opt;"      \
+    "decoder_tile:int:opt;decoder_overlap:int:opt;encoder_tile:int:opt;encoder_overlap:int:opt;" \
+    "tile_grid:data:opt;seed:int:opt;sample_latent:int:opt;merge_lora:int:opt;"
 
 typedef struct {
     const char *name;
@@ -41,22 +54,9 @@ typedef struct {
 } FunctionSpec;
 
 static const FunctionSpec FUNCTIONS[] = {
-    {"DITN", COMMON_ARGS},
-    {"UltraVSR", COMMON_ARGS "base:data:opt;checkpoint:data:opt;"},
-    {"Upscale", COMMON_ARGS "base:data:opt;checkpoint:data:opt;"},
-};
-
-/* Argument keys after `clip`, with the Python type each one becomes. */
-typedef enum { ARG_STR, ARG_INT, ARG_FLOAT } ArgKind;
-static const struct {
-    const char *key;
-    ArgKind kind;
-} ARG_KEYS[] = {
-    {"model", ARG_STR},     {"device", ARG_STR},         {"dtype", ARG_STR},
-    {"tile", ARG_INT},      {"overlap", ARG_INT},        {"window", ARG_INT},
-    {"window_overlap", ARG_INT}, {"strength", ARG_FLOAT}, {"prompt", ARG_STR},
-    {"color_fix", ARG_STR}, {"weights", ARG_STR},        {"base", ARG_STR},
-    {"checkpoint", ARG_STR},
+    {"DITN", BASE_ARGS TILE_ARGS WEIGHTS_ARGS},
+    {"UltraVSR", BASE_ARGS WINDOW_ARGS WEIGHTS_ARGS ULTRAVSR_ARGS},
+    {"Upscale", BASE_ARGS TILE_ARGS WINDOW_ARGS WEIGHTS_ARGS ULTRAVSR_ARGS},
 };
 
 typedef struct {
@@ -131,28 +131,32 @@ static long get_long_attr(PyObject *obj, const char *attr, int *ok) {
     return r;
 }
 
+/* Every argument given except `clip`, as {name: int | float | str}. */
 static PyObject *build_args(const VSMap *in, const VSAPI *vsapi) {
     PyObject *args = PyDict_New();
     if (!args)
         return NULL;
-    for (size_t i = 0; i < sizeof(ARG_KEYS) / sizeof(ARG_KEYS[0]); i++) {
-        const char *key = ARG_KEYS[i].key;
-        if (vsapi->mapNumElements(in, key) < 1)
+    for (int i = 0; i < vsapi->mapNumKeys(in); i++) {
+        const char *key = vsapi->mapGetKey(in, i);
+        if (strcmp(key, "clip") == 0)
             continue;
         int err = 0;
         PyObject *v = NULL;
-        switch (ARG_KEYS[i].kind) {
-        case ARG_STR: {
+        switch (vsapi->mapGetType(in, key)) {
+        case ptData: {
             const char *data = vsapi->mapGetData(in, key, 0, &err);
             int size = vsapi->mapGetDataSize(in, key, 0, &err);
             v = PyUnicode_DecodeUTF8(data, size, "replace");
             break;
         }
-        case ARG_INT:
+        case ptInt:
             v = PyLong_FromLongLong(vsapi->mapGetInt(in, key, 0, &err));
             break;
-        case ARG_FLOAT:
+        case ptFloat:
             v = PyFloat_FromDouble(vsapi->mapGetFloat(in, key, 0, &err));
+            break;
+        default: /* the signatures hold no other types */
+            PyErr_Format(PyExc_TypeError, "argument %s has an unsupported type", key);
             break;
         }
         if (!v || PyDict_SetItemString(args, key, v) < 0) {
