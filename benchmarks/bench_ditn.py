@@ -52,6 +52,8 @@ def main() -> None:
         return
     configs = [
         ("untiled", dict(tile=0, overlap=None)),
+        ("default (auto)", dict(tile=None, overlap=None)),
+        ("tiled 192/128", dict(tile=192, overlap=None)),  # the model's exact overlap (docs/design.md)
         ("tiled 96/32", dict(tile=96, overlap=32)),
         ("tiled 64/32", dict(tile=64, overlap=32)),
         ("untiled bf16", dict(tile=0, overlap=None, dtype="bf16")),
