@@ -7,6 +7,7 @@ variable and the file named when it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,22 @@ def _deterministic():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    """``with torch_threads(n):`` runs torch on ``n`` threads, then restores the count."""
+    return _torch_threads
 
 
 def weights_file(relpath: str) -> Path:

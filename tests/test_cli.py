@@ -117,16 +117,11 @@ def test_upscale_video_keeps_audio_frames_and_colour_tags(clip, tmp_path, ditn_x
 @pytest.fixture(scope="module")
 def tiny_ultravsr(tmp_path_factory):
     """A tiny UltraVSR release (random weights, real file formats) and tiny CLIP-IQA weights."""
-    from safetensors.torch import save_file
-
-    from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
-    from vs_superres.models.ultravsr.tiny import write_tiny_release
+    from vs_superres.models.ultravsr.tiny import write_tiny_clip, write_tiny_release
 
     folder = tmp_path_factory.mktemp("ultravsr")
     base, ckpt = write_tiny_release(folder)
-    torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(folder / "clip.safetensors"))
-    return base, ckpt, folder / "clip.safetensors"
+    return base, ckpt, write_tiny_clip(folder / "clip.safetensors")
 
 
 @needs_ffmpeg

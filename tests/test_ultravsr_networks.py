@@ -27,12 +27,10 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread(torch_threads):
     """These networks are tiny: one thread avoids OpenMP spin-waiting on busy 2-core CI machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def randomize_rts(model: nn.Module, seed: int = 0) -> None:

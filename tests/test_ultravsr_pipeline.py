@@ -21,21 +21,18 @@ from vs_superres.colorfix import wavelet_decompose
 from vs_superres.engine import Upscaler
 from vs_superres.errors import SuperResError
 from vs_superres.models.ultravsr import checkpoint as ckpt_mod
-from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
 from vs_superres.models.ultravsr.drs import ClipIqaEstimator, timestep_for
 from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
-from vs_superres.models.ultravsr.tiny import write_tiny_release
+from vs_superres.models.ultravsr.tiny import write_tiny_clip, write_tiny_release
 from vs_superres.resample import upscale_bicubic
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+def two_threads(torch_threads):
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +43,7 @@ def release(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_weights(tmp_path_factory):
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(path))
-    return path
+    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,9 @@ import torch
 
 from .configs import SD21_BASE_SCHEDULER_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
-__all__ = ["TINY_LORA_RANK", "TINY_TEXT_CONFIG", "write_tiny_base", "write_tiny_checkpoint", "write_tiny_release"]
+__all__ = [
+    "TINY_LORA_RANK", "TINY_TEXT_CONFIG", "write_tiny_base", "write_tiny_checkpoint", "write_tiny_clip", "write_tiny_release",
+]
 
 TINY_LORA_RANK = 4
 TINY_TEXT_CONFIG = {
@@ -115,6 +117,18 @@ def write_tiny_checkpoint(path: str | os.PathLike, base: str | os.PathLike, seed
                     p.fill_(1.0)
     path = Path(path)
     save_official_checkpoint(checkpoint_from_models(unet, vae), path)
+    return path
+
+
+def write_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write random CLIP weights of :data:`~.clip.TINY_CONFIG` (OpenAI layout, safetensors) for CLIP-IQA."""
+    from safetensors.torch import save_file
+
+    from .clip import CLIP, TINY_CONFIG
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(path))
     return path
 
 

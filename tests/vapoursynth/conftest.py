@@ -149,14 +149,9 @@ def ultravsr_release(tmp_path_factory) -> dict[str, str]:
 def clip_iqa_weights(tmp_path_factory) -> str:
     """Tiny CLIP RN50-structured weights (fixed seed) for UltraVSR's CLIP-IQA estimate."""
     import torch
-    from safetensors.torch import save_file
+    from vs_superres.models.ultravsr.tiny import write_tiny_clip
 
-    from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in CLIP(TINY_CONFIG).state_dict().items()}, str(path))
-    return str(path)
+    return str(write_tiny_clip(tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors"))
 
 
 @pytest.fixture(scope="session")
