@@ -7,11 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vs_superres.engine import Upscaler
 from vs_superres.media import read_image, write_image

@@ -148,7 +148,6 @@ def ultravsr_release(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def clip_iqa_weights(tmp_path_factory) -> str:
     """Tiny CLIP RN50-structured weights (fixed seed) for UltraVSR's CLIP-IQA estimate."""
-    import torch
     from vs_superres.models.ultravsr.tiny import write_tiny_clip
 
     return str(write_tiny_clip(tmp_path_factory.mktemp("clip") / "RN50-tiny.safetensors"))
