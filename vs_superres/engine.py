@@ -306,7 +306,7 @@ class Upscaler:
         ``runner_kwargs`` go to the runner (a clip runner's ``clip_state`` and ``frame_indices``).
         """
         x = as_frames(frames)
-        self.check_size(x.shape[-2], x.shape[-1])
+        self.descriptor.check_size(x.shape[-2], x.shape[-1])
         forward = functools.partial(self._forward, **(runner_kwargs or {}))
         if not self.descriptor.tileable:
             # The model tiles (and handles its own out-of-memory) inside; splitting its input
@@ -458,15 +458,6 @@ class Upscaler:
                 out = y if (seg.start, seg.stop) == (0, plan.length) else torch.empty_like(y)
             out[seg.start:seg.stop] = y[seg.start:seg.stop]
         return out
-
-    def check_size(self, height: int, width: int) -> None:
-        """Refuse frames smaller than the model accepts, naming the size and the way out."""
-        m = self.descriptor.min_size
-        if min(height, width) < m:
-            raise SuperResError(
-                f"{self.descriptor.name} needs frames of at least {m}x{m} pixels, got {width}x{height}; "
-                "enlarge tiny clips with a classical resizer first"
-            )
 
     def _step_reporter(self, phase: str) -> Callable[[int, int, str], None]:
         """A clip runner's ``on_step``: cancellation check and progress between its tiles."""

@@ -93,6 +93,15 @@ class ModelDescriptor:
         if self.kind == "video" and not 0 <= self.window_overlap < self.window:
             raise ValueError(f"{self.name}: window_overlap must be in [0, window)")
 
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse frames smaller than the model accepts, naming the size and the way out."""
+        if min(height, width) < self.min_size:
+            m = self.min_size
+            raise SuperResError(
+                f"{self.name} needs frames of at least {m}x{m} pixels, got {width}x{height}; "
+                "enlarge tiny clips with a classical resizer first"
+            )
+
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 _MODELS: dict[str, ModelDescriptor] = {}

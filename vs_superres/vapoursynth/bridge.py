@@ -144,6 +144,12 @@ def _model_options(args: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _check_clip_for(function: str, desc: registry.ModelDescriptor, height: int, width: int) -> None:
+    """The model fits the function and accepts frames of this size."""
+    _check_family(function, desc)
+    desc.check_size(height, width)
+
+
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
@@ -178,10 +184,9 @@ class VSFilter:
         if unknown:  # the plugin's signatures and these tuples disagree: a bug, said plainly
             raise SuperResError(f"internal error: the bridge does not know argument(s) {', '.join(unknown)}")
         if model in {m.name for m in registry.list_models()}:
-            _check_family(function, registry.get_model(model))  # before loading anything
+            _check_clip_for(function, registry.get_model(model), self.height, self.width)  # before loading anything
         self.upscaler = Upscaler(model, device=device, dtype=dtype, **args, **options)
-        _check_family(function, self.upscaler.descriptor)  # checkpoint paths
-        self.upscaler.check_size(self.height, self.width)
+        _check_clip_for(function, self.upscaler.descriptor, self.height, self.width)  # checkpoint paths
         if self.upscaler.descriptor.kind == "video":
             self.upscaler.plan(self.num_frames)  # window arguments against the clip length
 
