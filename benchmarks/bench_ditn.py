@@ -23,7 +23,7 @@ def _child(cfg: dict) -> dict:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from vs_superres.engine import Upscaler
+    from vs_superres import Upscaler
 
     rng = np.random.default_rng(0)
     from skimage import data

@@ -412,8 +412,8 @@ class _MetaModels:
 
 def _other_per_frame(h_in: int, w_in: int) -> int:
     """Pre-upscale (dense bicubic matrices) and wavelet colour fix of one frame."""
-    from vs_superres.colorfix import color_fix
-    from vs_superres.resample import upscale_bicubic
+    from vs_superres.numerics.colorfix import color_fix
+    from vs_superres.numerics.resample import upscale_bicubic
 
     x = torch.empty(1, 3, h_in, w_in, device="meta")
     up, _ = _count(lambda: upscale_bicubic(x, 4))
@@ -430,7 +430,7 @@ RESOLUTIONS = (
 
 
 def flops_section(args) -> None:
-    from vs_superres import registry
+    from vs_superres.runtime import registry
     from vs_superres.models.ultravsr.pipeline import UltraVSRSettings
 
     t_start = time.perf_counter()

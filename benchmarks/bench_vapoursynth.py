@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vs_superres import registry
-from vs_superres.engine import Upscaler
+from vs_superres.runtime import registry
+from vs_superres import Upscaler
 
 SCRIPT = textwrap.dedent(
     """

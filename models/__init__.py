@@ -1,8 +1,6 @@
-"""Network families of vs-superres; importing this package registers them with the engine.
+"""Network families of vs-superres, one folder each (see ``docs/design.md``).
 
-Families that need optional dependencies (UltraVSR needs diffusers and peft) register their
-descriptors here without importing those dependencies; the heavy imports happen when a model
-is loaded.
+Families depend on the contracts and shared numerics only. Which families exist is decided by
+the runtime's composition root (``vs_superres.runtime.families``), not by importing this
+package.
 """
-
-from . import debug, ditn, ultravsr  # noqa: F401

@@ -15,6 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+# The diagnostic video model lives with the tests and is registered by them only, in this
+# process and in every subprocess (CLI, vspipe) they start.
+TESTS_DIR = Path(__file__).resolve().parent
+DIAGNOSTIC_FAMILIES = "families.temporal_mean"
+os.environ["SUPERRES_FAMILIES"] = DIAGNOSTIC_FAMILIES
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+
 
 @pytest.fixture(autouse=True)
 def _deterministic():

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from vs_superres.engine import Upscaler
+from vs_superres import Upscaler
 from vs_superres.media import read_image, write_image
 
 needs_ffmpeg = pytest.mark.skipif(
@@ -149,7 +149,7 @@ def test_ultravsr_video_with_clip_iqa(tmp_path, tiny_ultravsr):
     "extra,match",
     [
         (("--tile", "64"), "tile and overlap do not apply to ultravsr: it tiles by itself; set its own tiling options instead (unet_tile"),
-        (("--strength", "1.5"), "must be in (0, 1]"),
+        (("--strength", "1.5"), "strength must be a number in (0, 1]"),
         (("-O", "unet_tile"), "-O takes KEY=VALUE"),
         (("-O", "unet_tile=abc"), "unet_tile must be an integer >= 8"),
         (("--color-fix", "none", "-O", "tile_grid=square"), "tile_grid must be one of balanced, official"),

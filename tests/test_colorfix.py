@@ -6,14 +6,14 @@ import pytest
 import torch
 from skimage import data
 
-from vs_superres.colorfix import (
+from vs_superres.numerics.colorfix import (
     COLOR_FIX_MODES,
     adain_color_fix,
     color_fix,
     wavelet_color_fix,
     wavelet_decompose,
 )
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 
 def _photo(name: str, size=(100, 150)) -> torch.Tensor:

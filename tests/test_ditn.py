@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ditn import (
     DEFAULT_CONFIG,
     DITN,
@@ -23,7 +23,8 @@ from vs_superres.models.ditn import (
     config_from_state_dict,
     reflect_pad_to_multiple,
 )
-from vs_superres.registry import architecture, get_model
+from vs_superres.models.ditn.family import DITNConfig
+from vs_superres.runtime.registry import family, get_model
 
 REFERENCE = Path(__file__).parent / "data" / "ditn_reference.npz"
 CHECKPOINTS = {"real": "ditn_x4_path", "gan": "ditn_gan_x4_path"}
@@ -212,11 +213,13 @@ def test_config_errors_name_the_problem():
 
 
 def test_registration():
-    arch = architecture("ditn")
-    assert arch.build is build and arch.config_from_state_dict is config_from_state_dict
+    fam = family("ditn")
+    assert fam.config_type is DITNConfig and fam.options.names() == ()
+    state = build(DEFAULT_CONFIG).state_dict()
+    assert fam.config_from_state_dict(state) == DITNConfig()
     for name in ("ditn-real-x4", "ditn-real-gan-x4"):
         desc = get_model(name)
-        assert desc.architecture == "ditn" and desc.scale == 4 and desc.kind == "image"
-        assert desc.alignment == 8 and dict(desc.config) == DEFAULT_CONFIG
+        assert desc.family == "ditn" and desc.scale == 4 and desc.kind == "image"
+        assert desc.alignment == 8 and desc.config.to_dict() == DEFAULT_CONFIG
         assert desc.licence == "Apache-2.0" and desc.weights[0].licence == "Apache-2.0"
         assert desc.weights[0].url.startswith("https://drive.google.com/")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ultravsr import drs
 from vs_superres.models.ultravsr.clip import (
     CLIP,

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 from vs_superres.media import (VideoReader, VideoWriter, atomic_output, read_image, transcode,
                                write_image)
 from vs_superres.media.colour import ColourInfo
@@ -109,7 +109,7 @@ def test_transcode_keeps_everything_but_size(clips, tmp_path, name, pix_fmt, pro
     src, dst = clips[name], tmp_path / f"up_{name}"
     calls = []
     assert transcode(src, dst, upscale_lagged,
-                     on_progress=lambda done, total, phase: calls.append((done, total))) == dst
+                     on_progress=lambda p: calls.append((p.done, p.total))) == dst
     before, after = probe(src), probe(dst)
     (v0,), (v1,) = streams_of(before, "video"), streams_of(after, "video")
     assert int(v1["nb_read_frames"]) == int(v0["nb_read_frames"]) == 12

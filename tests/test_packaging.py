@@ -15,7 +15,7 @@ def test_foreign_models_package_in_cwd_does_not_shadow_ours(tmp_path):
         import models
         assert models.MARK == 'user models package'
         import vs_superres.models.ditn as ours
-        from vs_superres.registry import list_models
+        from vs_superres.runtime.registry import list_models
         names = [m.name for m in list_models()]
         assert 'ditn-real-x4' in names, names
         assert 'site-packages' in ours.__file__ or 'models' in ours.__file__

@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from vs_superres.engine import Upscaler
-from vs_superres.errors import SuperResError
-from vs_superres.temporal import TemporalWindowPlan
+from vs_superres import Upscaler
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.runtime.windows import TemporalWindowPlan
 
 
 @pytest.mark.parametrize("N,L,O", [(1, 5, 2), (4, 5, 2), (5, 5, 2), (17, 5, 2), (30, 8, 3), (10, 4, 0), (9, 1, 0)])

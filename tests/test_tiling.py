@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from vs_superres.errors import SuperResError
-from vs_superres.tiling import _axis_weights, apply_tiled, run_with_oom_fallback, tile_starts
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.numerics.tiling import _axis_weights, apply_tiled, tile_starts
+from vs_superres.runtime.spatial import run_with_oom_fallback
 
 
 class LocalNet(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.errors import SuperResError, WeightsError
+from vs_superres.contracts.errors import SuperResError, WeightsError
 from vs_superres.models.ultravsr import configs
 from vs_superres.models.ultravsr.rts import RTSAttenBlock, RTSConvBlock, RTSModule, attention_width, conv_width
 

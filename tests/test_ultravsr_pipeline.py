@@ -17,14 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vs_superres.colorfix import wavelet_decompose
-from vs_superres.engine import Upscaler
-from vs_superres.errors import SuperResError
+from vs_superres.numerics.colorfix import wavelet_decompose
+from vs_superres import Upscaler
+from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ultravsr import checkpoint as ckpt_mod
 from vs_superres.models.ultravsr.drs import ClipIqaEstimator, timestep_for
 from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
 from vs_superres.models.ultravsr.tiny import write_tiny_clip, write_tiny_release
-from vs_superres.resample import upscale_bicubic
+from vs_superres.numerics.resample import upscale_bicubic
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -72,7 +72,7 @@ def pipeline(release, **kw):
 
 
 def test_registered_as_a_video_model():
-    from vs_superres import registry
+    from vs_superres.runtime import registry
 
     d = registry.get_model("ultravsr")
     assert (d.kind, d.scale, d.tileable, d.window, d.window_overlap) == ("video", 4, False, 30, 4)
@@ -239,7 +239,7 @@ def test_tiled_stages_run_every_tile_without_seams(release, photo):
     x = pan(photo, 2, 32, 40)  # latent 16x20
     steps = []
     up = engine(release, unet_tile=12, unet_overlap=6, decoder_tile=12, decoder_overlap=6, encoder_tile=96, encoder_overlap=48,
-                progress=lambda d, t, phase: steps.append((phase, t)))
+                progress=lambda p: steps.append((p.phase, p.total)))
     y = up.upscale(x)
     assert y.shape == (2, 3, 128, 160)
     totals = {phase.rsplit(": ", 1)[1]: t for phase, t in steps if ": " in phase}
@@ -258,11 +258,11 @@ def test_tiled_stages_run_every_tile_without_seams(release, photo):
 
 
 def test_cancellation_between_tiles(release, photo):
-    from vs_superres.errors import Cancelled
+    from vs_superres.contracts.errors import Cancelled
 
     calls = []
     up = engine(release, unet_tile=12, unet_overlap=6, cancel=lambda: len(calls) > 2,
-                progress=lambda d, t, p: calls.append(p))
+                progress=lambda p: calls.append(p.phase))
     with pytest.raises(Cancelled):
         up.upscale(pan(photo, 2, 32, 40))
 
@@ -275,15 +275,15 @@ def test_errors_name_the_problem(release, tmp_path, monkeypatch, photo):
         engine(release | {"base": str(tmp_path / "nowhere")})
     with pytest.raises(SuperResError, match="does not exist"):
         engine(release | {"checkpoint": str(tmp_path / "missing.pkl")})
-    with pytest.raises(SuperResError, match="unknown UltraVSR option.*unet_tiles.*known:.*unet_tile"):
+    with pytest.raises(SuperResError, match="unknown option.*unet_tiles for ultravsr .did you mean unet_tile.*its options are:.*unet_tile"):
         engine(release, unet_tiles=64)
     with pytest.raises(SuperResError, match="tile and overlap do not apply to ultravsr.*unet_tile"):
         engine(release, tile=128)
-    with pytest.raises(SuperResError, match=r"^strength must be in \(0, 1\]"):
+    with pytest.raises(SuperResError, match=r"^strength must be a number in \(0, 1\]"):
         engine(release, strength=0.0)
     with pytest.raises(SuperResError, match="either strength.*or clip_iqa"):
         engine(release, clip_iqa="x.safetensors")
-    with pytest.raises(SuperResError, match="unet_overlap must be an integer in \\[0, 15\\]"):
+    with pytest.raises(SuperResError, match=r"unet_overlap must be less than unet_tile \(16\), got 16"):
         engine(release, unet_tile=16, unet_overlap=16)
     with pytest.raises(SuperResError, match="encoder_tile must be .* multiple of 8"):
         engine(release, encoder_tile=100)

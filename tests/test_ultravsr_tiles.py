@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ultravsr.tiles import (
     balanced_spans,
     best_tile_size,
@@ -21,7 +21,7 @@ from vs_superres.models.ultravsr.tiles import (
     official_encoder_grid,
     official_unet_grid,
 )
-from vs_superres.resample import bicubic_matrix, resize_bicubic, upscale_bicubic
+from vs_superres.numerics.resample import bicubic_matrix, resize_bicubic, upscale_bicubic
 
 
 def starts(spans):

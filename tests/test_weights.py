@@ -12,9 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vs_superres import weights
-from vs_superres.errors import WeightsError
-from vs_superres.registry import WeightFile
+from vs_superres.numerics import checkpoints
+from vs_superres.runtime import weights
+from vs_superres.contracts.errors import WeightsError
+from vs_superres.contracts.descriptor import WeightFile
 
 
 def _sha(data: bytes) -> str:
@@ -97,7 +98,7 @@ def test_download_verifies_and_renames(isolated, server):
     (root / "w.pth").write_bytes(data)
     wf = WeightFile("fam/w.pth", _sha(data), url=f"{srv.url}/w.pth")
     seen = []
-    path = weights.download(wf, progress=lambda d, t: seen.append((d, t)))
+    path = weights.download(wf, progress=lambda p: seen.append((p.done, p.total)))
     assert path.read_bytes() == data
     assert seen[-1] == (len(data), len(data))
     assert weights.resolve(wf) == path
@@ -133,7 +134,7 @@ def test_wrapped_and_prefixed_state_dicts_are_unwrapped(tmp_path, wrap):
     }[wrap]
     p = tmp_path / "ck.pth"
     torch.save(obj, p)
-    got = weights.load_state_dict(p)
+    got = checkpoints.load_state_dict(p)
     assert sorted(got) == sorted(sd)
     torch.testing.assert_close(got["a.weight"], torch.ones(2, 2))
 
@@ -141,7 +142,7 @@ def test_wrapped_and_prefixed_state_dicts_are_unwrapped(tmp_path, wrap):
 def test_safetensors_loads(tmp_path):
     p = tmp_path / "ck.safetensors"
     save_file({"x": torch.arange(4.0)}, str(p))
-    torch.testing.assert_close(weights.load_state_dict(p)["x"], torch.arange(4.0))
+    torch.testing.assert_close(checkpoints.load_state_dict(p)["x"], torch.arange(4.0))
 
 
 class Payload:
@@ -154,7 +155,7 @@ def test_pickle_with_code_is_refused(tmp_path):
     with open(p, "wb") as f:
         pickle.dump({"w": Payload()}, f)
     with pytest.raises(WeightsError, match="never runs code from checkpoints"):
-        weights.load_state_dict(p)
+        checkpoints.load_state_dict(p)
 
 
 def test_corrupt_and_non_checkpoint_files(tmp_path):
@@ -163,16 +164,16 @@ def test_corrupt_and_non_checkpoint_files(tmp_path):
     broken = tmp_path / "broken.pth"
     broken.write_bytes(good.read_bytes()[:300])
     with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
-        weights.load_state_dict(broken)
+        checkpoints.load_state_dict(broken)
     text = tmp_path / "notes.pth"
     text.write_text("hello")
     with pytest.raises(WeightsError):
-        weights.load_state_dict(text)
+        checkpoints.load_state_dict(text)
     numbers = tmp_path / "numbers.pth"
     torch.save([1, 2, 3], numbers)
     with pytest.raises(WeightsError, match="holds no state dict"):
-        weights.load_state_dict(numbers)
+        checkpoints.load_state_dict(numbers)
     bad_st = tmp_path / "x.safetensors"
     bad_st.write_bytes(b"\x00" * 20)
     with pytest.raises(WeightsError, match="not a readable safetensors"):
-        weights.load_state_dict(bad_st)
+        checkpoints.load_state_dict(bad_st)

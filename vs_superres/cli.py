@@ -18,8 +18,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from . import registry, weights as weights_mod
-from .errors import Cancelled, SuperResError
+from .contracts.errors import Cancelled, InvalidOption, SuperResError
+from .contracts.options import Option
+from .runtime import registry, weights as weights_mod
+from .runtime.engine_options import ENGINE_OPTIONS, options_help
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 DEFAULT_MODEL = "ditn-real-x4"
@@ -28,34 +30,62 @@ log = logging.getLogger("vs_superres")
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model name or checkpoint path (default {DEFAULT_MODEL})")
-    p.add_argument("--weights", help="explicit weight file, bypassing the search path")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i> or mps (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision (default fp32)")
-    p.add_argument("--tile", type=int, default=None, help="tile side in input pixels; 0 disables tiling; default: fit free memory")
-    p.add_argument("--overlap", type=int, default=None, help="tile overlap in input pixels (default: the model's)")
-    p.add_argument("--batch", type=int, default=1, help="frames per forward pass for image models")
-    p.add_argument("--window", type=int, default=None, help="temporal window in frames (video models)")
-    p.add_argument("--window-overlap", type=int, default=None, help="frames shared by neighbouring windows (video models)")
+    for opt in ENGINE_OPTIONS:
+        _add_option_flag(p, opt)
     p.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="image output bit depth (default: the input's)")
-    u = p.add_argument_group("UltraVSR", "options of the ultravsr model (see docs/ultravsr.md)")
-    u.add_argument("--base", help="Stable Diffusion 2.1-base diffusers folder (default: stable-diffusion-2-1-base in the weight path, else the Hugging Face cache)")
-    u.add_argument("--checkpoint", help="UltraVSR checkpoint (official .pkl or our .safetensors)")
-    u.add_argument("--strength", type=float, help="fixed degradation factor d in (0, 1] instead of the CLIP-IQA estimate")
-    u.add_argument("--clip-iqa", help="CLIP RN50 weights (safetensors or plain state dict) for the released d estimate")
-    u.add_argument("--prompt", help="text prompt for every frame (default empty)")
-    u.add_argument("--color-fix", choices=["wavelet", "adain", "none"], help="colour correction against the input (default wavelet)")
-    u.add_argument("--frames-per-batch", type=int, help="TAI mini-batch: frames per spatial pass (memory, not output)")
-    u.add_argument("--merge-lora", action="store_true", help="fold the LoRA adapters into the base weights (faster)")
+    _add_family_args(p)
     p.add_argument("-O", "--model-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other model option, e.g. -O unet_tile=64 -O seed=3 (repeatable)")
+                   help="any model option by name, e.g. -O unet_tile=64 -O seed=3 (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _family_options() -> dict[str, Option]:
+    """Every host-facing option of every registered family, by name (first declaration wins)."""
+    out: dict[str, Option] = {}
+    for family in registry.default_registry().families():
+        for opt in family.options.for_hosts():
+            out.setdefault(opt.name, opt)
+    return out
+
+
+def _add_family_args(p: argparse.ArgumentParser) -> None:
+    """One flag per declared family option (``--frames-per-batch``), grouped by family."""
+    added: set[str] = set()
+    reg = registry.default_registry()
+    for family in reg.families():
+        opts = [o for o in family.options.for_hosts() if o.name not in added]
+        if not opts:
+            continue
+        models = ", ".join(m.name for m in reg.models_of(family.name))
+        group = p.add_argument_group(family.title or family.name, f"options of {models} (--model {models})")
+        for opt in opts:
+            added.add(opt.name)
+            _add_option_flag(group, opt)
+
+
+def _add_option_flag(p, opt: Option) -> None:
+    """``--name-with-dashes``, explained from the option's declaration; its value is parsed and
+    checked by the declaration too (:func:`_given`), so a bad value is one clear line."""
+    flag = "--" + opt.name.replace("_", "-")
+    rng = opt.range_text()
+    text = f"{opt.help} ({rng + '; ' if rng else ''}default {opt.default!r})".replace("%", "%%")
+    if opt.type == "bool":
+        p.add_argument(flag, dest=opt.name, action="store_const", const="true", default=None, help=text)
+    else:
+        p.add_argument(flag, dest=opt.name, default=None, metavar=opt.type.upper(), help=text)
+
+
+def _given(args, options) -> dict:
+    """The options of ``options`` given on the command line, parsed by their declarations."""
+    return {o.name: o.parse(getattr(args, o.name)) for o in options if getattr(args, o.name, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("upscale", help="upscale an image or a video")
+    up = sub.add_parser("upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="model options by family (flags above, or -O NAME=VALUE):\n" + options_help(indent="  "))
     up.add_argument("input")
     up.add_argument("output")
     _add_engine_args(up)
@@ -75,52 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MODEL_OPTION_FLAGS = ("base", "checkpoint", "strength", "clip_iqa", "prompt", "color_fix", "frames_per_batch")
-
-
-def _option_value(text: str):
-    """``-O`` values: int, float, true/false/none, else the string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def model_options(args) -> dict:
-    """Model-specific options given on the command line (only those given)."""
-    options = {k: getattr(args, k) for k in MODEL_OPTION_FLAGS if getattr(args, k, None) is not None}
-    if getattr(args, "merge_lora", False):
-        options["merge_lora"] = True
+    """Model options given on the command line (only those given), typed by their declaration."""
+    declared = _family_options()
+    options = _given(args, declared.values())
     for item in args.model_option:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SuperResError(f"-O takes KEY=VALUE, got {item!r}")
-        options[key.strip().replace("-", "_")] = _option_value(value.strip())
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InvalidOption(f"-O takes KEY=VALUE, got {item!r}", option="-O")
+        # Unknown names go through as text; the model refuses them with its list of options.
+        options[key] = declared[key].parse(value) if key in declared else value.strip()
     return options
 
 
 def _engine(args, progress):
-    from .engine import Upscaler
+    from .runtime.upscaler import Upscaler
 
-    return Upscaler(
-        args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
-        batch=args.batch, window=args.window, window_overlap=args.window_overlap,
-        weights=args.weights, progress=progress, **model_options(args),
-    )
+    return Upscaler(args.model, progress=progress, **_given(args, ENGINE_OPTIONS), **model_options(args))
 
 
 def _upscale_image(src: Path, dst: Path, args) -> None:
     import torch
 
     from .media import read_image, write_image
-    from .progress import ProgressBar
+    from .progress_bar import ProgressBar
 
     rgb, info = read_image(src)
     if info.has_alpha:
@@ -141,7 +150,7 @@ def _upscale_video(src: Path, dst: Path, args) -> None:
     import torch
 
     from .media import transcode
-    from .progress import ProgressBar
+    from .progress_bar import ProgressBar
 
     bar = ProgressBar(src.name) if not args.quiet else None
     up = _engine(args, None)
@@ -183,16 +192,19 @@ def cmd_demo(args) -> int:
         return cmd_upscale(args)
 
 
+def _where(wf) -> str:
+    try:
+        return str(weights_mod.resolve(wf, verify=False))
+    except SuperResError:
+        return "not installed" + ("" if wf.required else f" (optional; or give {wf.option}=)")
+
+
 def cmd_models(args) -> int:
     if args.action == "list":
         for d in registry.list_models():
-            print(f"{d.name}  [{d.kind}, x{d.scale}, {d.architecture}, licence {d.licence}]  {d.description}")
+            print(f"{d.name}  [{d.kind}, x{d.scale}, {d.family}, licence {d.licence}]  {d.description}")
             for wf in d.weights:
-                try:
-                    where = str(weights_mod.resolve(wf, verify=False))
-                except SuperResError:
-                    where = "not installed"
-                print(f"    {wf.relpath}  sha256 {wf.sha256}  ({where})")
+                print(f"    {wf.relpath}  sha256 {wf.sha256}  ({_where(wf)})")
         return 0
     names = args.names or [d.name for d in registry.list_models()]
     descs = [registry.get_model(n) for n in names]
@@ -205,7 +217,9 @@ def cmd_models(args) -> int:
                     print(f"{d.name}: {wf.relpath} already present at {path}")
                     continue
                 except SuperResError:
-                    pass
+                    if not wf.url and not wf.required:
+                        print(f"{d.name}: {wf.relpath} is optional and has no download location; get it from {wf.upstream}")
+                        continue
                 path = weights_mod.download(wf, dest)
                 print(f"{d.name}: downloaded {wf.relpath} -> {path} (sha256 ok)")
         return 0
@@ -216,6 +230,9 @@ def cmd_models(args) -> int:
                 path = weights_mod.resolve(wf, model_name=d.name)
                 print(f"OK       {d.name}: {path}")
             except SuperResError as e:
+                if not wf.required:
+                    print(f"OPTIONAL {d.name}: {wf.relpath} not installed")
+                    continue
                 failed += 1
                 print(f"PROBLEM  {d.name}: {str(e).splitlines()[0]}")
     return 1 if failed else 0

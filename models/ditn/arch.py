@@ -27,19 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "in_channels": 3,
-    "dim": 60,
-    "num_itl": 4,
-    "num_sal": 4,
-    "num_ufone": 1,
-    "ffn_expansion": 2,
-    "bias": False,
-    "patch_size": 8,
-    "upscale": 4,
-}
+from .family import DITNConfig
+
+DEFAULT_CONFIG: dict[str, Any] = DITNConfig().to_dict()
+"""The release's hyperparameters as a plain dict (:class:`~.family.DITNConfig` is the typed form)."""
 
 #: The released networks always predict RGB, whatever ``in_channels`` is.
 OUT_CHANNELS = 3

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from vs_superres.errors import SuperResError, WeightsError
+from vs_superres.contracts.errors import SuperResError, WeightsError
 
 from .rts import RTSModule
 from .unet import UltraVSRUNet

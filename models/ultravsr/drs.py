@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 from .clip import CLIP, clip_from_state_dict, normalize_images
 
@@ -191,7 +191,7 @@ class ClipIqaEstimator:
 
     ``clip``: a :class:`~.clip.CLIP` module, an OpenAI-layout state dict, or a path to one
     (safetensors, or a plain state dict readable with ``torch.load(weights_only=True)``; read
-    with :func:`vs_superres.weights.load_state_dict`). With OpenAI RN50 weights this is the
+    with :func:`vs_superres.numerics.checkpoints.load_state_dict`). With OpenAI RN50 weights this is the
     computation of pyiqa 0.1.10's ``clipiqa`` (not compared numerically here: neither the
     weights nor pyiqa are available to the tests). A module passed in is used as is: it is
     switched to float32 and eval mode and moved to the frames' device.
@@ -214,7 +214,7 @@ class ClipIqaEstimator:
         tokenizer: Tokenizer | None = None,
     ):
         if isinstance(clip, (str, os.PathLike)):
-            from vs_superres.weights import load_state_dict
+            from vs_superres.numerics.checkpoints import load_state_dict
 
             clip = load_state_dict(clip)
         if isinstance(clip, Mapping):

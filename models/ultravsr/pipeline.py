@@ -1,7 +1,7 @@
 """UltraVSR inference: one temporal window of low-resolution frames to 4x frames.
 
 :class:`UltraVSRPipeline` is what the engine runs for the ``ultravsr`` model (a *clip runner*,
-see ``vs_superres.engine.ClipRunner``). Per clip it computes a :class:`ClipState` once (the
+see ``vs_superres.contracts.runners.ClipRunner``). Per clip it computes a :class:`ClipState` once (the
 degradation factor ``d``, its timestep and the text embedding); per window it
 
 1. pre-upscales x4 with Pillow's bicubic kernel and reflect-pads to a multiple of 8,
@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -29,105 +30,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.colorfix import COLOR_FIX_MODES, color_fix
-from vs_superres.errors import SuperResError
-from vs_superres.resample import upscale_bicubic
-from vs_superres.tiling import retry_on_oom
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.progress import Progress, ProgressFn
+from vs_superres.numerics.colorfix import color_fix
+from vs_superres.numerics.oom import retry_on_oom
+from vs_superres.numerics.resample import upscale_bicubic
 
 from .drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
+from .options import UltraVSRSettings
 from .tiles import Grid, balanced_spans, blend_tiles, official_decoder_grid, official_encoder_grid, official_unet_grid
 
 log = logging.getLogger("vs_superres")
 
-__all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE", "MIN_INPUT_SIDE"]
+__all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE", "MIN_INPUT_SIDE", "CLIP_RN50_RELPATH"]
 
 SCALE = 4
+CLIP_RN50_RELPATH = "clip/RN50.safetensors"
 MIN_INPUT_SIDE = 4
 """Smallest input side: 16 pre-upscaled pixels, a 2x2 latent."""
-TILE_GRIDS = ("balanced", "official")
-StepFn = Callable[[int, int, str], None]
+StepFn = ProgressFn
 Tagger = Callable[[torch.Tensor], str]
 """``tagger(frames) -> "tag, tag, ..."``: sees the clip's sampled, pre-upscaled frames
 ``[K, 3, H, W]`` in [0, 1]; its tags are appended to the prompt."""
-
-
-@dataclasses.dataclass(frozen=True)
-class UltraVSRSettings:
-    """Inference settings of :class:`UltraVSRPipeline` (none of them changes the weights).
-
-    frames_per_batch: TAI mini-batch ``b``: frames per pass of the spatial layers (``None`` =
-        the whole window). Changes memory and speed, not the output.
-    unet_tile, unet_overlap: UNet tile side and minimum overlap, in latent pixels (1/8 of the
-        output). Released: 96 / 32.
-    decoder_tile, decoder_overlap: VAE-decoder tile and minimum overlap, latent pixels.
-        Released: 96 / 10 (the same here; the balanced grid spreads any slack into the overlaps).
-    encoder_tile, encoder_overlap: VAE-encoder tile and overlap, output pixels, multiples of 8.
-        Released: 3000 / 32 (only frames above 9 MP are tiled). Here 4096 / 64: frames up to
-        4096 px a side are encoded whole (tiling the encoder costs FLOPs and saves little: it has
-        no RTS, so its memory scales with ``frames_per_batch`` only); out of memory halves it.
-    tile_grid: ``"balanced"`` (fewest evenly spread tiles) or ``"official"`` (the released grids).
-    color_fix: ``"wavelet"`` (released default), ``"adain"`` or ``"none"``.
-    sample_latent, seed: draw the VAE latent instead of taking its mean; the noise of frame
-        ``i`` is seeded by ``(seed, i)``, so it does not depend on windows or request order.
-    prompt: text prompt for every frame (default empty); a tagger's tags are appended.
-    """
-
-    frames_per_batch: int | None = 1
-    unet_tile: int = 96
-    unet_overlap: int = 32
-    decoder_tile: int = 96
-    decoder_overlap: int = 10
-    encoder_tile: int = 4096
-    encoder_overlap: int = 64
-    tile_grid: str = "balanced"
-    color_fix: str = "wavelet"
-    sample_latent: bool = False
-    seed: int = 0
-    prompt: str = ""
-
-    def __post_init__(self) -> None:
-        def integer(name: str, lo: int, hi: int | None = None, multiple: int = 1) -> None:
-            v = getattr(self, name)
-            ok = not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi) and v % multiple == 0
-            if not ok:
-                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                mult = f" and a multiple of {multiple}" if multiple > 1 else ""
-                raise SuperResError(f"{name} must be an integer {rng}{mult}, got {v!r}")
-
-        if self.frames_per_batch is not None:
-            integer("frames_per_batch", 1)
-        integer("unet_tile", 8)
-        integer("unet_overlap", 0, self.unet_tile - 1)
-        integer("decoder_tile", 8)
-        integer("decoder_overlap", 0, self.decoder_tile - 1)
-        integer("encoder_tile", 64, None, 8)
-        integer("encoder_overlap", 0, self.encoder_tile - 8, 8)
-        integer("seed", 0)
-        if self.tile_grid not in TILE_GRIDS:
-            raise SuperResError(f"tile_grid must be one of {', '.join(TILE_GRIDS)}, got {self.tile_grid!r}")
-        if self.color_fix not in COLOR_FIX_MODES:
-            raise SuperResError(f"color_fix must be one of {', '.join(COLOR_FIX_MODES)}, got {self.color_fix!r}")
-        if not isinstance(self.sample_latent, bool):
-            raise SuperResError(f"sample_latent must be True or False, got {self.sample_latent!r}")
-        if not isinstance(self.prompt, str):
-            raise SuperResError(f"prompt must be a string, got {type(self.prompt).__name__}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> "UltraVSRSettings":
-        unknown = sorted(set(options) - set(cls.names()))
-        if unknown:
-            raise SuperResError(
-                f"unknown UltraVSR option(s) {', '.join(unknown)}; known: {', '.join(cls.names() + LOADER_OPTIONS)}"
-            )
-        return cls(**options)
-
-
-LOADER_OPTIONS = ("checkpoint", "base", "strength", "clip_iqa", "tagger", "merge_lora", "allow_download")
-"""Options of :meth:`UltraVSRPipeline.from_pretrained` besides the settings."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,31 +64,26 @@ class ClipState:
     context: torch.Tensor  # [1, tokens, cross_attention_dim]
 
 
-def degradation_estimator(strength: float | None, clip_iqa: Any = None) -> DegradationEstimator:
+def degradation_estimator(strength: float | None, clip_iqa: Any = None, *, search_roots: Sequence[os.PathLike] = ()) -> DegradationEstimator:
     """``FixedStrength(strength)``, else CLIP-IQA from ``clip_iqa`` (a path, state dict or module).
 
-    With neither, CLIP RN50 weights are looked up as ``clip/RN50.safetensors`` in the weight
-    search path; if absent, the error names both ways out.
+    The runtime passes ``clip/RN50.safetensors`` from the weight search as ``clip_iqa`` when
+    the user gave neither; with neither here, the error names both ways out and the folders
+    searched (``search_roots``).
     """
     if strength is not None and clip_iqa is not None:
         raise SuperResError("pass either strength (a fixed degradation factor) or clip_iqa (estimate it), not both")
     if strength is not None:
         return FixedStrength(_check_strength(strength, "strength"))
     if clip_iqa is None:
-        from vs_superres import weights as weights_mod
-        from vs_superres.registry import WeightFile
-
-        rn50 = WeightFile(relpath="clip/RN50.safetensors", sha256=None, licence="MIT", upstream="https://github.com/openai/CLIP")
-        try:
-            clip_iqa = weights_mod.resolve(rn50)
-        except SuperResError:
-            roots = ", ".join(str(r) for r in weights_mod.search_roots())
-            raise SuperResError(
-                "UltraVSR needs the clip's degradation factor d: pass strength=D with 0 < D <= 1 "
-                "(1 = clean input, smaller = stronger restoration; CLIP-IQA gives about 0.1-0.3 on "
-                "real-world video), or let it be estimated as released with CLIP RN50 weights: "
-                f"clip_iqa=PATH, or a file clip/RN50.safetensors in one of: {roots}"
-            ) from None
+        roots = ", ".join(str(r) for r in search_roots) or "the weight search path ($SUPERRES_WEIGHTS)"
+        raise SuperResError(
+            "UltraVSR needs the clip's degradation factor d: pass strength=D with 0 < D <= 1 "
+            "(1 = clean input, smaller = stronger restoration; CLIP-IQA gives about 0.1-0.3 on "
+            "real-world video), or let it be estimated as released with CLIP RN50 weights: "
+            f"clip_iqa=PATH, or a file {CLIP_RN50_RELPATH} in one of: {roots}",
+            option="strength", model="ultravsr",
+        )
     return clip_iqa if isinstance(clip_iqa, ClipIqaEstimator) else ClipIqaEstimator(clip_iqa)
 
 
@@ -203,7 +122,9 @@ class UltraVSRPipeline:
         self.estimator = estimator
         self.tagger = tagger
         self.settings = settings
+        # Text embeddings by prompt; VapourSynth threads may ask for the same clip state at once.
         self._contexts: dict[str, torch.Tensor] = {}
+        self._contexts_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -219,22 +140,24 @@ class UltraVSRPipeline:
         tagger: Tagger | None = None,
         merge_lora: bool = False,
         allow_download: bool = False,
+        search_roots: Sequence[os.PathLike] = (),
         **settings: Any,
     ) -> "UltraVSRPipeline":
-        """Load the SD-2.1-base folder ``base`` (default: ``stable-diffusion-2-1-base`` in the
-        weight search path, else the Hugging Face cache) and the UltraVSR ``checkpoint``.
+        """Load the SD-2.1-base folder ``base`` (default: the hub id, from the Hugging Face
+        cache; the runtime passes ``stable-diffusion-2-1-base`` from the weight search when it
+        finds one) and the UltraVSR ``checkpoint``.
 
         ``settings`` are :class:`UltraVSRSettings` fields. Cheap checks (settings, the
         estimator) run before anything large is read.
         """
-        from .checkpoint import load_ultravsr, read_checkpoint, resolve_base_model
+        from .checkpoint import DEFAULT_BASE_MODEL, load_ultravsr, read_checkpoint, resolve_base_model
 
         config = UltraVSRSettings.from_options(settings)
-        estimator = degradation_estimator(strength, clip_iqa)
+        estimator = degradation_estimator(strength, clip_iqa, search_roots=search_roots)
         if tagger is not None and not callable(tagger):
             raise SuperResError(f"tagger must be a callable frames -> str, got {type(tagger).__name__}")
         ckpt = read_checkpoint(checkpoint)
-        folder = resolve_base_model(base if base is not None else default_base_model(), allow_download=allow_download)
+        folder = resolve_base_model(base if base is not None else DEFAULT_BASE_MODEL, allow_download=allow_download)
         unet, vae = load_ultravsr(ckpt, folder, merge_lora=bool(merge_lora))
         text_encoder, tokenizer = load_text_encoder(folder)
         return cls(
@@ -287,13 +210,14 @@ class UltraVSRPipeline:
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """``[1, tokens, dim]`` last hidden state of the text encoder (77 tokens, truncated), cached."""
-        if prompt not in self._contexts:
-            tok = self.tokenizer
-            ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-            if len(tok(prompt).input_ids) > tok.model_max_length:
-                log.warning("the prompt is longer than %d tokens; the rest is ignored", tok.model_max_length)
-            self._contexts[prompt] = self.text_encoder(ids.to(self.device))[0].to(self.dtype)
-        return self._contexts[prompt]
+        with self._contexts_lock:
+            if prompt not in self._contexts:
+                tok = self.tokenizer
+                ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+                if len(tok(prompt).input_ids) > tok.model_max_length:
+                    log.warning("the prompt is longer than %d tokens; the rest is ignored", tok.model_max_length)
+                self._contexts[prompt] = self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+            return self._contexts[prompt]
 
     # ------------------------------------------------------------------ one window
     @torch.no_grad()
@@ -346,7 +270,7 @@ class UltraVSRPipeline:
     def _tiled(self, stage: str, fn, x: torch.Tensor, tile: int, overlap: int, scale, on_step: StepFn | None, floor: int) -> torch.Tensor:
         align = 8 if stage == "encoder" else 1
         what = {"encoder": "VAE-encoder tiles (pixels)", "unet": "UNet tiles (latent)", "decoder": "VAE-decoder tiles (latent)"}[stage]
-        on_tile = (lambda done, total: on_step(done, total, stage)) if on_step else None
+        on_tile = (lambda done, total: on_step(Progress(done, total, stage, "tiles"))) if on_step else None
 
         def attempt(t: int) -> torch.Tensor:
             grid = self._grid(stage, x.shape[-2], x.shape[-1], t, overlap)
@@ -396,21 +320,6 @@ class UltraVSRPipeline:
 # ---------------------------------------------------------------------- base model parts
 
 
-BASE_FOLDER_NAME = "stable-diffusion-2-1-base"
-
-
-def default_base_model() -> str:
-    """``stable-diffusion-2-1-base`` in the first weight root holding it, else the hub id."""
-    from vs_superres import weights as weights_mod
-
-    from .checkpoint import DEFAULT_BASE_MODEL
-
-    for root in weights_mod.search_roots():
-        if (root / BASE_FOLDER_NAME).is_dir():
-            return str(root / BASE_FOLDER_NAME)
-    return DEFAULT_BASE_MODEL
-
-
 def load_text_encoder(folder: str | os.PathLike):
     """``(CLIPTextModel, CLIPTokenizer)`` from a diffusers base folder (fp32, CPU, eval)."""
     folder = Path(folder)
@@ -441,17 +350,26 @@ def load_alphas_cumprod(folder: str | os.PathLike) -> torch.Tensor:
     return scheduler.alphas_cumprod.to(torch.float32)
 
 
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def quiet_transformers():
-    """No progress bars or info chatter from transformers while loading (hosts own the terminal)."""
+    """No progress bars or info chatter from transformers while loading (hosts own the terminal).
+
+    transformers' verbosity is process-wide, so loads that overlap (two VapourSynth filters
+    created on two threads) take turns; otherwise the second would restore the first one's
+    quiet level as the "original".
+    """
     from transformers.utils import logging as tlog
 
-    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
-    tlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(level)
-        if bars:
-            tlog.enable_progress_bar()
+    with _QUIET_LOCK:
+        bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
+        tlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+        try:
+            yield
+        finally:
+            tlog.set_verbosity(level)
+            if bars:
+                tlog.enable_progress_bar()

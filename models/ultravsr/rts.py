@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 __all__ = [
     "RTSAttenBlock",

@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 __all__ = [
     "GAUSSIAN_VAR",

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 from .configs import unet_rts_channels
 from .rts import RTSModule

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vs_superres.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 from .configs import vae_decoder_rts_channels
 from .rts import RTSModule

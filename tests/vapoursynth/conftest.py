@@ -119,9 +119,9 @@ def ditn_weights() -> Path:
 @pytest.fixture(scope="session")
 def ditn_model(ditn_weights) -> str:
     """The registered DITN name, or the checkpoint path while none is registered."""
-    from vs_superres import registry
-    from vs_superres.engine import Upscaler
-    from vs_superres.errors import SuperResError
+    from vs_superres.runtime import registry
+    from vs_superres import Upscaler
+    from vs_superres.contracts.errors import SuperResError
 
     names = [m.name for m in registry.list_models() if m.name == "ditn-real-x4"]
     model = names[0] if names else str(ditn_weights)

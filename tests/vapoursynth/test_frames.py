@@ -9,7 +9,7 @@ import pytest
 import torch
 import vapoursynth as vs
 
-from vs_superres.engine import Upscaler
+from vs_superres import Upscaler
 
 VIDEO_MODEL = "temporal-mean-x2"
 

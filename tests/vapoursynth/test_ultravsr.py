@@ -18,9 +18,9 @@ import pytest
 import torch
 import vapoursynth as vs
 
-from vs_superres.engine import Upscaler
-from vs_superres.errors import SuperResError
-from vs_superres.resample import upscale_bicubic
+from vs_superres import Upscaler
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.numerics.resample import upscale_bicubic
 
 H, W = 16, 20  # input frame size; output is 64x80
 STRENGTH = 0.3
@@ -180,11 +180,11 @@ def rgbs(length=4):
 
 # Engine errors arrive intact: "superres.UltraVSR: " + the engine's own message.
 ENGINE_ERRORS = [
-    (dict(strength=0.0), "strength must be in (0, 1]"),
-    (dict(strength=1.5), "strength must be in (0, 1] (1 = clean input, smaller = stronger restoration); got 1.5"),
+    (dict(strength=0.0), "strength must be a number in (0, 1]"),
+    (dict(strength=1.5), "strength must be a number in (0, 1], got 1.5"),
     (dict(color_fix="lab"), "color_fix must be one of wavelet, adain, none, got 'lab'"),
     (dict(tile_grid="square"), "tile_grid must be one of balanced, official, got 'square'"),
-    (dict(unet_tile=16, unet_overlap=16), "unet_overlap must be an integer in [0, 15], got 16"),
+    (dict(unet_tile=16, unet_overlap=16), "unet_overlap must be less than unet_tile (16), got 16"),
     (dict(encoder_tile=100), "encoder_tile must be an integer >= 64 and a multiple of 8, got 100"),
     (dict(frames_per_batch=0), "frames_per_batch must be an integer >= 1, got 0"),
     (dict(seed=-1), "seed must be an integer >= 0, got -1"),

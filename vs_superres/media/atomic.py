@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import SuperResError
+from ..contracts.errors import SuperResError
 
 
 def _fsync_path(path: Path) -> None:

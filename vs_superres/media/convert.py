@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ..errors import SuperResError
+from ..contracts.errors import SuperResError
 from .colour import (ColourInfo, chroma_offsets, downsample_chroma, rgb_to_yuv,
                      upsample_chroma, yuv_to_rgb)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import SuperResError
+from ..contracts.errors import SuperResError
 from .atomic import write_bytes_atomic
 from .convert import pixel_layout
 

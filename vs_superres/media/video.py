@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import av
 import numpy as np
 
-from ..errors import SuperResError
+from ..contracts.errors import SuperResError
+from ..contracts.progress import Progress, ProgressFn
 from .colour import (CHROMA_LEFT, CHROMA_LOCATION_NAMES, MATRIX_UNSPECIFIED, RANGE_FULL,
                      RANGE_UNSPECIFIED, ColourInfo, guess_matrix)
 from .convert import PixelLayout, frame_to_rgb, pixel_layout
@@ -26,7 +27,6 @@ from .convert import PixelLayout, frame_to_rgb, pixel_layout
 log = logging.getLogger(__name__)
 
 ProcessFn = Callable[[Iterator[np.ndarray]], Iterable]
-ProgressFn = Callable[[int, "int | None", str], None]
 
 
 class DecodedFrame(NamedTuple):
@@ -263,7 +263,7 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, process: ProcessFn
     yield exactly one frame per input, in order (numpy or torch ``[3, sH, sW]``); it may lag
     behind its input (temporal windows). Timestamps, colour tags, audio and subtitles are
     carried over (see :class:`VideoWriter`; ``writer_options`` go to it). ``on_progress`` is
-    called as ``on_progress(done, total, "transcode")`` after each encoded frame, ``total``
+    called with ``Progress(done, total, "transcode")`` after each encoded frame, ``total``
     being the source's (possibly estimated) frame count. Returns the output path.
     """
     from .writer import VideoWriter
@@ -298,7 +298,7 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, process: ProcessFn
                 writer.write(_to_chw(output, writer.width, writer.height), pending_pts.popleft())
                 done += 1
                 if on_progress is not None:
-                    on_progress(done, max(total or 0, done), "transcode")
+                    on_progress(Progress(done, max(total or 0, done), "transcode"))
             if pending_pts or writer is None or not consumed["all"]:
                 given = done + len(pending_pts)
                 raise SuperResError(

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import SuperResError
+from ..contracts.errors import SuperResError
 from .atomic import AtomicFile
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import PixelLayout, pixel_layout, rgb_to_frame

@@ -11,6 +11,7 @@ function name (``superres.DITN: ...``); the plugin shows it as the VapourSynth e
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from typing import Any, Mapping, Sequence
@@ -18,32 +19,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .. import registry
-from ..devices import device_precisions, resolve_device
-from ..engine import Upscaler
-from ..errors import SuperResError
+from ..contracts.descriptor import PRECISIONS, ModelDescriptor
+from ..contracts.errors import SuperResError
+from ..runtime import registry
+from ..runtime.devices import device_precisions, resolve_device
+from ..runtime.engine_options import ENGINE_OPTIONS
+from ..runtime.upscaler import Upscaler
+from . import signatures
 
-#: Plugin function -> (architecture family prefix, default model). ``Upscale`` takes any model.
-FUNCTIONS = {
-    "DITN": ("ditn", "ditn-real-x4"),
-    "UltraVSR": ("ultravsr", None),  # default: the first registered UltraVSR model
-    "Upscale": (None, None),
-}
 #: Accepted formats: VapourSynth format name -> plane dtype.
 FORMATS = {"RGBS": np.float32, "RGBH": np.float16}
 CONVERT_HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
-#: Plugin arguments that are :class:`Upscaler` arguments (only when given).
-ENGINE_ARGS = ("device", "dtype", "tile", "overlap", "window", "window_overlap", "weights")
-#: Plugin arguments handed to the model as options (only when given): UltraVSR's loader and
-#: settings (``UltraVSRSettings`` checks their values and ranges). A model without options
-#: refuses them by name.
-MODEL_OPTIONS = (
-    "checkpoint", "base", "strength", "clip_iqa", "prompt", "color_fix", "frames_per_batch",
-    "unet_tile", "unet_overlap", "decoder_tile", "decoder_overlap", "encoder_tile",
-    "encoder_overlap", "tile_grid", "seed", "sample_latent", "merge_lora",
-)
-#: VapourSynth has no boolean type: these options are ints that must be 0 or 1.
-BOOL_OPTIONS = ("sample_latent", "merge_lora")
+log = logging.getLogger("vs_superres")
 
 
 class _StdoutToStderr:
@@ -85,15 +72,19 @@ def create(function: str, args: Mapping[str, Any], clip: Mapping[str, Any]) -> "
 
 
 def _with_name(function: str, fn, *a):
-    """Run ``fn`` and make any error a SuperResError that starts with the function name."""
+    """Run ``fn``; a user error keeps its type and fields and gains the function name; anything
+    else is a bug: its traceback goes to the log and the message says it is an internal error."""
     prefix = f"superres.{function}"
     try:
         return fn(*a)
     except SuperResError as e:
-        text = str(e)
-        raise SuperResError(text if text.startswith(prefix) else f"{prefix}: {text}") from None
-    except Exception as e:  # a bug, not a user error: keep the exception type in the message
-        raise SuperResError(f"{prefix}: {type(e).__name__}: {e}") from None
+        raise e.with_prefix(prefix) from None
+    except Exception as e:
+        log.debug("%s: internal error", prefix, exc_info=True)
+        raise RuntimeError(
+            f"{prefix}: internal error ({type(e).__name__}: {e}); this is a bug in vs-superres, please "
+            "report it with the VapourSynth log"
+        ) from e
 
 
 def _check_clip(function: str, clip: Mapping[str, Any]) -> np.dtype:
@@ -118,52 +109,59 @@ def _check_clip(function: str, clip: Mapping[str, Any]) -> np.dtype:
 
 
 def _pick_model(function: str, model: str | None) -> str:
-    family, default = FUNCTIONS[function]
     if model:
         return model
-    if default:
-        return default
-    if family is None:
+    if function == signatures.ANY_MODEL:
         names = ", ".join(m.name for m in registry.list_models())
-        raise SuperResError(f"model is required; known models: {names}")
-    found = [m.name for m in registry.list_models() if m.architecture.lower().startswith(family)]
+        raise SuperResError(f"model is required; known models: {names}", option="model")
+    family = signatures.family_of(function)
+    if family.default_model:
+        return family.default_model
+    found = registry.default_registry().models_of(family.name)
     if not found:
-        raise SuperResError(f"no {function} model is registered in this installation")
-    return found[0]
+        raise SuperResError(f"no {function} model is registered in this installation", option="model")
+    return found[0].name
 
 
-def _model_options(args: dict[str, Any]) -> dict[str, Any]:
-    """Take the model options out of ``args``; 0/1 ints become the booleans the model expects."""
-    options = {k: args.pop(k) for k in MODEL_OPTIONS if k in args}
-    for name in BOOL_OPTIONS:
-        if name in options:
-            value = options[name]
+def _split_args(function: str, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(engine arguments, model options)`` of a call; 0/1 ints become the booleans declared."""
+    engine, options = {}, {}
+    for name, value in args.items():
+        try:
+            opt = signatures.function_options(function).get(name)
+        except KeyError:  # the C plugin registered what signatures() gave: a bug, said plainly
+            raise RuntimeError(f"the plugin passed argument {name!r}, which {function} does not declare") from None
+        if opt.type == "bool":
             if value not in (0, 1):
-                raise SuperResError(f"{name} must be 0 or 1 (False or True), got {value}")
-            options[name] = bool(value)
-    return options
-
-
-def _check_clip_for(function: str, desc: registry.ModelDescriptor, height: int, width: int) -> None:
-    """The model fits the function and accepts frames of this size."""
-    _check_family(function, desc)
-    desc.check_size(height, width)
+                raise SuperResError(f"{name} must be 0 or 1 (False or True), got {value}", option=name)
+            value = bool(value)
+        (engine if name in ENGINE_OPTIONS else options)[name] = value
+    return engine, options
 
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def _check_family(function: str, desc: registry.ModelDescriptor) -> None:
-    family = FUNCTIONS[function][0]
-    if family is None or desc.architecture.lower().startswith(family):
+def _check_family(function: str, desc: ModelDescriptor) -> None:
+    if function == signatures.ANY_MODEL:
         return
-    same = [m.name for m in registry.list_models() if m.architecture.lower().startswith(family)]
+    family = signatures.family_of(function)
+    if desc.family == family.name:
+        return
+    same = [m.name for m in registry.default_registry().models_of(family.name)]
     raise SuperResError(
-        f"model {desc.name!r} is a {desc.architecture} model, not {_article(function)} {function} "
+        f"model {desc.name!r} is a {desc.family} model, not {_article(function)} {function} "
         f"model; {function} models: {', '.join(same) or 'none registered'}; use "
-        f"core.superres.Upscale(clip, model={desc.name!r}) for other models"
+        f"core.superres.Upscale(clip, model={desc.name!r}) for other models",
+        option="model", model=desc.name,
     )
+
+
+def _check_clip_for(function: str, desc: ModelDescriptor, height: int, width: int) -> None:
+    """The model fits the function and accepts frames of this size."""
+    _check_family(function, desc)
+    desc.check_size(height, width)
 
 
 class VSFilter:
@@ -177,15 +175,12 @@ class VSFilter:
         self.notes: list[str] = []
 
         model = _pick_model(function, args.pop("model", None))
-        device = args.pop("device", "auto")
-        dtype = args.pop("dtype", None) or self._default_dtype(clip["format"], model, device)
-        options = _model_options(args)
-        unknown = sorted(set(args) - set(ENGINE_ARGS))
-        if unknown:  # the plugin's signatures and these tuples disagree: a bug, said plainly
-            raise SuperResError(f"internal error: the bridge does not know argument(s) {', '.join(unknown)}")
-        if model in {m.name for m in registry.list_models()}:
+        engine, options = _split_args(function, args)
+        device = engine.pop("device", "auto")
+        dtype = engine.pop("dtype", None) or self._default_dtype(clip["format"], model, device)
+        if model in registry.default_registry():
             _check_clip_for(function, registry.get_model(model), self.height, self.width)  # before loading anything
-        self.upscaler = Upscaler(model, device=device, dtype=dtype, **args, **options)
+        self.upscaler = Upscaler(model, device=device, dtype=dtype, **engine, **options)
         _check_clip_for(function, self.upscaler.descriptor, self.height, self.width)  # checkpoint paths
         if self.upscaler.descriptor.kind == "video":
             self.upscaler.plan(self.num_frames)  # window arguments against the clip length
@@ -202,7 +197,7 @@ class VSFilter:
         try:
             model_precisions = registry.get_model(model).precisions
         except SuperResError:  # a checkpoint path: the engine decides
-            model_precisions = registry.PRECISIONS
+            model_precisions = PRECISIONS
         if "fp16" in device_precisions(dev) and "fp16" in model_precisions:
             return "fp16"
         self.notes.append(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import SuperResError
+from ..contracts.errors import SuperResError
 
 COLOR_FIX_MODES = ("wavelet", "adain", "none")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 
 import torch
 
-from .errors import SuperResError
+from ..contracts.errors import InvalidOption
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -28,22 +30,22 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     m = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if m:
         if not torch.cuda.is_available():
-            raise SuperResError(
+            raise InvalidOption(
                 f"device {spec!r} was asked for but this PyTorch build sees no CUDA GPU; "
                 "use device='cpu' (or 'auto')"
             )
         index = int(m.group(1) or 0)
         if index >= torch.cuda.device_count():
-            raise SuperResError(
+            raise InvalidOption(
                 f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} "
                 f"CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})"
             )
         return torch.device("cuda", index)
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise SuperResError("device 'mps' was asked for but MPS is not available here; use 'cpu'")
+            raise InvalidOption("device 'mps' was asked for but MPS is not available here; use 'cpu'")
         return torch.device("mps")
-    raise SuperResError(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:<index>, mps")
+    raise InvalidOption(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:<index>, mps")
 
 
 def device_precisions(device: torch.device) -> tuple[str, ...]:
@@ -64,13 +66,13 @@ def resolve_dtype(spec: str | None, device: torch.device, model_precisions: tupl
     aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
     name = aliases.get(name, name)
     if name not in DTYPES:
-        raise SuperResError(f"unknown dtype {spec!r}; allowed: fp32, fp16, bf16")
+        raise InvalidOption(f"unknown dtype {spec!r}; allowed: fp32, fp16, bf16")
     if name not in model_precisions:
-        raise SuperResError(
+        raise InvalidOption(
             f"model {model_name!r} does not support {name}; it supports {', '.join(model_precisions)}"
         )
     if name not in device_precisions(device):
-        raise SuperResError(
+        raise InvalidOption(
             f"dtype {name} is not supported on device {device}; this device supports "
             f"{', '.join(device_precisions(device))} (use --dtype fp32, or a GPU for fp16)"
         )
@@ -85,3 +87,24 @@ def free_memory_bytes(device: torch.device) -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
+
+
+#: Model calls (tiles, windows) that may run at once on one device, across every engine of
+#: the process. One by default: a GPU (or the CPU's thread pool) is already saturated by one
+#: call, and VapourSynth's worker threads must not multiply peak memory.
+INFLIGHT_ENV = "SUPERRES_MAX_INFLIGHT"
+_slots: dict[str, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def device_slots(device: torch.device) -> threading.BoundedSemaphore:
+    """The process-wide ticket pool of ``device`` (size ``$SUPERRES_MAX_INFLIGHT``, default 1)."""
+    key = str(device)
+    with _slots_lock:
+        if key not in _slots:
+            try:
+                n = max(1, int(os.environ.get(INFLIGHT_ENV, "1")))
+            except ValueError:
+                n = 1
+            _slots[key] = threading.BoundedSemaphore(n)
+        return _slots[key]

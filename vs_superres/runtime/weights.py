@@ -8,33 +8,30 @@ Search order for a registered weight file (``WeightFile.relpath``):
 4. the user cache: ``$XDG_CACHE_HOME/vs-superres/<relpath>`` (``~/.cache`` by default).
 
 Nothing is ever downloaded implicitly: ``superres models download NAME`` does that, with a
-sha256 check before the file gets its final name. Loading never unpickles code:
-safetensors, or ``torch.load(..., weights_only=True)``.
+sha256 check before the file gets its final name. Reading a found file is
+``vs_superres.numerics.checkpoints`` (never unpickling code).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
-import pickle
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import Callable, Mapping
-
-import torch
-
-from .errors import WeightsError
-from .registry import WeightFile
+from ..contracts.descriptor import WeightFile
+from ..contracts.errors import WeightsError
+from ..contracts.progress import Progress, ProgressFn
 
 ENV_VAR = "SUPERRES_WEIGHTS"
-_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
 
 
 def package_weights_dir() -> Path:
-    from . import models
-
-    return Path(models.__file__).resolve().parent / "weights"
+    """``models/weights/`` of the installed package (found without importing the families)."""
+    spec = importlib.util.find_spec("vs_superres.models")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]).resolve() / "weights" if locations else Path(__file__).resolve().parents[2] / "models" / "weights"
 
 
 def cache_dir() -> Path:
@@ -78,25 +75,27 @@ def _missing_message(wf: WeightFile, looked: list[Path], model_name: str | None)
 
 def resolve(wf: WeightFile, explicit: str | os.PathLike | None = None, *, model_name: str | None = None, verify: bool = True) -> Path:
     """Return the path of ``wf``; searched files are checked against the registry's sha256."""
+    exists = Path.is_dir if wf.folder else Path.is_file
     if explicit is not None:
         path = Path(explicit)
-        if not path.is_file():
-            raise WeightsError(f"weights path {str(path)!r} does not exist or is not a file")
+        if not exists(path):
+            what = "a folder" if wf.folder else "a file"
+            raise WeightsError(f"weights path {str(path)!r} does not exist or is not {what}", option=wf.option, model=model_name)
         candidates = [path]
     else:
         candidates = [root / wf.relpath for root in search_roots()]
     for path in candidates:
-        if path.is_file():
+        if exists(path):
             # An explicit path is the user's own choice (a fine-tune, a conversion): its keys
             # and shapes are checked when it loads, its hash is not held to the registry's.
             if verify and explicit is None:
                 verify_file(path, wf)
             return path
-    raise WeightsError(_missing_message(wf, candidates, model_name))
+    raise WeightsError(_missing_message(wf, candidates, model_name), option=wf.option, model=model_name)
 
 
 def verify_file(path: Path, wf: WeightFile) -> None:
-    if not wf.sha256:
+    if not wf.sha256 or wf.folder:
         return
     actual = sha256_of(path)
     if actual != wf.sha256:
@@ -107,7 +106,7 @@ def verify_file(path: Path, wf: WeightFile) -> None:
         )
 
 
-def download(wf: WeightFile, dest_root: Path | None = None, *, progress: Callable[[int, int], None] | None = None, timeout: float = 60.0) -> Path:
+def download(wf: WeightFile, dest_root: Path | None = None, *, progress: ProgressFn | None = None, timeout: float = 60.0) -> Path:
     """Fetch ``wf.url`` into ``dest_root/<relpath>`` (the user cache by default).
 
     The data goes to a temporary file beside the destination; only a file whose sha256
@@ -129,7 +128,7 @@ def download(wf: WeightFile, dest_root: Path | None = None, *, progress: Callabl
                     h.update(block)
                     done += len(block)
                     if progress:
-                        progress(done, total)
+                        progress(Progress(done, total, "download", "bytes"))
         except OSError as e:
             raise WeightsError(
                 f"could not download {wf.relpath} from {wf.url}: {e}. If this machine is "
@@ -145,60 +144,3 @@ def download(wf: WeightFile, dest_root: Path | None = None, *, progress: Callabl
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-
-
-def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
-    """Strip the usual training wrappers (``params_ema``, ``state_dict``, ... and ``module.``)."""
-    seen = 0
-    while isinstance(obj, Mapping) and seen < 4:
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        for key in _WRAPPER_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-        else:
-            break
-        seen += 1
-    if not isinstance(obj, Mapping) or not obj:
-        raise WeightsError("the checkpoint holds no state dict (expected a mapping of names to tensors)")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise WeightsError("the checkpoint's mapping holds no tensors; it is not a model state dict")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
-
-
-def load_checkpoint(path: str | os.PathLike):
-    """Load a checkpoint without executing code: safetensors or ``weights_only`` torch files."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise WeightsError(f"{str(path)!r} is not a readable safetensors file ({e})") from None
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise WeightsError(
-            f"{str(path)!r} was refused: it is a pickle that needs code beyond plain tensors and "
-            f"containers to load ({str(e).splitlines()[0][:200]}). vs-superres never runs code "
-            "from checkpoints; convert it to safetensors or a plain state dict in a trusted "
-            "environment."
-        ) from None
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise WeightsError(
-            f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): "
-            f"{str(e).splitlines()[0][:200]}"
-        ) from None
-
-
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return unwrap_state_dict(load_checkpoint(path))
-

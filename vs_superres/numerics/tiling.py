@@ -1,4 +1,5 @@
-"""Spatial tiling with overlap, feathered blending and out-of-memory fallback.
+"""Spatial tiles with overlap and feathered blending (the numerics; the policy of choosing a
+tile lives in ``vs_superres.runtime.spatial``).
 
 Tile origins are multiples of the model's ``alignment`` so that patch-based networks (DITN
 works on 8x8 patches) see the same patch grid as on the whole image. Along each interior
@@ -11,19 +12,10 @@ their descriptor (DITN's receptive field is 57 input pixels).
 
 from __future__ import annotations
 
-import logging
-import math
-from typing import Callable, TypeVar
+from typing import Callable
 
 import torch
 
-from .errors import Cancelled, SuperResError
-
-log = logging.getLogger("vs_superres")
-
-T = TypeVar("T")
-
-MIN_TILE = 32
 #: Fraction of each overlap zone, at either end, that a tile gives no weight to: the pixels
 #: nearest a cut see the least context. The middle quarter is a linear crossfade.
 DISCARD = 3 / 8
@@ -103,89 +95,3 @@ def apply_tiled(
     if on_tile:
         on_tile(done, total)
     return out / norm.clamp_min(1e-12)
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    msg = str(err).lower()
-    return isinstance(err, RuntimeError) and (
-        "out of memory" in msg or "can't allocate memory" in msg or "not enough memory" in msg
-    )
-
-
-def auto_tile(height: int, width: int, frames: int, bytes_per_pixel: int, free_bytes: int, alignment: int, dtype_bytes: int = 4) -> int:
-    """Largest aligned square tile whose working set fits half the free memory."""
-    budget = free_bytes * 0.5
-    per_pixel = max(1, bytes_per_pixel * frames * dtype_bytes // 4)
-    max_pixels = budget / per_pixel
-    if height * width <= max_pixels:
-        return max(height, width)
-    side = int(math.sqrt(max_pixels)) // alignment * alignment
-    return max(side, align_up(MIN_TILE, alignment))
-
-
-def align_up(n: int, a: int) -> int:
-    return -(-n // a) * a
-
-
-def retry_on_oom(
-    attempt: Callable[[int], T],
-    tile: int,
-    *,
-    floor: int,
-    alignment: int = 1,
-    what: str = "tiles",
-    on_shrink: Callable[[int], None] | None = None,
-) -> T:
-    """Call ``attempt(tile)``; on out-of-memory halve the tile (aligned, not below ``floor``) and retry.
-
-    Raises a :class:`SuperResError` naming the last tile size when even ``floor`` fails.
-    Errors other than out-of-memory propagate unchanged.
-    """
-    floor = align_up(max(floor, alignment), alignment)
-    while True:
-        try:
-            return attempt(tile)
-        except Cancelled:
-            raise
-        except Exception as err:  # noqa: BLE001 - only out-of-memory is handled here
-            if not is_out_of_memory(err):
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if tile <= floor:
-                raise SuperResError(
-                    f"out of memory even with {tile}x{tile} {what} ({err.__class__.__name__}); "
-                    "use a smaller window, fp16/bf16, free GPU memory, or device='cpu'"
-                ) from None
-            tile = max(floor, tile // 2 // alignment * alignment)
-            if on_shrink:
-                on_shrink(tile)
-
-
-def run_with_oom_fallback(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    *,
-    scale: int,
-    tile: int,
-    overlap: int,
-    alignment: int,
-    min_tile: int = MIN_TILE,
-    on_tile: Callable[[int, int], None] | None = None,
-    on_shrink: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """:func:`apply_tiled`, halving the tile on out-of-memory down to ``min_tile``."""
-    H, W = x.shape[-2:]
-    tile = min(tile, max(H, W))
-    if overlap > tile // 2 and tile < max(H, W):
-        log.warning(
-            "tile %d is small for an overlap of %d: using %d; tiles of at least %d keep the "
-            "model's full overlap", tile, overlap, tile // 2, 2 * overlap)
-
-    def attempt(t: int) -> torch.Tensor:
-        ov = min(overlap, t // 2)
-        return apply_tiled(fn, x, scale=scale, tile=t, overlap=ov, alignment=alignment, on_tile=on_tile)
-
-    return retry_on_oom(attempt, tile, floor=min_tile, alignment=alignment, on_shrink=on_shrink)

@@ -1,9 +1,11 @@
-"""A dependency-free terminal progress bar for the CLI (stderr only)."""
+"""A dependency-free terminal progress bar for the CLI (stderr only), fed :class:`Progress` reports."""
 
 from __future__ import annotations
 
 import sys
 import time
+
+from .contracts.progress import Progress
 
 
 class ProgressBar:
@@ -20,9 +22,10 @@ class ProgressBar:
         self._last = 0.0
         self._phase = ""
 
-    def __call__(self, done: int, total: int, phase: str = "") -> None:
+    def __call__(self, report: Progress) -> None:
         if not self.enabled:
             return
+        done, total, phase = report.done, report.total, report.phase
         now = time.monotonic()
         final = total and done >= total
         if not self.tty and not final and now - self._last < self.every:

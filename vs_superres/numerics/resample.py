@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-from .errors import SuperResError
+from ..contracts.errors import SuperResError
 
 __all__ = ["bicubic_matrix", "resize_bicubic", "upscale_bicubic"]
 

@@ -1,0 +1,54 @@
+"""Spatial tiling policy: which tile fits the memory, and halving it when memory runs out."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable
+
+import torch
+
+from ..numerics.oom import align_up, retry_on_oom
+from ..numerics.tiling import apply_tiled
+
+log = logging.getLogger("vs_superres")
+
+MIN_TILE = 32
+
+
+def auto_tile(height: int, width: int, frames: int, bytes_per_pixel: int, free_bytes: int, alignment: int, dtype_bytes: int = 4) -> int:
+    """Largest aligned square tile whose working set fits half the free memory."""
+    budget = free_bytes * 0.5
+    per_pixel = max(1, bytes_per_pixel * frames * dtype_bytes // 4)
+    max_pixels = budget / per_pixel
+    if height * width <= max_pixels:
+        return max(height, width)
+    side = int(math.sqrt(max_pixels)) // alignment * alignment
+    return max(side, align_up(MIN_TILE, alignment))
+
+
+def run_with_oom_fallback(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    scale: int,
+    tile: int,
+    overlap: int,
+    alignment: int,
+    min_tile: int = MIN_TILE,
+    on_tile: Callable[[int, int], None] | None = None,
+    on_shrink: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """:func:`apply_tiled`, halving the tile on out-of-memory down to ``min_tile``."""
+    H, W = x.shape[-2:]
+    tile = min(tile, max(H, W))
+    if overlap > tile // 2 and tile < max(H, W):
+        log.warning(
+            "tile %d is small for an overlap of %d: using %d; tiles of at least %d keep the "
+            "model's full overlap", tile, overlap, tile // 2, 2 * overlap)
+
+    def attempt(t: int) -> torch.Tensor:
+        ov = min(overlap, t // 2)
+        return apply_tiled(fn, x, scale=scale, tile=t, overlap=ov, alignment=alignment, on_tile=on_tile)
+
+    return retry_on_oom(attempt, tile, floor=min_tile, alignment=alignment, on_shrink=on_shrink)
