@@ -72,3 +72,14 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut().astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def tiny_ditn_path(tmp_path_factory) -> Path:
+    """A tiny random-weight DITN checkpoint (dim 8): argument and error tests need no real weights."""
+    from vs_superres.models.ditn.arch import build
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ditn") / "tiny_ditn.pth"
+    torch.save(build({"dim": 8, "num_itl": 1, "num_sal": 1}).state_dict(), path)
+    return path

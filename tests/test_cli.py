@@ -165,9 +165,9 @@ def test_ultravsr_user_errors(extra, match, tmp_path, tiny_ultravsr):
     assert not (tmp_path / "out.png").exists()
 
 
-def test_model_options_are_refused_by_models_without_them(photo, tmp_path, ditn_x4_path):
-    run = superres("upscale", photo, tmp_path / "out.png", "--strength", "0.3", "--device", "cpu")
-    assert run.returncode == 2 and "ditn-real-x4 takes no model options; got strength" in run.stderr
+def test_model_options_are_refused_by_models_without_them(photo, tmp_path, tiny_ditn_path):
+    run = superres("upscale", photo, tmp_path / "out.png", "--model", tiny_ditn_path, "--strength", "0.3", "--device", "cpu")
+    assert run.returncode == 2 and "tiny_ditn takes no model options; got strength" in run.stderr
 
 
 @needs_ffmpeg

@@ -71,9 +71,9 @@ def test_registry_describes_models():
         (dict(strength=0.5), "takes no model options; got strength"),
     ],
 )
-def test_bad_engine_arguments(kwargs, match, ditn_x4_path):
+def test_bad_engine_arguments(kwargs, match, tiny_ditn_path):
     with pytest.raises(SuperResError, match=match):
-        Upscaler("ditn-real-x4", **{"device": "cpu", **kwargs})
+        Upscaler(str(tiny_ditn_path), **{"device": "cpu", **kwargs})
 
 
 def test_missing_weights_error(monkeypatch, tmp_path):

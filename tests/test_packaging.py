@@ -18,7 +18,9 @@ def test_foreign_models_package_in_cwd_does_not_shadow_ours(tmp_path):
         from vs_superres.runtime.registry import list_models
         names = [m.name for m in list_models()]
         assert 'ditn-real-x4' in names, names
-        assert 'site-packages' in ours.__file__ or 'models' in ours.__file__
+        import os
+        assert not ours.__file__.startswith(os.getcwd()), ours.__file__  # not the user's folder
+        assert ours.__file__.endswith(os.path.join('models', 'ditn', '__init__.py')), ours.__file__
         assert ours.__name__ == 'vs_superres.models.ditn'
         print('ok')
         """
