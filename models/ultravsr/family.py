@@ -49,7 +49,8 @@ def _build(config: UltraVSRConfig):
     from .unet import UltraVSRUNet
     from .vae import UltraVSRAutoencoder
 
-    return nn.ModuleDict({"unet": UltraVSRUNet(**config.unet.thaw()), "vae": UltraVSRAutoencoder(**config.vae.thaw())})
+    unet, vae = UltraVSRUNet(**config.unet.thaw()), UltraVSRAutoencoder(**config.vae.thaw())
+    return nn.ModuleDict({"unet": unet, "vae": vae})  # type: ignore[dict-item]  # diffusers is untyped
 
 
 def _load(request) -> Any:

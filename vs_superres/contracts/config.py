@@ -20,9 +20,9 @@ class FrozenDict(Mapping):
 
     __slots__ = ("_data", "_hash")
 
-    def __init__(self, data: Mapping[str, Any] = (), **kw: Any):
-        self._data = {k: freeze(v) for k, v in {**dict(data), **kw}.items()}
-        self._hash = None
+    def __init__(self, data: Mapping[str, Any] | None = None, **kw: Any):
+        self._data = {k: freeze(v) for k, v in {**dict(data or {}), **kw}.items()}
+        self._hash: int | None = None
 
     def __getitem__(self, key):
         return self._data[key]
@@ -74,7 +74,10 @@ class FrozenConfig:
     size factor) as a field or a property, so the engine never guesses it from key names.
     """
 
-    scale: int
+    @property
+    def scale(self) -> int:
+        """Output size factor (a field or a property of the subclass)."""
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (nested mappings as dicts, tuples as lists)."""

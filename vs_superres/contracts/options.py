@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 from typing import Any, Iterator, Mapping
 
@@ -239,9 +238,13 @@ def declare(*settings_classes: type) -> OptionSet:
     return OptionSet(tuple(out))
 
 
-@functools.lru_cache(maxsize=None)
+_DECLARED: dict[type, OptionSet] = {}
+
+
 def _declared(cls: type) -> OptionSet:
-    return declare(cls)
+    if cls not in _DECLARED:
+        _DECLARED[cls] = declare(cls)
+    return _DECLARED[cls]
 
 
 def check_fields(instance: Any, *, model: str | None = None) -> None:

@@ -33,7 +33,7 @@ WINDOWS = ("window", "window_overlap")
 
 def engine_options(desc: ModelDescriptor) -> OptionSet:
     """The engine options that apply to ``desc``."""
-    skip = set()
+    skip: set[str] = set()
     if not desc.tileable:
         skip.update(TILING)
     if desc.kind != "video":

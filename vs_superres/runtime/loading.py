@@ -121,7 +121,7 @@ def load_runner(desc: ModelDescriptor, *, device, dtype, weights: Sequence[str |
                               search_roots=tuple(weights_mod.search_roots()))
         return family.load(request)
     if state_dict is None:
-        paths = [found[wf.relpath] for wf in desc.weights if found.get(wf.relpath) is not None]
+        paths = [p for p in (found.get(wf.relpath) for wf in desc.weights) if p is not None]
         state_dict = load_state_dict(paths[0]) if paths else None
     net = family.build(desc.config)
     if state_dict is not None:

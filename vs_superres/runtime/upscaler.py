@@ -93,7 +93,7 @@ class _DocumentedOptions(type):
 
     @property
     def __doc__(cls) -> str:  # type: ignore[override]
-        return (cls._doc or "") + "\n    Engine options:\n" + "\n".join(ENGINE_OPTIONS.help_lines("        ")) + \
+        return getattr(cls, "_doc", "") + "\n    Engine options:\n" + "\n".join(ENGINE_OPTIONS.help_lines("        ")) + \
             "\n\n    Model options, by family:\n" + options_help(indent="        ")
 
 
@@ -224,7 +224,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         """
         x = as_frames(frames)
         self.descriptor.check_size(x.shape[-2], x.shape[-1])
-        forward = functools.partial(self._forward, **(runner_kwargs or {}))
+        forward: Callable[[torch.Tensor], torch.Tensor] = functools.partial(self._forward, **(runner_kwargs or {}))
         if not self.descriptor.tileable:
             # The model tiles (and handles its own out-of-memory) inside; splitting its input
             # into pixel tiles here would bypass that.
@@ -321,6 +321,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             if out is None:
                 out = y if (seg.start, seg.stop) == (0, plan.length) else torch.empty_like(y)
             out[seg.start:seg.stop] = y[seg.start:seg.stop]
+        assert out is not None  # a window has at least one segment
         return out
 
     def _step_reporter(self, phase: str) -> ProgressFn:
@@ -379,7 +380,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             # The key carries the frames' scene flags: a window is only shared by requests
             # that agree on where its cuts are.
             cuts = tuple(i for i in plan.frames_of(k) if flags and flags(i))
-            win = self._cache.get_or_compute((num_frames, k, cuts), lambda k=k: self._compute_window(plan, k, get, flags, state))
+            win = self._cache.get_or_compute((num_frames, k, cuts), functools.partial(self._compute_window, plan, k, get, flags, state))
             outputs[k] = win[plan.position(k, n)]
         return plan.crossfade(n, outputs)
 

@@ -40,7 +40,7 @@ def cache_dir() -> Path:
 
 
 def search_roots() -> list[Path]:
-    roots = []
+    roots: list[Path] = []
     env = os.environ.get(ENV_VAR)
     if env:
         roots.extend(Path(p) for p in env.split(os.pathsep) if p)

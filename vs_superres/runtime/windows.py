@@ -131,7 +131,8 @@ class TemporalWindowPlan:
         ks = self.windows_of(n)
         if len(ks) == 1:  # its weight normalises to exactly one
             return window_frames[ks[0]]
-        out, total = None, 0.0
+        out: Any = None
+        total = 0.0
         for k in ks:
             w = self.position_weight(self.position(k, n))
             y = window_frames[k] * w
