@@ -230,3 +230,28 @@ def test_models_verify_reports_missing_weights(tmp_path):
     run = subprocess.run([sys.executable, "-m", "vs_superres.cli", "models", "verify", "ditn-real-x4"], capture_output=True, text=True, env=env)
     assert run.returncode == 1
     assert "PROBLEM" in run.stdout and "DITN_Real_x4.pth" in run.stdout
+
+
+def test_internal_errors_are_called_bugs_with_a_debug_traceback(tmp_path, monkeypatch):
+    """A bug (here: a model family whose loader is broken) is not shown as the user's mistake."""
+    family = tmp_path / "broken_family.py"
+    family.write_text(
+        "import dataclasses\n"
+        "from vs_superres.contracts.config import FrozenConfig\n"
+        "from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily\n"
+        "@dataclasses.dataclass(frozen=True)\nclass C(FrozenConfig):\n    scale: int = 2\n"
+        "def load(request):\n    return {}['missing']\n"
+        "FAMILY = ModelFamily(name='broken', config_type=C, build=lambda c: None, load=load)\n"
+        "MODELS = (ModelDescriptor(name='broken-x2', family='broken', config=C(), diagnostic=True),)\n")
+    import os
+    env = {**os.environ, "SUPERRES_FAMILIES": "broken_family", "PYTHONPATH": str(tmp_path)}
+    src = tmp_path / "in.png"
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(src)
+    for debug in ([], ["--debug"]):
+        run = subprocess.run([sys.executable, "-m", "vs_superres.cli", *debug, "upscale", str(src), str(tmp_path / "o.png"),
+                              "--model", "broken-x2"], capture_output=True, text=True, timeout=120, env=env)
+        assert run.returncode == 3, run.stderr
+        assert "superres: internal error: KeyError: 'missing'; this is a bug" in run.stderr
+        assert ("Traceback" in run.stderr) == bool(debug)
+        assert not (tmp_path / "o.png").exists()

@@ -7,7 +7,8 @@
 Images (PNG/JPEG/TIFF, 8/16-bit) and videos (anything PyAV reads) are told apart by the input
 extension. Output goes to a temporary name and is renamed only on success, so Ctrl-C or an
 error never leaves a truncated file under the final name. User errors print one line to
-stderr and exit with status 2; Ctrl-C exits with 130.
+stderr and exit with status 2; Ctrl-C exits with 130; an internal error (a bug) says so in one
+line and exits with 3 (``superres --debug ...`` logs its traceback).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def _given(args, options) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.")
+    parser.add_argument("--debug", action="store_true", help="debug log on stderr, with the traceback of internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -239,8 +241,8 @@ def cmd_models(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="superres: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="superres: %(message)s", stream=sys.stderr)
     try:
         if args.command == "upscale":
             return cmd_upscale(args)
@@ -253,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Cancelled):
         print("\nsuperres: interrupted; no output file was written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not the user's mistake: say so, keep the traceback for the report
+        log.debug("internal error", exc_info=True)
+        how = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"superres: internal error: {type(e).__name__}: {e}; this is a bug in vs-superres, "
+              f"please report it{how}; no output file was written", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.errors import InternalError, SuperResError
 
 __all__ = [
     "RTSAttenBlock",
@@ -84,16 +84,16 @@ def _as_chunks(x: Frames) -> tuple[list[torch.Tensor], bool]:
         chunks = list(x)
         given_as_list = True
         if not chunks:
-            raise SuperResError("RTS got an empty list of frame chunks; pass at least one [t, C, H, W] tensor.")
+            raise InternalError("RTS got an empty list of frame chunks; pass at least one [t, C, H, W] tensor.")
     for c in chunks:
         if not isinstance(c, torch.Tensor) or c.dim() != 4:
-            raise SuperResError(
+            raise InternalError(
                 "RTS expects frames shaped [T, C, H, W] (or a list of such chunks); "
                 f"got {type(c).__name__} with shape {tuple(getattr(c, 'shape', ()))}."
             )
     first = chunks[0].shape[1:]
     if any(c.shape[1:] != first for c in chunks[1:]):
-        raise SuperResError(
+        raise InternalError(
             "RTS frame chunks must share channels and size; got shapes "
             f"{[tuple(c.shape) for c in chunks]}."
         )

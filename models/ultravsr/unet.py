@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.errors import InternalError, SuperResError
 
 from .configs import unet_rts_channels
 from .rts import RTSModule
@@ -96,7 +96,7 @@ class UltraVSRUNet(UNet2DConditionModel):
         """
         t = torch.as_tensor(timestep, device=sample.device)
         if t.numel() != 1:
-            raise SuperResError(
+            raise InternalError(
                 f"UltraVSRUNet takes one timestep for the whole clip, got {t.numel()} values; "
                 "pass a Python number or a one-element tensor."
             )
@@ -111,7 +111,7 @@ class UltraVSRUNet(UNet2DConditionModel):
 
     def _check_inputs(self, sample: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
         if sample.dim() != 4 or sample.shape[1] != self.config.in_channels:
-            raise SuperResError(
+            raise InternalError(
                 f"UltraVSRUNet expects latents shaped [T, {self.config.in_channels}, h, w], got {tuple(sample.shape)}."
             )
         dim = self.config.cross_attention_dim
@@ -120,7 +120,7 @@ class UltraVSRUNet(UNet2DConditionModel):
             or encoder_hidden_states.shape[0] not in (1, sample.shape[0])
             or encoder_hidden_states.shape[2] != dim
         ):
-            raise SuperResError(
+            raise InternalError(
                 f"encoder_hidden_states must be [T, tokens, {dim}] (one text embedding per frame) or "
                 f"[1, tokens, {dim}] (shared); got {tuple(encoder_hidden_states.shape)} for T={sample.shape[0]}."
             )

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.errors import InternalError
 
 from .configs import vae_decoder_rts_channels
 from .rts import RTSModule
@@ -55,7 +55,7 @@ class RTSDecoder(Decoder):
         ``frames_per_batch`` is the TAI mini-batch size (``None`` = all frames at once).
         """
         if latent_embeds is not None:
-            raise SuperResError("RTSDecoder does not support spatial-norm latent_embeds (SD-2.1 has none).")
+            raise InternalError("RTSDecoder does not support spatial-norm latent_embeds (SD-2.1 has none).")
         sizes = frame_chunk_sizes(sample.shape[0], frames_per_batch)
         upscale_dtype = next(iter(self.up_blocks.parameters())).dtype
         chunks = [self.mid_block(self.conv_in(z), None).to(upscale_dtype) for z in sample.split(sizes, dim=0)]
@@ -129,7 +129,7 @@ class UltraVSRAutoencoder(AutoencoderKL):
         Tiled encoders blend these and draw a sample once, from the blended moments.
         """
         if frames.dim() != 4 or frames.shape[1] != self.config.in_channels:
-            raise SuperResError(
+            raise InternalError(
                 f"encode_frames expects pixels shaped [T, {self.config.in_channels}, H, W], got {tuple(frames.shape)}."
             )
         sizes = frame_chunk_sizes(frames.shape[0], frames_per_batch)
@@ -141,7 +141,7 @@ class UltraVSRAutoencoder(AutoencoderKL):
         The RTS modules mix all ``T`` frames; ``frames_per_batch`` only bounds memory.
         """
         if latents.dim() != 4 or latents.shape[1] != self.config.latent_channels:
-            raise SuperResError(
+            raise InternalError(
                 f"decode_frames expects latents shaped [T, {self.config.latent_channels}, h, w], "
                 f"got {tuple(latents.shape)}."
             )
