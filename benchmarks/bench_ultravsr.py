@@ -240,8 +240,8 @@ def _memory_child(cfg: dict) -> dict:
     rss_before = _status_kib("VmRSS") * 1024
     tracker = LiveTensorBytes()
 
-    def on_step(done: int, total: int, stage: str) -> None:
-        tracker.stage = "decoder + colour fix" if stage == "decoder" else stage
+    def on_step(p) -> None:  # a vs_superres.contracts.progress.Progress
+        tracker.stage = "decoder + colour fix" if p.phase == "decoder" else p.phase
 
     with tracker:
         y = pipe(x, clip_state=state, on_step=on_step)
