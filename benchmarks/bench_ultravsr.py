@@ -560,7 +560,8 @@ def time_full_pipeline(
             peak = torch.cuda.max_memory_allocated() if torch.device(device).type == "cuda" else None
             marks: list[tuple[str, float]] = []
 
-            def on_step(done: int, total: int, stage: str) -> None:
+            def on_step(p) -> None:  # a Progress; its phase is the stage
+                stage = p.phase
                 if not marks or marks[-1][0] != stage:
                     sync()
                     marks.append((stage, time.perf_counter()))
