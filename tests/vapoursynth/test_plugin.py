@@ -1,8 +1,9 @@
-"""core.superres exists without importing vs_superres, and every argument error is clear."""
+"""core.superres exists without importing the engine, and every argument error is clear."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,50 +20,86 @@ def rgbs(width=32, height=24, length=4):
     return vs.core.std.BlankClip(width=width, height=height, format=vs.RGBS, length=length, color=[0.2, 0.4, 0.6])
 
 
-IMAGE_ARGS = ["clip:vnode", "model:data:opt", "device:data:opt", "dtype:data:opt", "tile:int:opt",
-              "overlap:int:opt", "weights:data:opt"]
-ULTRAVSR_ARGS = [
-    "clip:vnode", "model:data:opt", "device:data:opt", "dtype:data:opt", "window:int:opt",
-    "window_overlap:int:opt", "weights:data:opt", "checkpoint:data:opt", "base:data:opt",
-    "strength:float:opt", "clip_iqa:data:opt", "prompt:data:opt", "color_fix:data:opt",
-    "frames_per_batch:int:opt", "unet_tile:int:opt", "unet_overlap:int:opt", "decoder_tile:int:opt",
-    "decoder_overlap:int:opt", "encoder_tile:int:opt", "encoder_overlap:int:opt", "tile_grid:data:opt",
-    "seed:int:opt", "sample_latent:int:opt", "merge_lora:int:opt",
-]
-
-
-def test_namespace_autoloads_in_a_fresh_process():
+def plugin_info(code_after_core: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    """A fresh Python that creates a core and prints the superres namespace as JSON."""
     code = (
         "import json, sys, vapoursynth as vs\n"
         "core = vs.core\n"
         "ns = {p.namespace: p for p in core.plugins()}\n"
-        "assert 'superres' in ns, sorted(ns)\n"
-        "assert not any(m.startswith('vs_superres') for m in sys.modules), 'imported too early'\n"
-        "p = ns['superres']\n"
-        "print(json.dumps({'id': p.identifier, 'functions': {f.name: [f.signature, f.return_signature] for f in p.functions()}}))\n"
+        "p = ns.get('superres')\n"
+        "print(json.dumps({'id': p and p.identifier,\n"
+        "                  'functions': p and [[f.name, f.signature, f.return_signature] for f in p.functions()],\n"
+        "                  'torch': 'torch' in sys.modules,\n"
+        "                  'bridge': 'vs_superres.vapoursynth.bridge' in sys.modules}))\n"
+        + code_after_core
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def test_namespace_autoloads_with_the_declared_signatures():
+    from vs_superres.vapoursynth import signatures
+
+    r = plugin_info()
     assert r.returncode == 0, r.stderr
+    assert "vs-superres" not in r.stderr, r.stderr
     info = json.loads(r.stdout)
     assert info["id"] == "com.vs-superres.superres"
-    functions = {name: (args.rstrip(";").split(";"), ret) for name, (args, ret) in info["functions"].items()}
-    # Each function takes its own arguments: DITN no UltraVSR options, UltraVSR no engine tiling.
-    assert functions["DITN"] == (IMAGE_ARGS, "clip:vnode;")
-    assert functions["UltraVSR"] == (ULTRAVSR_ARGS, "clip:vnode;")
-    upscale = functions["Upscale"][0]
-    assert set(upscale) == set(IMAGE_ARGS) | set(ULTRAVSR_ARGS) and len(upscale) == len(set(upscale))
-    assert upscale[0] == "clip:vnode" and functions["Upscale"][1] == "clip:vnode;"
+    # Loading the plugin reads the signatures (torch-free) and nothing else of the engine.
+    assert not info["torch"] and not info["bridge"], info
+    # Exactly what signatures() declares (tests/vapoursynth/test_signatures.py checks those
+    # against the option declarations).
+    registered = [(name, args) for name, args, _ret in info["functions"]]
+    assert sorted(registered) == sorted(signatures.signatures())
+    assert {ret for _n, _a, ret in info["functions"]} == {"clip:vnode;"}
+    assert {"DITN", "UltraVSR", "Upscale"} <= {name for name, _a in registered}
 
 
-def test_bridge_knows_every_plugin_argument():
-    """Every argument of every signature is an engine argument or a model option of the bridge."""
-    from vs_superres.vapoursynth import bridge
+def test_registration_failure_is_one_clear_line_and_vapoursynth_keeps_working(tmp_path):
+    blank = "print(core.std.BlankClip(width=8, height=8, length=2).get_frame(1).width)\n"
+    # A family module that does not exist: the Python error is named, nothing is registered.
+    r = plugin_info(blank, env={"SUPERRES_FAMILIES": "no_such_family_module"})
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.splitlines()[0])
+    assert info["id"] == "com.vs-superres.superres" and info["functions"] == [], info
+    assert r.stdout.splitlines()[1] == "8"
+    lines = [line for line in r.stderr.splitlines() if "vs-superres" in line]
+    assert lines == [
+        "vs-superres: core.superres has no functions: vs_superres.vapoursynth.signatures.signatures() "
+        "failed (ModuleNotFoundError: No module named 'no_such_family_module')"
+    ], r.stderr
+    # vs_superres shadowed by another package: the import is named, with the likely cause.
+    fake = tmp_path / "shadow" / "vs_superres"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    r = plugin_info(blank, env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["functions"] == []
+    lines = [line for line in r.stderr.splitlines() if "vs-superres" in line]
+    assert lines == [
+        "vs-superres: core.superres has no functions: cannot import vs_superres.vapoursynth.signatures "
+        "(ModuleNotFoundError: No module named 'vs_superres.vapoursynth'); is vs-superres installed in "
+        "the Python that VapourSynth runs?"
+    ], r.stderr
 
-    known = {"model", *bridge.ENGINE_ARGS, *bridge.MODEL_OPTIONS}
-    for fn in (vs.core.superres.DITN, vs.core.superres.UltraVSR, vs.core.superres.Upscale):
-        names = {arg.split(":")[0] for arg in fn.signature.rstrip(";").split(";")} - {"clip"}
-        assert names <= known, (fn.name, sorted(names - known))
-    assert set(bridge.BOOL_OPTIONS) <= set(bridge.MODEL_OPTIONS)
+
+def test_bridge_routes_every_declared_argument():
+    """Each argument of each registered function reaches the engine (engine options) or the
+    model (family options); 0/1 ints become the booleans declared."""
+    from vs_superres.runtime.engine_options import ENGINE_OPTIONS
+    from vs_superres.vapoursynth import bridge, signatures
+
+    samples = {"int": 1, "bool": 1, "float": 0.5, "str": "x", "path": "x"}
+    for fn in vs.core.superres.functions():
+        declared = signatures.function_options(fn.name)
+        names = [arg.split(":")[0] for arg in fn.signature.rstrip(";").split(";")]
+        assert names[:2] == ["clip", "model"] and names[2:] == list(declared.names()), fn.name
+        engine, options = bridge._split_args(fn.name, {o.name: samples[o.type] for o in declared})
+        assert set(engine) == {o.name for o in declared if o.name in ENGINE_OPTIONS}
+        assert set(options) == {o.name for o in declared if o.name not in ENGINE_OPTIONS}
+        for o in declared:
+            if o.type == "bool":
+                assert {**engine, **options}[o.name] is True, (fn.name, o.name)
 
 
 def test_plugin_is_the_installed_file():
@@ -155,17 +192,61 @@ def test_fp16_on_cpu_is_refused_with_the_alternative():
 
 
 def test_render_errors_become_frame_errors(monkeypatch):
+    from vs_superres.contracts.errors import UnsupportedFormat
     from vs_superres.vapoursynth import bridge
 
     up = vs.core.superres.Upscale(rgbs(), model=VIDEO_MODEL, device="cpu")
 
-    def boom(*a, **k):
+    def bug(*a, **k):
         raise RuntimeError("synthetic failure")
 
-    monkeypatch.setattr(bridge.VSFilter, "_render", boom)
+    # Anything but a SuperResError is a bug of ours, and says so; its traceback goes to
+    # VapourSynth's log (a warning: vspipe shows it), never into the error message.
+    monkeypatch.setattr(bridge.VSFilter, "_render", bug)
+    logged = []
+    handle = vs.core.add_log_handler(lambda level, msg: logged.append((level, msg)))
+    try:
+        with pytest.raises(vs.Error) as info:
+            up.get_frame(0)
+    finally:
+        vs.core.remove_log_handler(handle)
+    assert str(info.value) == (
+        "superres.Upscale: internal error (RuntimeError: synthetic failure); this is a bug in vs-superres, "
+        "please report it with the VapourSynth log"
+    )
+    traces = [msg for level, msg in logged if "superres.Upscale: internal error; traceback:" in msg]
+    assert len(traces) == 1, logged
+    assert "Traceback (most recent call last)" in traces[0] and "RuntimeError: synthetic failure" in traces[0]
+    assert "in bug" in traces[0]  # the frame that raised
+    assert [level for level, msg in logged if msg == traces[0]] == [vs.MESSAGE_TYPE_WARNING]
+
+    def user_error(*a, **k):
+        raise UnsupportedFormat("frame 1 is too dark")
+
+    # A user error keeps its own message, named by the function.
+    monkeypatch.setattr(bridge.VSFilter, "_render", user_error)
     with pytest.raises(vs.Error) as info:
-        up.get_frame(0)
-    assert "superres.Upscale: RuntimeError: synthetic failure" in str(info.value)
+        up.get_frame(1)
+    assert str(info.value) == "superres.Upscale: frame 1 is too dark"
+
+
+def test_internal_errors_at_creation_are_bugs_with_a_logged_traceback(monkeypatch):
+    from vs_superres.vapoursynth import bridge
+
+    def broken(self, *a, **k):
+        raise KeyError("synthetic")
+
+    monkeypatch.setattr(bridge.VSFilter, "__init__", broken)
+    logged = []
+    handle = vs.core.add_log_handler(lambda level, msg: logged.append((level, msg)))
+    try:
+        msg = error_of(vs.core.superres.DITN, rgbs())
+    finally:
+        vs.core.remove_log_handler(handle)
+    assert msg.startswith("superres.DITN: internal error (KeyError: 'synthetic'); this is a bug in vs-superres")
+    traces = [(level, m) for level, m in logged if m.startswith("superres.DITN: internal error; traceback:")]
+    assert len(traces) == 1 and traces[0][0] == vs.MESSAGE_TYPE_WARNING, logged
+    assert "in broken" in traces[0][1] and "KeyError: 'synthetic'" in traces[0][1]
 
 
 def test_filter_frees_its_engine():

@@ -185,7 +185,7 @@ ENGINE_ERRORS = [
     (dict(color_fix="lab"), "color_fix must be one of wavelet, adain, none, got 'lab'"),
     (dict(tile_grid="square"), "tile_grid must be one of balanced, official, got 'square'"),
     (dict(unet_tile=16, unet_overlap=16), "unet_overlap must be less than unet_tile (16), got 16"),
-    (dict(encoder_tile=100), "encoder_tile must be an integer >= 64 and a multiple of 8, got 100"),
+    (dict(encoder_tile=100), "encoder_tile must be an integer >= 64, a multiple of 8, got 100"),
     (dict(frames_per_batch=0), "frames_per_batch must be an integer >= 1, got 0"),
     (dict(seed=-1), "seed must be an integer >= 0, got -1"),
     (dict(window=0), "window must be >= 1, got 0"),
@@ -231,7 +231,8 @@ def test_missing_files_are_named(ultravsr_release, tmp_path):
     assert msg.startswith(f"superres.UltraVSR: base model folder {tmp_path / 'half'} lacks [") and "'unet'" in msg, msg
     missing = tmp_path / "missing.pkl"
     msg = error_of(ultravsr, rgbs(), ultravsr_release, checkpoint=str(missing))
-    assert msg.startswith(f"superres.UltraVSR: UltraVSR checkpoint {missing} does not exist or is not a file."), msg
+    assert msg.startswith(f"superres.UltraVSR: checkpoint {str(missing)!r} does not exist."), msg
+    assert "github.com/yongliuy/UltraVSR" in msg, msg
     msg = error_of(ultravsr, rgbs(), ultravsr_release, clip_iqa=str(tmp_path / "RN50.safetensors"), strength=None)
     assert msg.startswith("superres.UltraVSR: ") and f"{tmp_path / 'RN50.safetensors'}' does not exist" in msg, msg
 

@@ -13,10 +13,13 @@ separated by ``os.pathsep``), with the same two names.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from importlib import metadata
 
 from .registry import Registry
+
+log = logging.getLogger("vs_superres")
 
 BUILTIN = (
     "vs_superres.models.ditn.family",
@@ -45,5 +48,14 @@ def register_module(registry: Registry, module_name: str) -> None:
 
 
 def populate(registry: Registry) -> None:
+    """Register every family. A broken built-in is a bug and raises; a broken out-of-tree family
+    (a typo in ``$SUPERRES_FAMILIES``, a plugin that no longer imports) is skipped with a
+    warning, so it cannot take every other model (and every ``core.superres`` function) down."""
     for name in family_modules():
-        register_module(registry, name)
+        if name in BUILTIN:
+            register_module(registry, name)
+            continue
+        try:
+            register_module(registry, name)
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign code
+            log.warning("model family %s was not registered: %s: %s", name, type(exc).__name__, exc)

@@ -11,15 +11,21 @@ without importing anything of ours::
     up = core.superres.UltraVSR(clip, base="sd-2.1-base/", checkpoint="UltraVSR.pkl", strength=0.3)
     up.set_output()
 
-Each function has its own typed signature: ``DITN`` takes the image-model arguments (model,
-device, dtype, tile, overlap, weights), ``UltraVSR`` the video ones (window, window_overlap)
-and UltraVSR's options (checkpoint, base, strength, clip_iqa, prompt, color_fix, its tiling,
-seed, and ``sample_latent``/``merge_lora`` as 0/1), ``Upscale`` all of them. Temporal models
-request exactly the input frames of the windows an output frame needs, so output does not
-depend on request order or seeking; scene cuts come from ``_SceneChangePrev/_SceneChangeNext``.
+There is one function per model family, named by the family (``DITN``, ``UltraVSR``), plus
+``Upscale``, which takes any model. Each has its own typed signature, derived from the option
+declarations (the engine's, :mod:`vs_superres.runtime.engine_options`, that apply to the
+family's models, and the family's own ``OptionSet``; ``Upscale`` takes all of them) by
+:mod:`vs_superres.vapoursynth.signatures`; VapourSynth has no booleans, so boolean options are
+0/1 ints. ``inspect.signature(core.superres.UltraVSR)`` (or its ``.signature``) lists a
+function's arguments (``help()`` on a VapourSynth function only describes VapourSynth's
+``Function`` class), and ``help(Upscaler)`` (``from vs_superres import Upscaler``) or
+``superres upscale --help`` what each option means and accepts.
+Temporal models request exactly the input frames of the windows an output frame needs, so
+output does not depend on request order or seeking; scene cuts come from
+``_SceneChangePrev/_SceneChangeNext``.
 
 The plugin calls :mod:`vs_superres.vapoursynth.bridge`, which checks VapourSynth-specific
-things and otherwise hands frames to :class:`vs_superres.engine.Upscaler`.
+things and otherwise hands frames to :class:`vs_superres.runtime.upscaler.Upscaler`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,12 @@ VapourSynth's worker threads, :meth:`VSFilter.frames_needed` and :meth:`VSFilter
 Frames arrive as memoryviews over VapourSynth's planes and the output is written into the
 planes of the frame the plugin returns; nothing here keeps a reference to either.
 
-Every error is a :class:`~vs_superres.errors.SuperResError` whose message starts with the
-function name (``superres.DITN: ...``); the plugin shows it as the VapourSynth error.
+The arguments a function takes are its declared options (:mod:`.signatures`, from the
+engine's and the families' declarations); the plugin passes every one that was given.
+A user's mistake is a :class:`~vs_superres.contracts.errors.SuperResError` whose message starts
+with the function name (``superres.DITN: ...``); anything else is a bug, reported as a
+``RuntimeError`` ``superres.DITN: internal error (...)`` with its traceback in VapourSynth's
+log. The plugin shows the message as the VapourSynth error.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Mapping, Sequence
+import traceback
+from typing import Any, Mapping, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -45,7 +50,7 @@ class _StdoutToStderr:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
-        self._saved = None
+        self._saved: TextIO | None = None
 
     def __enter__(self) -> None:
         with self._lock:
@@ -71,9 +76,20 @@ def create(function: str, args: Mapping[str, Any], clip: Mapping[str, Any]) -> "
         return _with_name(function, VSFilter, function, dict(args), dict(clip))
 
 
+class BridgeInternalError(RuntimeError):
+    """Something other than a :class:`SuperResError` escaped the engine: a bug. The plugin shows
+    the message as the VapourSynth error and logs ``superres_traceback`` as a warning."""
+
+    def __init__(self, message: str, superres_traceback: str):
+        super().__init__(message)
+        self.superres_traceback = superres_traceback
+
+
 def _with_name(function: str, fn, *a):
     """Run ``fn``; a user error keeps its type and fields and gains the function name; anything
-    else is a bug: its traceback goes to the log and the message says it is an internal error."""
+    else is a bug: the message says it is an internal error, and its traceback goes to
+    VapourSynth's log (the plugin logs ``superres_traceback`` as a warning, which vspipe shows)
+    and to the ``vs_superres`` logger at debug level."""
     prefix = f"superres.{function}"
     try:
         return fn(*a)
@@ -81,9 +97,10 @@ def _with_name(function: str, fn, *a):
         raise e.with_prefix(prefix) from None
     except Exception as e:
         log.debug("%s: internal error", prefix, exc_info=True)
-        raise RuntimeError(
+        raise BridgeInternalError(
             f"{prefix}: internal error ({type(e).__name__}: {e}); this is a bug in vs-superres, please "
-            "report it with the VapourSynth log"
+            "report it with the VapourSynth log",
+            f"{prefix}: internal error; traceback:\n" + "".join(traceback.format_exception(e)).rstrip(),
         ) from e
 
 
@@ -125,10 +142,12 @@ def _pick_model(function: str, model: str | None) -> str:
 
 def _split_args(function: str, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(engine arguments, model options)`` of a call; 0/1 ints become the booleans declared."""
-    engine, options = {}, {}
+    engine: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    declared = signatures.function_options(function)
     for name, value in args.items():
         try:
-            opt = signatures.function_options(function).get(name)
+            opt = declared.get(name)
         except KeyError:  # the C plugin registered what signatures() gave: a bug, said plainly
             raise RuntimeError(f"the plugin passed argument {name!r}, which {function} does not declare") from None
         if opt.type == "bool":
@@ -236,9 +255,9 @@ class VSFilter:
             i: prev == 1 or flags.get(i - 1, (0, 0))[1] == 1 for i, (prev, _next) in flags.items()
         }
         y = self.upscaler.render_frame(n, self.num_frames, frames, scene_start)
-        y = y.detach().to("cpu", torch.float32).numpy()
+        planes_out = y.detach().to("cpu", torch.float32).numpy()
         for p in range(3):
-            self._plane(out[p], self.out_height, self.out_width, out_stride)[...] = y[p]
+            self._plane(out[p], self.out_height, self.out_width, out_stride)[...] = planes_out[p]
 
     def _read_frame(self, frame_planes: Sequence[memoryview], stride: int) -> np.ndarray:
         """``[3, H, W]`` float32, a copy (the plugin frees the planes after the call)."""
@@ -250,6 +269,6 @@ class VSFilter:
 
     def close(self) -> None:
         """Drop the model (the plugin calls this when VapourSynth frees the filter)."""
-        up, self.upscaler = self.upscaler, None
+        up, self.upscaler = self.upscaler, None  # type: ignore[assignment]  # never used after close()
         if up is not None:
             up.close()

@@ -1,8 +1,9 @@
 /*
  * core.superres: the VapourSynth face of the vs-superres engine.
  *
- * This file only moves frames. Everything else (argument checks, the model, tiling, temporal
- * windows, scene cuts) lives in Python: the filter object made by
+ * This file only moves frames. Everything else lives in Python: which functions exist and
+ * their arguments (vs_superres.vapoursynth.signatures, derived from the option declarations),
+ * argument checks, the model, tiling, temporal windows, scene cuts. The filter object made by
  * vs_superres.vapoursynth.bridge.create() says which input frames an output frame needs and
  * renders it. The rules that keep VapourSynth's worker threads and Python's GIL apart:
  *
@@ -11,10 +12,12 @@
  *   - frames are fetched, created and freed outside the GIL; Python sees their planes as
  *     memoryviews over VapourSynth's memory (no copy), which are released before the frames
  *     are freed;
- *   - a Python exception becomes the filter's error message (its text only, no traceback).
+ *   - a Python exception becomes the filter's error message (its text only, no traceback);
+ *     for an internal error (a bug) the bridge attaches the traceback, which goes to
+ *     VapourSynth's log as a warning.
  *
- * Python must already run in the host process (a Python script, vspipe, VSScript); if it
- * does not, it is started on first use.
+ * Python normally already runs in the host process (a Python script, vspipe, VSScript); if it
+ * does not, it is started when the plugin loads.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -31,33 +34,15 @@
 #define ERROR_SIZE 2048
 
 /*
- * Each function's typed signature. The plugin does not interpret arguments: every one that was
- * given goes to the bridge under its own name (ints as int, floats as float, data as str),
- * which checks values and ranges and names the argument in its errors.
+ * The functions and their typed signatures come from Python, derived from the engine's and
+ * the model families' option declarations: signatures() returns [(name, argument string)].
+ * The plugin does not interpret arguments: every one that was given goes to the bridge under
+ * its own name (ints as int, floats as float, data as str), which checks values and ranges
+ * and names the argument in its errors.
  */
-#define BASE_ARGS "clip:vnode;model:data:opt;device:data:opt;dtype:data:opt;"
-/* Spatial tiling by the engine (image models; UltraVSR tiles by itself, below). */
-#define TILE_ARGS "tile:int:opt;overlap:int:opt;"
-/* Temporal windows of video models. */
-#define WINDOW_ARGS "window:int:opt;window_overlap:int:opt;"
-#define WEIGHTS_ARGS "weights:data:opt;"
-/* UltraVSR's own options (vs_superres.models.ultravsr); sample_latent and merge_lora are 0/1. */
-#define ULTRAVSR_ARGS                                                                          \
-    "checkpoint:data:opt;base:data:opt;strength:float:opt;clip_iqa:data:opt;prompt:data:opt;"  \
-    "color_fix:data:opt;frames_per_batch:int:opt;unet_tile:int:opt;unet_overlap:int:opt;"      \
-    "decoder_tile:int:opt;decoder_overlap:int:opt;encoder_tile:int:opt;encoder_overlap:int:opt;" \
-    "tile_grid:data:opt;seed:int:opt;sample_latent:int:opt;merge_lora:int:opt;"
-
-typedef struct {
-    const char *name;
-    const char *args;
-} FunctionSpec;
-
-static const FunctionSpec FUNCTIONS[] = {
-    {"DITN", BASE_ARGS TILE_ARGS WEIGHTS_ARGS},
-    {"UltraVSR", BASE_ARGS WINDOW_ARGS WEIGHTS_ARGS ULTRAVSR_ARGS},
-    {"Upscale", BASE_ARGS TILE_ARGS WINDOW_ARGS WEIGHTS_ARGS ULTRAVSR_ARGS},
-};
+#define SIGNATURES_MODULE "vs_superres.vapoursynth.signatures"
+#define SIGNATURES_FUNCTION "signatures"
+#define RETURN_TYPE "clip:vnode;"
 
 typedef struct {
     VSNode *node;
@@ -77,6 +62,14 @@ typedef struct {
 /* ------------------------------------------------------------------------------------------ */
 /* Python helpers: all of these expect the GIL to be held.                                  */
 
+static int python_finalizing(void) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 static void ensure_python(void) {
     if (!Py_IsInitialized()) {
         Py_InitializeEx(0);
@@ -86,11 +79,32 @@ static void ensure_python(void) {
     }
 }
 
-/* The current exception's text, without traceback, into buf; clears the exception. */
-static void take_error(char *buf, size_t size, const char *prefix) {
+static char *copy_text(const char *text) {
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (copy)
+        memcpy(copy, text, len + 1);
+    return copy;
+}
+
+/*
+ * The current exception's text (with_type: "TypeName: text"), without traceback, into buf;
+ * clears the exception. The bridge gives an internal error (a bug, not the user's mistake) a
+ * `superres_traceback` string; with trace non-NULL, *trace becomes a malloc'ed copy of it (or
+ * stays NULL), for the caller to put in VapourSynth's log once it has let go of the GIL.
+ */
+static void take_error(char *buf, size_t size, const char *prefix, int with_type, char **trace) {
     PyObject *type = NULL, *value = NULL, *tb = NULL;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
+    if (trace && value && PyObject_HasAttrString(value, "superres_traceback")) {
+        PyObject *t = PyObject_GetAttrString(value, "superres_traceback");
+        const char *t_text = t && PyUnicode_Check(t) ? PyUnicode_AsUTF8(t) : NULL;
+        if (t_text)
+            *trace = copy_text(t_text);
+        Py_XDECREF(t);
+        PyErr_Clear();
+    }
     const char *text = NULL;
     PyObject *str = value ? PyObject_Str(value) : NULL;
     if (str)
@@ -99,8 +113,10 @@ static void take_error(char *buf, size_t size, const char *prefix) {
         PyErr_Clear();
         text = "unknown Python error";
     }
+    if (with_type && type && PyType_Check(type))
+        snprintf(buf, size, "%s: %s", ((PyTypeObject *)type)->tp_name, text);
     /* The bridge's messages already start with the function name. */
-    if (prefix && strncmp(text, prefix, strlen(prefix)) != 0)
+    else if (prefix && strncmp(text, prefix, strlen(prefix)) != 0)
         snprintf(buf, size, "%s: %s", prefix, text);
     else
         snprintf(buf, size, "%s", text);
@@ -190,12 +206,7 @@ static void VS_CC free_filter(void *instance_data, VSCore *core, const VSAPI *vs
     FilterData *d = (FilterData *)instance_data;
     (void)core;
     if (d->filter && Py_IsInitialized()) {
-#if PY_VERSION_HEX >= 0x030D0000
-        int finalizing = Py_IsFinalizing();
-#else
-        int finalizing = _Py_IsFinalizing();
-#endif
-        if (!finalizing) {
+        if (!python_finalizing()) {
             PyGILState_STATE gil = PyGILState_Ensure();
             PyObject *r = PyObject_CallMethod(d->filter, "close", NULL);
             if (!r)
@@ -209,8 +220,9 @@ static void VS_CC free_filter(void *instance_data, VSCore *core, const VSAPI *vs
     free(d);
 }
 
-/* Ask the bridge which input frames output frame n needs. Returns NULL with msg set on error. */
-static FrameList *frames_needed(FilterData *d, int n, char *msg) {
+/* Ask the bridge which input frames output frame n needs. Returns NULL with msg (and maybe
+ * *trace) set on error. */
+static FrameList *frames_needed(FilterData *d, int n, char *msg, char **trace) {
     FrameList *list = NULL;
     if (!d->temporal) {
         list = malloc(sizeof(FrameList) + sizeof(int));
@@ -241,7 +253,7 @@ static FrameList *frames_needed(FilterData *d, int n, char *msg) {
         }
     }
     if (!list)
-        take_error(msg, ERROR_SIZE, d->name);
+        take_error(msg, ERROR_SIZE, d->name, 0, trace);
     Py_XDECREF(seq);
     Py_XDECREF(r);
     PyGILState_Release(gil);
@@ -257,11 +269,11 @@ static int64_t get_prop(const VSMap *props, const char *key, const VSAPI *vsapi)
 /*
  * Hand the frames to the bridge: filter.render(n, indices, planes, strides, props, out_planes,
  * out_stride). Planes are memoryviews over VapourSynth's memory. Returns 1 on success; 0 with
- * msg set on error. *keep_frames is set when Python kept a view alive past the call, in which
- * case the frames must not be freed (a leak is better than a crash).
+ * msg (and maybe *trace) set on error. *keep_frames is set when Python kept a view alive past
+ * the call, in which case the frames must not be freed (a leak is better than a crash).
  */
 static int render(FilterData *d, int n, const FrameList *list, const VSFrame **src, VSFrame *dst,
-                  const VSAPI *vsapi, char *msg, int *keep_frames) {
+                  const VSAPI *vsapi, char *msg, char **trace, int *keep_frames) {
     const int planes = 3;
     int ok = 0;
     PyGILState_STATE gil = PyGILState_Ensure();
@@ -316,7 +328,7 @@ static int render(FilterData *d, int n, const FrameList *list, const VSFrame **s
 
 done:
     if (!ok)
-        take_error(msg, ERROR_SIZE, d->name);
+        take_error(msg, ERROR_SIZE, d->name, 0, trace);
     Py_XDECREF(r);
     if (views) {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(views); i++)
@@ -337,14 +349,25 @@ done:
     return ok;
 }
 
+/* An internal error's traceback into VapourSynth's log (shown by vspipe), then freed. Called
+ * without the GIL: a log handler may be Python code running on another thread. */
+static void log_trace(char *trace, VSCore *core, const VSAPI *vsapi) {
+    if (!trace)
+        return;
+    vsapi->logMessage(mtWarning, trace, core);
+    free(trace);
+}
+
 static const VSFrame *VS_CC get_frame(int n, int activation_reason, void *instance_data, void **frame_data,
                                       VSFrameContext *frame_ctx, VSCore *core, const VSAPI *vsapi) {
     FilterData *d = (FilterData *)instance_data;
     char msg[ERROR_SIZE];
+    char *trace = NULL;
 
     if (activation_reason == arInitial) {
-        FrameList *list = frames_needed(d, n, msg);
+        FrameList *list = frames_needed(d, n, msg, &trace);
         if (!list) {
+            log_trace(trace, core, vsapi);
             vsapi->setFilterError(msg, frame_ctx);
             return NULL;
         }
@@ -388,7 +411,7 @@ static const VSFrame *VS_CC get_frame(int n, int activation_reason, void *instan
     if (ok) {
         dst = vsapi->newVideoFrame(&d->vi.format, d->vi.width, d->vi.height, own ? own : src[0], core);
         int keep_frames = 0;
-        ok = render(d, n, list, src, dst, vsapi, msg, &keep_frames);
+        ok = render(d, n, list, src, dst, vsapi, msg, &trace, &keep_frames);
         if (keep_frames) {
             /* Python still points at these frames: never free them. */
             free(src);
@@ -404,6 +427,7 @@ static const VSFrame *VS_CC get_frame(int n, int activation_reason, void *instan
     free(list);
     if (!ok) {
         vsapi->freeFrame(dst);
+        log_trace(trace, core, vsapi);
         vsapi->setFilterError(msg, frame_ctx);
         return NULL;
     }
@@ -421,6 +445,8 @@ static void VS_CC create(const VSMap *in, VSMap *out, void *user_data, VSCore *c
     ensure_python();
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *filter = NULL, *notes = NULL;
+    char **note_texts = NULL, *trace = NULL;
+    Py_ssize_t note_count = 0;
     PyObject *args = build_args(in, vsapi);
     PyObject *clip = args ? build_clip_info(vi, vsapi) : NULL;
     PyObject *bridge = clip ? PyImport_ImportModule(BRIDGE_MODULE) : NULL;
@@ -435,20 +461,21 @@ static void VS_CC create(const VSMap *in, VSMap *out, void *user_data, VSCore *c
         notes = ok ? PyObject_GetAttrString(filter, "notes") : NULL;
         ok = notes != NULL;
     }
-    /* Notes (e.g. a precision fallback) go to VapourSynth's log, never to stdout. */
+    /* Notes (e.g. a precision fallback) go to VapourSynth's log, never to stdout; copied here,
+     * logged once the GIL is released. */
     if (ok) {
         PyObject *seq = PySequence_Fast(notes, "notes must be a sequence");
-        if (seq) {
-            for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-                const char *text = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-                if (text)
-                    vsapi->logMessage(mtInformation, text, core);
-            }
-            Py_DECREF(seq);
+        Py_ssize_t count = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+        note_texts = count > 0 ? calloc((size_t)count, sizeof(char *)) : NULL;
+        for (Py_ssize_t i = 0; note_texts && i < count; i++) {
+            const char *text = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+            if (text && (note_texts[note_count] = copy_text(text)))
+                note_count++;
         }
+        Py_XDECREF(seq);
         PyErr_Clear();
     } else {
-        take_error(msg, sizeof(msg), name);
+        take_error(msg, sizeof(msg), name, 0, &trace);
         Py_CLEAR(filter);
     }
     Py_XDECREF(notes);
@@ -457,6 +484,12 @@ static void VS_CC create(const VSMap *in, VSMap *out, void *user_data, VSCore *c
     Py_XDECREF(args);
     PyGILState_Release(gil);
 
+    for (Py_ssize_t i = 0; i < note_count; i++) {
+        vsapi->logMessage(mtInformation, note_texts[i], core);
+        free(note_texts[i]);
+    }
+    free(note_texts);
+    log_trace(trace, core, vsapi);
     if (!ok) {
         vsapi->freeNode(node);
         vsapi->mapSetError(out, msg);
@@ -482,14 +515,148 @@ static void VS_CC create(const VSMap *in, VSMap *out, void *user_data, VSCore *c
     snprintf(d->name, sizeof(d->name), "%s", name);
 
     VSFilterDependency deps[] = {{node, temporal ? rpGeneral : rpStrictSpatial}};
-    /* fmParallel: the engine serialises what must be serialised (window cache, model). */
+    /* fmParallel: frames render on several threads at once. The engine limits concurrent model
+     * calls per device with a process-wide ticket pool (vs_superres.runtime.devices.device_slots,
+     * $SUPERRES_MAX_INFLIGHT tickets, default 1) and locks its caches (windows, per-clip state),
+     * so nothing is serialised here. */
     vsapi->createVideoFilter(out, function, &d->vi, get_frame, free_filter, fmParallel, deps, 1, d, core);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Registration.                                                                             */
+
+/*
+ * A function's name is create()'s user_data, so it must outlive every core that registered
+ * it. Names are interned: one copy per distinct name for the life of the process, never freed
+ * (VapourSynth may load the plugin into several cores). The list is only touched with the GIL
+ * held, which serialises concurrent plugin loads.
+ */
+typedef struct InternedName {
+    struct InternedName *next;
+    char text[];
+} InternedName;
+
+static InternedName *interned_names = NULL;
+
+static const char *intern_name(const char *text) {
+    for (InternedName *n = interned_names; n; n = n->next)
+        if (strcmp(n->text, text) == 0)
+            return n->text;
+    size_t len = strlen(text);
+    InternedName *n = malloc(sizeof(InternedName) + len + 1);
+    if (!n)
+        return NULL;
+    memcpy(n->text, text, len + 1);
+    n->next = interned_names;
+    interned_names = n;
+    return n->text;
+}
+
+typedef struct {
+    const char *name; /* interned */
+    char *args;       /* malloc'ed; freed once registered */
+} Signature;
+
+static void free_signatures(Signature *sigs, Py_ssize_t count) {
+    if (!sigs)
+        return;
+    for (Py_ssize_t i = 0; i < count; i++)
+        free(sigs[i].args);
+    free(sigs);
+}
+
+/*
+ * signatures.signatures(), i.e. [(function name, argument string)], copied into C memory.
+ * Expects the GIL. Returns NULL with msg set (one line, naming the Python error) on failure.
+ */
+static Signature *load_signatures(Py_ssize_t *count, char *msg, size_t size) {
+    Signature *sigs = NULL;
+    Py_ssize_t n = 0;
+    PyObject *module = PyImport_ImportModule(SIGNATURES_MODULE);
+    PyObject *result = module ? PyObject_CallMethod(module, SIGNATURES_FUNCTION, NULL) : NULL;
+    PyObject *seq = result ? PySequence_Fast(result, SIGNATURES_FUNCTION "() did not return a sequence") : NULL;
+    if (seq) {
+        n = PySequence_Fast_GET_SIZE(seq);
+        sigs = calloc(n > 0 ? (size_t)n : 1, sizeof(Signature));
+        if (!sigs)
+            PyErr_NoMemory();
+        else if (n == 0)
+            PyErr_SetString(PyExc_ValueError, SIGNATURES_FUNCTION "() returned no functions");
+        for (Py_ssize_t i = 0; sigs && !PyErr_Occurred() && i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0)) ||
+                !PyUnicode_Check(PyTuple_GET_ITEM(item, 1))) {
+                PyErr_Format(PyExc_TypeError, SIGNATURES_FUNCTION "() item %zd is not a (name, argument string) "
+                             "pair of str", i);
+                break;
+            }
+            const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(item, 0));
+            const char *args = name ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(item, 1)) : NULL;
+            if (!args)
+                break;
+            sigs[i].name = intern_name(name);
+            sigs[i].args = copy_text(args);
+            if (!sigs[i].name || !sigs[i].args)
+                PyErr_NoMemory();
+        }
+    }
+    if (PyErr_Occurred() || !seq) {
+        char error[ERROR_SIZE];
+        take_error(error, sizeof(error), NULL, 1, NULL);
+        if (!module)
+            snprintf(msg, size, "cannot import %s (%s); is vs-superres installed in the Python that "
+                     "VapourSynth runs?", SIGNATURES_MODULE, error);
+        else
+            snprintf(msg, size, "%s.%s() failed (%s)", SIGNATURES_MODULE, SIGNATURES_FUNCTION, error);
+        free_signatures(sigs, n);
+        sigs = NULL;
+        n = 0;
+    }
+    Py_XDECREF(seq);
+    Py_XDECREF(result);
+    Py_XDECREF(module);
+    *count = n;
+    return sigs;
+}
+
+static void print_registration_error(const char *what) {
+    char line[ERROR_SIZE + 256];
+    snprintf(line, sizeof(line), "vs-superres: core.superres has no functions: %s", what);
+    for (char *c = line; *c; c++) /* one line, whatever the Python message held */
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+/*
+ * The namespace always exists; its functions are what signatures() says. If Python cannot
+ * give them (vs-superres missing or broken, a bad $SUPERRES_FAMILIES module), nothing is
+ * registered and one line naming the Python error goes to stderr: VapourSynth itself keeps
+ * working, and scripts that call core.superres fail with VapourSynth's "no such function".
+ */
 VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI *vspapi) {
-    vspapi->configPlugin(PLUGIN_ID, "superres", "Super-resolution with the vs-superres engine (DITN, UltraVSR)",
+    vspapi->configPlugin(PLUGIN_ID, "superres", "Super-resolution with the vs-superres engine",
                          VS_MAKE_VERSION(1, 0), VAPOURSYNTH_API_VERSION, 0, plugin);
-    for (size_t i = 0; i < sizeof(FUNCTIONS) / sizeof(FUNCTIONS[0]); i++)
-        vspapi->registerFunction(FUNCTIONS[i].name, FUNCTIONS[i].args, "clip:vnode;", create,
-                                 (void *)FUNCTIONS[i].name, plugin);
+    if (Py_IsInitialized() && python_finalizing()) {
+        print_registration_error("Python is shutting down, so the function signatures cannot be read");
+        return;
+    }
+    char msg[ERROR_SIZE] = "";
+    Py_ssize_t count = 0;
+    ensure_python();
+    PyGILState_STATE gil = PyGILState_Ensure();
+    Signature *sigs = load_signatures(&count, msg, sizeof(msg));
+    PyGILState_Release(gil);
+    if (!sigs) {
+        print_registration_error(msg);
+        return;
+    }
+    /* Outside the GIL, like every other call into VapourSynth. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!vspapi->registerFunction(sigs[i].name, sigs[i].args, RETURN_TYPE, create, (void *)sigs[i].name, plugin))
+            fprintf(stderr, "vs-superres: VapourSynth refused to register core.superres.%s with the argument "
+                    "string \"%s\"\n", sigs[i].name, sigs[i].args);
+    }
+    free_signatures(sigs, count);
 }
