@@ -243,6 +243,24 @@ def test_state_dict_errors(clip_tiny):
         ClipIqaEstimator(42)
 
 
+def test_clip_weights_go_through_the_safe_loader(tmp_path):
+    import os
+    import pickle
+
+    from vs_superres.contracts.errors import WeightsError
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    evil = tmp_path / "RN50.pt"
+    evil.write_bytes(pickle.dumps({"visual.conv1.weight": Payload()}))
+    with pytest.raises(WeightsError, match="never runs code from checkpoints.*ResNet CLIP such as OpenAI RN50"):
+        ClipIqaEstimator(evil)
+    with pytest.raises(WeightsError, match="does not exist.*ResNet CLIP"):
+        ClipIqaEstimator(tmp_path / "absent.safetensors")
+
+
 # ------------------------------------------------------------------- image tower
 def test_attention_pool_equals_full_multihead_attention(clip_tiny):
     pool = clip_tiny.visual.attnpool

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError, WeightsError
+from vs_superres.contracts.errors import InternalError, SuperResError, WeightsError
 from vs_superres.models.ultravsr import configs
 from vs_superres.models.ultravsr.rts import RTSAttenBlock, RTSConvBlock, RTSModule, attention_width, conv_width
 
@@ -289,7 +289,7 @@ def test_unet_tai_same_result_for_every_batch_size(tiny_unet):
             torch.testing.assert_close(tiny_unet(x, torch.tensor([500]), ctx, frames_per_batch=b), ref, **TOL)
         shared = tiny_unet(x, 500, ctx[:1], frames_per_batch=2)
         torch.testing.assert_close(shared, tiny_unet(x, 500, ctx[:1].expand(4, -1, -1)), **TOL)
-    with pytest.raises(SuperResError, match="one timestep"):
+    with pytest.raises(InternalError, match="one timestep"):  # a network invariant, not a user error
         tiny_unet(x, torch.tensor([1, 2]), ctx)
     with pytest.raises(SuperResError, match="frames_per_batch"):
         tiny_unet(x, 1, ctx, frames_per_batch=0)
@@ -528,28 +528,33 @@ class NotWeights:
 
 
 def test_refuses_files_that_are_not_checkpoints(tmp_path):
+    """Every file goes through the one safe loader: its error texts, plus where UltraVSR's come from."""
+    get_it = "Use the official UltraVSR checkpoint"
     evil = tmp_path / "object.pkl"
     with open(evil, "wb") as f:
         pickle.dump(NotWeights(), f)
-    with pytest.raises(WeightsError, match="weights-only") as err:
+    with pytest.raises(WeightsError, match="never runs code from checkpoints.*weights-only") as err:
         ckpt_mod.read_checkpoint(evil)
-    assert str(evil) in str(err.value)
+    assert str(evil) in str(err.value) and get_it in str(err.value)
     torch.save(NotWeights(), tmp_path / "object.pt")
     with pytest.raises(WeightsError, match="weights-only"):
         ckpt_mod.read_checkpoint(tmp_path / "object.pt")
     (tmp_path / "text.pkl").write_text("hello")
-    with pytest.raises(WeightsError, match="weights-only"):
+    with pytest.raises(WeightsError, match=f"not a readable PyTorch checkpoint.*{get_it}"):
         ckpt_mod.read_checkpoint(tmp_path / "text.pkl")
     torch.save([1, 2], tmp_path / "list.pkl")
     with pytest.raises(WeightsError, match="expected a dict"):
         ckpt_mod.read_checkpoint(tmp_path / "list.pkl")
-    with pytest.raises(WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match=f"does not exist.*{get_it}"):
         ckpt_mod.read_checkpoint(tmp_path / "absent.pkl")
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(WeightsError, match="not an UltraVSR checkpoint"):
         ckpt_mod.read_checkpoint(tmp_path / "other.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(WeightsError, match=f"not a readable safetensors file.*{get_it}"):
+        ckpt_mod.read_checkpoint(tmp_path / "broken.safetensors")
 
 
 def write_base_folder(root, unet_state, vae_state, old_attention_names=False):
@@ -582,6 +587,25 @@ def test_load_from_base_folder(trained, tmp_path):
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     # Same weights; torch may pick another (equally exact) kernel for frozen weights, hence TOL.
     assert_same_outputs(run_pair(loaded_unet, loaded_vae), run_pair(unet, vae), **TOL)
+
+
+def test_base_weights_go_through_the_safe_loader(trained, tmp_path):
+    _, _, base, _, _ = trained
+    folder = tmp_path / "sd21"
+    write_base_folder(folder, *base)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(WeightsError, match="not a readable safetensors file.*Re-download the base model"):
+        ckpt_mod.load_base_unet(folder)
+    # A weights-only .bin works the same; one holding code is refused.
+    weights.unlink()
+    plain = {k: v.contiguous() for k, v in base[0].items() if "RTS" not in k}
+    torch.save(plain, folder / "unet" / "diffusion_pytorch_model.bin")
+    loaded = ckpt_mod.load_base_unet(folder).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in plain.items())
+    torch.save({**plain, "extra": NotWeights()}, folder / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(WeightsError, match="never runs code from checkpoints.*Re-download the base model"):
+        ckpt_mod.load_base_unet(folder)
 
 
 def test_missing_base_model_errors(tmp_path):

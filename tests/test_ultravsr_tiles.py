@@ -1,4 +1,5 @@
-"""UltraVSR's tile grids and Gaussian blending, and the Pillow-compatible pre-upscale."""
+"""UltraVSR's tile grids and Gaussian tile weights (blended by the one tile blender), and the
+Pillow-compatible pre-upscale."""
 
 from __future__ import annotations
 
@@ -12,16 +13,24 @@ from torch import nn
 
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ultravsr.tiles import (
+    GAUSSIAN_WEIGHTS,
+    RELEASED_WEIGHTS,
     balanced_spans,
     best_tile_size,
-    blend_tiles,
-    gaussian_weights,
     grid_pixels,
     official_decoder_grid,
     official_encoder_grid,
     official_unet_grid,
 )
 from vs_superres.numerics.resample import bicubic_matrix, resize_bicubic, upscale_bicubic
+from vs_superres.numerics.tiling import Grid, blend_tiles
+
+
+def gaussian_weights(height, width, *, official=False):
+    """One tile's 2-D weight, as the blender forms it: float64 outer product, then float32."""
+    weights = RELEASED_WEIGHTS if official else GAUSSIAN_WEIGHTS
+    (wy,), (wx,) = weights([(0, height)], 0), weights([(0, width)], 1)
+    return (wy[:, None] * wx[None, :]).to(torch.float32)
 
 
 def starts(spans):
@@ -136,7 +145,7 @@ def test_blend_equals_untiled_for_a_local_network():
         ref = net(x)
         grid = (balanced_spans(70, 32, 16), balanced_spans(90, 32, 16))
         assert len(grid[0]) * len(grid[1]) == 20
-        got = blend_tiles(net, x, grid)
+        got = blend_tiles(net, x, grid, weights=GAUSSIAN_WEIGHTS)
     inner = (..., slice(2, -2), slice(2, -2))
     assert (got - ref)[inner].abs().max() < 1e-4
 
@@ -144,17 +153,24 @@ def test_blend_equals_untiled_for_a_local_network():
 def test_blend_has_no_seam_and_scales():
     x = torch.full((2, 4, 40, 56), 0.3)
     spans = (balanced_spans(40, 16, 8), balanced_spans(56, 16, 8))
-    up8 = blend_tiles(lambda t: t[:, :3].repeat_interleave(8, -1).repeat_interleave(8, -2), x, spans, scale=8)
+    up8 = blend_tiles(lambda t: t[:, :3].repeat_interleave(8, -1).repeat_interleave(8, -2), x, spans, weights=GAUSSIAN_WEIGHTS, scale=8)
     assert up8.shape == (2, 3, 320, 448)
     torch.testing.assert_close(up8, torch.full_like(up8, 0.3), rtol=0, atol=1e-6)
-    down = blend_tiles(lambda t: t[..., ::8, ::8], torch.full((1, 4, 64, 96), 2.0), (balanced_spans(64, 32, 16, 8), balanced_spans(96, 32, 16, 8)), scale=0.125)
+    down = blend_tiles(lambda t: t[..., ::8, ::8], torch.full((1, 4, 64, 96), 2.0), (balanced_spans(64, 32, 16, 8), balanced_spans(96, 32, 16, 8)),
+                       weights=RELEASED_WEIGHTS, scale=0.125)
     assert down.shape == (1, 4, 8, 12)
     torch.testing.assert_close(down, torch.full_like(down, 2.0))
     seen = []
-    blend_tiles(lambda t: t, x, spans, on_tile=lambda d, t: seen.append((d, t)))
-    assert seen[0] == (0, len(spans[0]) * len(spans[1])) and seen[-1][0] == seen[-1][1]
+    blend_tiles(lambda t: t, x, spans, weights=GAUSSIAN_WEIGHTS, phase="unet", on_tile=lambda p: seen.append((p.done, p.total, p.phase, p.unit)))
+    assert seen[0] == (0, len(spans[0]) * len(spans[1]), "unet", "tiles") and seen[-1][0] == seen[-1][1]
     with pytest.raises(SuperResError, match="whole output pixel"):
-        blend_tiles(lambda t: t[..., ::8, ::8], torch.zeros(1, 4, 60, 60), ([(0, 36), (20, 60)], [(0, 60)]), scale=0.125)
+        blend_tiles(lambda t: t[..., ::8, ::8], torch.zeros(1, 4, 60, 60), ([(0, 36), (20, 60)], [(0, 60)]), weights=GAUSSIAN_WEIGHTS, scale=0.125)
+
+
+def test_grids_are_grids():
+    """The grid constructors return :class:`Grid` (rows, cols), still equal to plain tuples."""
+    for grid in (official_unet_grid(135, 240), official_decoder_grid(90, 160), official_encoder_grid(64, 64)):
+        assert isinstance(grid, Grid) and grid == (list(grid.rows), list(grid.cols))
 
 
 # ------------------------------------------------------------------ Pillow-compatible bicubic

@@ -177,3 +177,35 @@ def test_corrupt_and_non_checkpoint_files(tmp_path):
     bad_st.write_bytes(b"\x00" * 20)
     with pytest.raises(WeightsError, match="not a readable safetensors"):
         checkpoints.load_state_dict(bad_st)
+
+
+def test_one_loader_for_tensors_metadata_and_hints(tmp_path):
+    st = tmp_path / "m.safetensors"
+    save_file({"b": torch.ones(2), "a": torch.zeros(3)}, str(st), metadata={"format": "x", "rank": "4"})
+    tensors, metadata = checkpoints.read_safetensors(st)
+    assert metadata == {"format": "x", "rank": "4"} and sorted(tensors) == ["a", "b"]
+    torch.testing.assert_close(checkpoints.load_tensors(st)["b"], torch.ones(2))
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.ones(1)}, str(plain))
+    assert checkpoints.read_safetensors(plain)[1] == {}
+    # A flat torch file keeps its keys as stored (no wrapper or module. stripping).
+    flat = tmp_path / "flat.bin"
+    torch.save({"module.x": torch.ones(1)}, flat)
+    assert list(checkpoints.load_tensors(flat)) == ["module.x"]
+    assert list(checkpoints.load_state_dict(flat)) == ["x"]
+    nested = tmp_path / "nested.pt"
+    torch.save({"state_dict": {"x": torch.ones(1)}, "epoch": 3}, nested)
+    with pytest.raises(WeightsError, match="does not hold a flat mapping of names to tensors"):
+        checkpoints.load_tensors(nested)
+    # The caller's hint follows every message; the file is always named.
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    for path, text in ((empty, "not a readable PyTorch checkpoint"), (tmp_path / "absent.pth", "does not exist"),
+                       (tmp_path, "is a folder, not a checkpoint file")):
+        with pytest.raises(WeightsError, match=f"{text}.*Get it from the family's page.") as err:
+            checkpoints.load_checkpoint(path, hint="Get it from the family's page.")
+        assert str(path) in str(err.value)
+    numbers = tmp_path / "numbers.pth"
+    torch.save([1, 2, 3], numbers)
+    with pytest.raises(WeightsError, match=r"numbers.pth'?: the checkpoint holds no state dict.*Convert it"):
+        checkpoints.load_state_dict(numbers, hint="Convert it.")

@@ -2,9 +2,10 @@
 
 The official checkpoint (``UltraVSR.pkl``, written with ``torch.save``) is a dict with
 ``rank_unet``, ``unet_lora_{encoder,decoder,others}_modules``, ``state_dict_unet``,
-``rank_vae``, ``vae_lora_modules`` and ``state_dict_vae``. It is read with
-``torch.load(weights_only=True)``: only tensors, numbers, strings, lists and dicts are
-accepted, so no code from the file ever runs.
+``rank_vae``, ``vae_lora_modules`` and ``state_dict_vae``. Every file here (the checkpoint,
+our safetensors form, the base model's weights) is read by the one safe loader,
+:mod:`vs_superres.numerics.checkpoints` (``torch.load(weights_only=True)`` or safetensors):
+only tensors, numbers, strings, lists and dicts are accepted, so no code from a file ever runs.
 
 Applying it follows the released loader: peft LoRA adapters ``default_encoder``,
 ``default_decoder`` and ``default_others`` on the UNet and ``default_encoder`` on the VAE
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from vs_superres.contracts.errors import SuperResError, WeightsError
+from vs_superres.numerics.checkpoints import load_checkpoint, load_tensors, read_safetensors
 
 from .rts import RTSModule
 from .unet import UltraVSRUNet
@@ -126,24 +128,14 @@ def _validated(obj: Any, source: str) -> UltraVSRCheckpoint:
 
 
 def read_checkpoint(path: str | os.PathLike) -> UltraVSRCheckpoint:
-    """Read an official ``.pkl``/``.pt`` dict (weights-only) or our ``.safetensors`` file."""
+    """Read an official ``.pkl``/``.pt`` dict (weights-only) or our ``.safetensors`` file.
+
+    Both go through :mod:`vs_superres.numerics.checkpoints` (no code from the file runs).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"UltraVSR checkpoint {path} does not exist or is not a file. {_GET_IT}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
-        raise WeightsError(
-            f"{path} could not be read as a weights-only checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). It is not a PyTorch file, is "
-            "damaged, or holds Python objects other than tensors, numbers, strings, lists and dicts, "
-            f"which are refused so that no code from the file runs. {_GET_IT}"
-        ) from exc
-    return _validated(obj, str(path))
+    return _validated(load_checkpoint(path, hint=_GET_IT), str(path))
 
 
 def save_official_checkpoint(checkpoint: UltraVSRCheckpoint, path: str | os.PathLike) -> None:
@@ -165,14 +157,7 @@ def save_safetensors_checkpoint(checkpoint: UltraVSRCheckpoint, path: str | os.P
 
 
 def _read_safetensors(path: Path) -> UltraVSRCheckpoint:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise WeightsError(f"{path} is not a readable .safetensors file ({exc}). {_GET_IT}") from exc
+    tensors, metadata = read_safetensors(path, hint=_GET_IT)
     if metadata.get("format") != SAFETENSORS_FORMAT:
         raise WeightsError(
             f"{path} is a .safetensors file but not an UltraVSR checkpoint (metadata format "
@@ -441,15 +426,7 @@ def _read_base_state(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     for name in _WEIGHT_NAMES:
         file = folder / name
         if file.is_file():
-            try:
-                if file.suffix == ".safetensors":
-                    from safetensors.torch import load_file
-
-                    state = load_file(str(file), device="cpu")
-                else:
-                    state = torch.load(file, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise WeightsError(f"{file} could not be read ({type(exc).__name__}: {exc}); re-download it.") from exc
+            state = load_tensors(file, hint="Re-download the base model.")
             renamed = {}
             for key, value in state.items():
                 m = _OLD_ATTENTION.match(key)  # diffusers < 0.14 VAE attention names

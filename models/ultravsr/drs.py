@@ -184,6 +184,10 @@ def _check_frames(frames: torch.Tensor) -> None:
 
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
+_CLIP_WEIGHTS_HINT = (
+    "CLIP-IQA needs the state dict of a ResNet CLIP such as OpenAI RN50 (github.com/openai/CLIP), "
+    "as safetensors or a plain PyTorch state dict."
+)
 
 
 class ClipIqaEstimator:
@@ -216,7 +220,7 @@ class ClipIqaEstimator:
         if isinstance(clip, (str, os.PathLike)):
             from vs_superres.numerics.checkpoints import load_state_dict
 
-            clip = load_state_dict(clip)
+            clip = load_state_dict(clip, hint=_CLIP_WEIGHTS_HINT)
         if isinstance(clip, Mapping):
             clip = clip_from_state_dict(clip)
         if not isinstance(clip, CLIP):

@@ -31,14 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vs_superres.contracts.errors import SuperResError
-from vs_superres.contracts.progress import Progress, ProgressFn
+from vs_superres.contracts.progress import ProgressFn
 from vs_superres.numerics.colorfix import color_fix
 from vs_superres.numerics.oom import retry_on_oom
 from vs_superres.numerics.resample import upscale_bicubic
+from vs_superres.numerics.tiling import Grid, blend_tiles
 
 from .drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
+from .family import MODELS
 from .options import UltraVSRSettings
-from .tiles import Grid, balanced_spans, blend_tiles, official_decoder_grid, official_encoder_grid, official_unet_grid
+from .tiles import GAUSSIAN_WEIGHTS, RELEASED_WEIGHTS, balanced_spans, official_decoder_grid, official_encoder_grid, official_unet_grid
 
 log = logging.getLogger("vs_superres")
 
@@ -46,8 +48,11 @@ __all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE
 
 SCALE = 4
 CLIP_RN50_RELPATH = "clip/RN50.safetensors"
-MIN_INPUT_SIDE = 4
-"""Smallest input side: 16 pre-upscaled pixels, a 2x2 latent."""
+_DESCRIPTOR = next(d for d in MODELS if d.name == "ultravsr")
+MIN_INPUT_SIDE = _DESCRIPTOR.min_size
+"""Smallest input side (the descriptor's ``min_size``, 4): 16 pre-upscaled pixels, a 2x2 latent.
+The pipeline checks it with the descriptor's :meth:`~vs_superres.contracts.descriptor.ModelDescriptor.check_size`,
+so a direct call and the engine refuse small frames with the same message."""
 StepFn = ProgressFn
 Tagger = Callable[[torch.Tensor], str]
 """``tagger(frames) -> "tag, tag, ..."``: sees the clip's sampled, pre-upscaled frames
@@ -192,6 +197,7 @@ class UltraVSRPipeline:
             missing = sorted(set(wanted) - set(frames))
             if missing:
                 raise SuperResError(f"the degradation estimate needs frames {missing} of the clip; they were not given")
+            assert pre is not None  # every wanted frame was given, so there are frames
             chosen = pre[[sorted(frames).index(i) for i in wanted]]
         else:
             chosen = None
@@ -233,11 +239,7 @@ class UltraVSRPipeline:
         if x.dim() != 4 or x.shape[1] != 3:
             raise SuperResError(f"UltraVSR expects frames shaped [T, 3, h, w], got {tuple(x.shape)}")
         T, _, h, w = x.shape
-        if min(h, w) < MIN_INPUT_SIDE:
-            raise SuperResError(
-                f"UltraVSR needs frames of at least {MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} pixels, got {w}x{h}; "
-                "enlarge tiny clips with a classical resizer first"
-            )
+        _DESCRIPTOR.check_size(h, w)  # a network invariant; the engine checked it already
         indices = list(range(T)) if frame_indices is None else [int(i) for i in frame_indices]
         if len(indices) != T:
             raise SuperResError(f"frame_indices has {len(indices)} entries for {T} frames")
@@ -265,16 +267,16 @@ class UltraVSRPipeline:
             return official(height, width, tile, overlap)
         align = 8 if stage == "encoder" else 1
         ov = min(overlap, tile // 2 // align * align)
-        return balanced_spans(height, tile, ov, align), balanced_spans(width, tile, ov, align)
+        return Grid(balanced_spans(height, tile, ov, align), balanced_spans(width, tile, ov, align))
 
     def _tiled(self, stage: str, fn, x: torch.Tensor, tile: int, overlap: int, scale, on_step: StepFn | None, floor: int) -> torch.Tensor:
         align = 8 if stage == "encoder" else 1
         what = {"encoder": "VAE-encoder tiles (pixels)", "unet": "UNet tiles (latent)", "decoder": "VAE-decoder tiles (latent)"}[stage]
-        on_tile = (lambda done, total: on_step(Progress(done, total, stage, "tiles"))) if on_step else None
+        weights = RELEASED_WEIGHTS if self.settings.tile_grid == "official" else GAUSSIAN_WEIGHTS
 
         def attempt(t: int) -> torch.Tensor:
             grid = self._grid(stage, x.shape[-2], x.shape[-1], t, overlap)
-            return blend_tiles(fn, x, grid, scale=scale, official_weights=self.settings.tile_grid == "official", on_tile=on_tile)
+            return blend_tiles(fn, x, grid, weights=weights, scale=scale, phase=stage, on_tile=on_step)
 
         def shrink(t: int) -> None:
             log.warning("out of memory in the UltraVSR %s: retrying with %dx%d %s", stage, t, t, what)

@@ -1,9 +1,11 @@
-"""Tile grids and Gaussian blending for UltraVSR's latent-space tiling.
+"""Tile grids and Gaussian tile weights for UltraVSR's latent-space tiling.
 
 Every stage of UltraVSR (VAE encoder on pixels, UNet on latents, VAE decoder on latents) can
 run on overlapping spatial tiles. Each tile carries *all* frames of the window (the RTS
-modules need them), and the tiles are blended with a Gaussian weight per tile, normalised by
-the summed weights.
+modules need them); the tiles are blended by the one tile blender,
+:func:`vs_superres.numerics.tiling.blend_tiles`, with a Gaussian weight per tile
+(:data:`GAUSSIAN_WEIGHTS`, or :data:`RELEASED_WEIGHTS` with the released grids), normalised
+by the summed weights.
 
 Two grids:
 
@@ -16,25 +18,24 @@ Two grids:
   ``get_best_tile_size``. Kept for comparisons with the released code and for the FLOPs
   benchmark.
 
-A span is ``(start, stop)`` along one axis.
+A span is ``(start, stop)`` along one axis; a grid is ``(row spans, column spans)``
+(:class:`vs_superres.numerics.tiling.Grid`).
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
-from typing import Callable
-
-import torch
 
 from vs_superres.contracts.errors import SuperResError
+from vs_superres.numerics.tiling import Gaussian, Grid, Span
 
 __all__ = [
     "GAUSSIAN_VAR",
+    "GAUSSIAN_WEIGHTS",
+    "RELEASED_WEIGHTS",
+    "Grid",
     "balanced_spans",
     "best_tile_size",
-    "blend_tiles",
-    "gaussian_weights",
     "grid_pixels",
     "official_decoder_grid",
     "official_encoder_grid",
@@ -42,12 +43,16 @@ __all__ = [
     "official_unet_grid",
 ]
 
-Span = tuple[int, int]
-Grid = tuple[list[Span], list[Span]]
-
 GAUSSIAN_VAR = 0.01
 """Variance of the tile weight in units of the tile size (the released value): the weight
 falls to ``exp(-12.5)`` at a tile edge, so seams carry almost no weight."""
+
+GAUSSIAN_WEIGHTS = Gaussian(var=GAUSSIAN_VAR)
+"""Our tile weight: a Gaussian centred on the tile, ``(n - 1) / 2`` along both axes."""
+
+RELEASED_WEIGHTS = Gaussian(var=GAUSSIAN_VAR, row_offset=0.5)
+"""The released ``inference_arch.py`` weight: its row centre is ``n / 2`` (slightly
+asymmetric), the column centre ``(n - 1) / 2``."""
 
 
 def _positive(name: str, value: int) -> int:
@@ -109,20 +114,20 @@ def best_tile_size(n: int, upper: int) -> int:
 def official_unet_grid(height: int, width: int, tile: int = 96, overlap: int = 32) -> Grid:
     """Released UNet tiling of a ``height x width`` latent: tiles only when the *area* exceeds ``tile**2``."""
     if height * width <= tile * tile:
-        return [(0, height)], [(0, width)]
+        return Grid([(0, height)], [(0, width)])
     side = min(tile, height, width)
-    return official_spans(height, side, overlap), official_spans(width, side, overlap)
+    return Grid(official_spans(height, side, overlap), official_spans(width, side, overlap))
 
 
 def _official_sized_grid(height: int, width: int, tile: int, overlap: int) -> Grid:
     if height * width <= tile * tile:
-        return [(0, height)], [(0, width)]
+        return Grid([(0, height)], [(0, width)])
     side = min(tile, height, width)
     sizes = []
     for n in (height, width):
         count = max(math.ceil((n - 2 * overlap) / side), 1)
         sizes.append(best_tile_size(math.ceil((n - 2 * overlap) / count), side))
-    return official_spans(height, sizes[0], overlap), official_spans(width, sizes[1], overlap)
+    return Grid(official_spans(height, sizes[0], overlap), official_spans(width, sizes[1], overlap))
 
 
 def official_decoder_grid(height: int, width: int, tile: int = 96, overlap: int = 10) -> Grid:
@@ -136,74 +141,6 @@ def official_encoder_grid(height: int, width: int, tile: int = 3000, overlap: in
     The released default (3000 px) tiles only frames above 9 megapixels.
     """
     return _official_sized_grid(height, width, tile, overlap)
-
-
-def gaussian_weights(height: int, width: int, *, official: bool = False) -> torch.Tensor:
-    """``[height, width]`` float32 tile weight ``exp(-((x - c) / size)^2 / (2 * var))`` per axis.
-
-    Centres are ``(size - 1) / 2``; ``official=True`` puts the y centre at ``height / 2`` as the
-    released code does (slightly asymmetric).
-    """
-
-    def axis(n: int, centre: float) -> torch.Tensor:
-        x = torch.arange(n, dtype=torch.float64)
-        return torch.exp(-((x - centre) / n) ** 2 / (2 * GAUSSIAN_VAR))
-
-    wy = axis(height, height / 2 if official else (height - 1) / 2)
-    wx = axis(width, (width - 1) / 2)
-    return (wy[:, None] * wx[None, :]).to(torch.float32)
-
-
-def blend_tiles(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    grid: Grid,
-    *,
-    scale: int | Fraction = 1,
-    official_weights: bool = False,
-    out_device: torch.device | str | None = None,
-    on_tile: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Run ``fn`` on every tile of ``x`` (``[T, C, H, W]``, all frames per tile) and blend.
-
-    ``fn`` maps ``[T, C, h, w]`` to ``[T, C', h*scale, w*scale]``; ``scale`` may be a fraction
-    (the VAE encoder maps pixels to latents at 1/8; spans must then scale to integers).
-    The result is accumulated in float32 on ``out_device`` (default: where ``fn``'s output is).
-    A single tile is returned as ``fn(x)`` without weighting.
-    """
-    ys, xs = grid
-    if len(ys) == 1 and len(xs) == 1:
-        if on_tile:
-            on_tile(0, 1)
-        return fn(x)
-    scale = Fraction(scale)
-
-    def scaled(v: int) -> int:
-        s = v * scale
-        if s.denominator != 1:
-            raise SuperResError(f"tile edge {v} does not map to a whole output pixel at scale {scale}")
-        return int(s)
-
-    out = norm = None
-    total, done = len(ys) * len(xs), 0
-    for y0, y1 in ys:
-        for x0, x1 in xs:
-            if on_tile:
-                on_tile(done, total)
-            piece = fn(x[:, :, y0:y1, x0:x1])
-            if out is None:
-                device = torch.device(out_device) if out_device is not None else piece.device
-                shape = (x.shape[0], piece.shape[1], scaled(x.shape[2]), scaled(x.shape[3]))
-                out = torch.zeros(shape, dtype=torch.float32, device=device)
-                norm = torch.zeros(shape[2:], dtype=torch.float32, device=device)
-            oy, ox = slice(scaled(y0), scaled(y1)), slice(scaled(x0), scaled(x1))
-            w = gaussian_weights(oy.stop - oy.start, ox.stop - ox.start, official=official_weights).to(out.device)
-            out[:, :, oy, ox] += piece.to(out.device, torch.float32) * w
-            norm[oy, ox] += w
-            done += 1
-    if on_tile:
-        on_tile(done, total)
-    return out / norm
 
 
 def grid_pixels(grid: Grid) -> int:

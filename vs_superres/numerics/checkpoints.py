@@ -1,13 +1,23 @@
 """Safe checkpoint loading: the one loader every family and the runtime use.
 
 Loading never unpickles code: safetensors, or ``torch.load(..., weights_only=True)`` (plain
-tensors, numbers, strings and containers only). Errors name the file and say what to do.
+tensors, numbers, strings and containers only). Errors name the file and say what to do;
+callers add what only they know (where the file comes from) as ``hint``, appended to the
+message.
+
+* :func:`load_checkpoint`: whatever the file holds (a dict of tensors for safetensors; any
+  plain containers for a torch file), for formats with more than tensors in them.
+* :func:`read_safetensors`: a safetensors file's tensors and its metadata (``str -> str``).
+* :func:`load_tensors`: a flat ``name -> tensor`` mapping, as stored (diffusers weights).
+* :func:`load_state_dict`: a model state dict, training wrappers stripped
+  (:func:`unwrap_state_dict`).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +25,28 @@ import torch
 
 from ..contracts.errors import WeightsError
 
+__all__ = ["load_checkpoint", "load_state_dict", "load_tensors", "read_safetensors", "unwrap_state_dict"]
+
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
+
+
+def _error(message: str, hint: str = "") -> WeightsError:
+    return WeightsError(f"{message} {hint}" if hint else message)
+
+
+def _detail(err: BaseException) -> str:
+    """``Type: first line`` of an exception, at most 200 characters of text."""
+    text = str(err).splitlines()[0][:200] if str(err).strip() else "no detail"
+    return f"{type(err).__name__}: {text}"
+
+
+def _existing_file(path: str | os.PathLike, hint: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise _error(f"checkpoint {str(path)!r} is a folder, not a checkpoint file.", hint)
+    if not path.is_file():
+        raise _error(f"checkpoint {str(path)!r} does not exist.", hint)
+    return path
 
 
 def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
@@ -41,36 +72,57 @@ def unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_checkpoint(path: str | os.PathLike) -> Any:
+def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, on the CPU (metadata ``{}`` when absent)."""
+    path = _existing_file(path, hint)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _error(f"{str(path)!r} is not a readable safetensors file ({_detail(e)}).", hint) from None
+    return tensors, metadata
+
+
+def load_checkpoint(path: str | os.PathLike, *, hint: str = "") -> Any:
     """Load a checkpoint without executing code: safetensors (a dict of tensors) or a
     ``weights_only`` torch file (whatever plain containers it holds)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {str(path)!r} does not exist")
+    path = _existing_file(path, hint)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise WeightsError(f"{str(path)!r} is not a readable safetensors file ({e})") from None
+        return read_safetensors(path, hint=hint)[0]
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Files written with a newer pickle protocol load fine; torch warns that it might not.
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsError(
+        if "weights only" not in str(e).lower():
+            raise _error(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): {_detail(e)}.", hint) from None
+        raise _error(
             f"{str(path)!r} was refused: it is a pickle that needs code beyond plain tensors and "
             f"containers to load ({str(e).splitlines()[0][:200]}). vs-superres never runs code "
-            "from checkpoints; convert it to safetensors or a plain state dict in a trusted "
-            "environment."
+            "from checkpoints (it reads them weights-only); convert it to safetensors or a plain "
+            "state dict in a trusted environment.",
+            hint,
         ) from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
-        raise WeightsError(
-            f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): "
-            f"{str(e).splitlines()[0][:200]}"
-        ) from None
+        raise _error(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): {_detail(e)}.", hint) from None
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return unwrap_state_dict(load_checkpoint(path))
+def load_tensors(path: str | os.PathLike, *, hint: str = "") -> dict[str, torch.Tensor]:
+    """A flat ``name -> tensor`` mapping, keys as stored (no wrappers stripped)."""
+    obj = load_checkpoint(path, hint=hint)
+    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise _error(f"{str(Path(path))!r} does not hold a flat mapping of names to tensors (found {type(obj).__name__}).", hint)
+    return dict(obj)
 
+
+def load_state_dict(path: str | os.PathLike, *, hint: str = "") -> dict[str, torch.Tensor]:
+    """A model state dict: :func:`load_checkpoint`, then :func:`unwrap_state_dict`."""
+    obj = load_checkpoint(path, hint=hint)
+    try:
+        return unwrap_state_dict(obj)
+    except WeightsError as e:
+        raise _error(f"{str(Path(path))!r}: {e.message}.", hint) from None
