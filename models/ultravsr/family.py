@@ -93,6 +93,6 @@ MODELS = (
         window=30,
         window_overlap=4,
         tiling_options=TILING_OPTIONS,
-        min_size=4,  # pipeline.MIN_INPUT_SIDE: 16 pre-upscaled pixels, a 2x2 latent
+        min_size=4,  # 16 pre-upscaled pixels, a 2x2 latent (pipeline.MIN_INPUT_SIDE reads it from here)
     ),
 )

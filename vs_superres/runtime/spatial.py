@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from ..contracts.progress import ProgressFn
 from ..numerics.oom import align_up, retry_on_oom
 from ..numerics.tiling import FEATHERED, Grid, blend_tiles, tile_starts
 
@@ -36,7 +37,7 @@ def run_with_oom_fallback(
     overlap: int,
     alignment: int,
     min_tile: int = MIN_TILE,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: ProgressFn | None = None,
     on_shrink: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Run ``fn`` (``[T,C,h,w] -> [T,C,s*h,s*w]``) over aligned square tiles of ``x`` and blend them.
@@ -44,8 +45,8 @@ def run_with_oom_fallback(
     The grid is :func:`~vs_superres.numerics.tiling.tile_starts`' along each axis, the weights
     :data:`~vs_superres.numerics.tiling.FEATHERED`, the blend float32 on the CPU. Every tile
     carries all T frames, so video models keep their temporal context. On out-of-memory the
-    tile is halved, down to ``min_tile``. ``on_tile(done, total)`` is called before every tile
-    and after the last.
+    tile is halved, down to ``min_tile``. ``on_tile`` gets a :class:`Progress` before every tile and
+    after the last.
     """
     H, W = x.shape[-2:]
     tile = min(tile, max(H, W))
@@ -54,11 +55,9 @@ def run_with_oom_fallback(
             "tile %d is small for an overlap of %d: using %d; tiles of at least %d keep the "
             "model's full overlap", tile, overlap, tile // 2, 2 * overlap)
 
-    progress = (lambda p: on_tile(p.done, p.total)) if on_tile else None
-
     def attempt(t: int) -> torch.Tensor:
         ov = min(overlap, t // 2)
         grid = Grid(tile_starts(H, t, ov, alignment), tile_starts(W, t, ov, alignment))
-        return blend_tiles(fn, x, grid, weights=FEATHERED, scale=scale, out_device="cpu", on_tile=progress)
+        return blend_tiles(fn, x, grid, weights=FEATHERED, scale=scale, out_device="cpu", on_tile=on_tile)
 
     return retry_on_oom(attempt, tile, floor=min_tile, alignment=alignment, on_shrink=on_shrink)

@@ -231,10 +231,10 @@ class Upscaler(metaclass=_DocumentedOptions):
             self._check_cancel()
             return forward(x)
 
-        def on_tile(done: int, total: int) -> None:
+        def on_tile(p: Progress) -> None:
             self._check_cancel()
-            if total > 1:
-                self._report(done, total, f"{phase}: tiles", "tiles")
+            if p.total > 1:
+                self._report(p.done, p.total, f"{phase}: tiles", "tiles")
 
         def on_shrink(t: int) -> None:  # this call only: other threads keep their own tile
             log.warning("out of memory: retrying %s with %dx%d tiles", self.descriptor.name, t, t)
