@@ -273,7 +273,8 @@ def add_vae_adapter(vae: nn.Module, rank: int, targets: list[str], *, source: st
 def _adapter_layout(model: nn.Module) -> tuple[int, dict[str, list[str]]]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    ranks, targets = set(), {}
+    ranks: set[int] = set()
+    targets: dict[str, list[str]] = {}
     for name, module in model.named_modules():
         if isinstance(module, BaseTunerLayer):
             for adapter in module.lora_A.keys():

@@ -330,7 +330,7 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> ClipConfig
     text_width = state_dict["ln_final.weight"].shape[0]
     return ClipConfig(
         embed_dim=state_dict["text_projection"].shape[1],
-        vision_layers=tuple(count(f"visual.layer{b}.", 2) for b in (1, 2, 3, 4)),
+        vision_layers=(count("visual.layer1.", 2), count("visual.layer2.", 2), count("visual.layer3.", 2), count("visual.layer4.", 2)),
         vision_width=state_dict["visual.layer1.0.conv1.weight"].shape[0],
         image_resolution=grid * 32,
         context_length=state_dict["positional_embedding"].shape[0],

@@ -129,7 +129,7 @@ class RTSConvBlock(nn.Module):
     def reset_parameters(self) -> None:
         """PyTorch's default conv initialisation, then the zero output projection."""
         self.conv1.reset_parameters()
-        self.conv_blocks[0].reset_parameters()
+        self.conv_blocks[0].reset_parameters()  # type: ignore[operator]  # an nn.Conv2d in a ModuleList
         nn.init.zeros_(self.conv3.weight)
 
     @staticmethod

@@ -103,7 +103,7 @@ class UltraVSRAutoencoder(AutoencoderKL):
 
     def reset_rts_parameters(self) -> None:
         for module in self.decoder.video_up_RTS_blocks:
-            module.reset_parameters()
+            module.reset_parameters()  # type: ignore[operator]  # RTSModule, in a ModuleList
 
     def encode_frames(
         self,

@@ -56,7 +56,10 @@ class Option:
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
         lo, hi = self.minimum, self.maximum
-        fmt = (lambda v: str(int(v)) if float(v).is_integer() else str(v))
+
+        def fmt(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else str(v)
+
         if lo is not None and hi is not None:
             parts.append(f"in {'(' if self.exclusive_minimum else '['}{fmt(lo)}, {fmt(hi)}]")
         elif lo is not None:
