@@ -33,6 +33,13 @@ def test_every_config_survives_a_json_round_trip(name):
         family.config_type.from_dict({**data, "nonsense": 1})
 
 
+def test_sub_network_configs_round_trip_too():
+    from vs_superres.models.ultravsr.clip import RN50_CONFIG, TINY_CONFIG, ClipConfig
+
+    for config in (RN50_CONFIG, TINY_CONFIG):
+        assert ClipConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
 def test_descriptors_hold_no_shared_mutable_state():
     desc = get_model("ultravsr")
     assert isinstance(desc.config.unet, FrozenDict)

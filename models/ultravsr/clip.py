@@ -30,13 +30,14 @@ multi-head attention, at a fraction of the memory for large frames.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vs_superres.contracts.config import FrozenConfig
 from vs_superres.contracts.errors import SuperResError
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -47,8 +48,9 @@ _NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 @dataclass(frozen=True)
-class ClipConfig:
-    """Hyperparameters of a ResNet-tower CLIP; enough to rebuild the network."""
+class ClipConfig(FrozenConfig):
+    """Hyperparameters of a ResNet-tower CLIP; enough to rebuild the network (JSON round trip
+    through ``to_dict``/``from_dict``, like every config of the project)."""
 
     embed_dim: int = 1024
     vision_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
@@ -68,8 +70,6 @@ class ClipConfig:
     def pool_grid(self) -> int:
         return self.image_resolution // 32
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 RN50_CONFIG = ClipConfig()

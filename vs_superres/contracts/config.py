@@ -70,8 +70,9 @@ def thaw(value: Any) -> Any:
 class FrozenConfig:
     """Mixin for frozen config dataclasses: ``to_dict``/``from_dict`` with a JSON round trip.
 
-    Subclasses are ``@dataclasses.dataclass(frozen=True)`` and declare ``scale`` (the output
-    size factor) as a field or a property, so the engine never guesses it from key names.
+    Subclasses are ``@dataclasses.dataclass(frozen=True)``. A model family's config declares
+    ``scale`` (the output size factor) as a field or a property, so the runtime never guesses it
+    from key names; configs of sub-networks (UltraVSR's CLIP) have none.
     """
 
     @property
