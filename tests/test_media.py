@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 from fractions import Fraction
@@ -15,9 +19,10 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from vs_superres.contracts.errors import SuperResError
-from vs_superres.media import (VideoReader, VideoWriter, atomic_output, read_image, transcode,
-                               write_image)
+import vs_superres.media
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.media import (StreamInfo, VideoReader, VideoWriter, atomic_output, read_image,
+                               transcode, write_image)
 from vs_superres.media.colour import ColourInfo
 from vs_superres.media.convert import frame_to_rgb, rgb_to_frame
 
@@ -65,6 +70,48 @@ def frame_pts(path: Path) -> list[int]:
         return [f.pts for f in container.decode(video=0)]
 
 
+def packets_of(path: Path, kind: str) -> list[tuple[int | None, bytes]]:
+    """``(pts, payload)`` of every packet of the ``kind`` streams of ``path``."""
+    with av.open(str(path)) as container:
+        streams = [s for s in container.streams if s.type == kind]
+        return [(p.pts, bytes(p)) for p in container.demux(*streams) if p.size]
+
+
+def decoded(path) -> list[np.ndarray]:
+    with VideoReader(path) as reader:
+        return [frame.rgb for frame in reader]
+
+
+class PipeLike(io.RawIOBase):
+    """What ``sys.stdin.buffer`` fed by a pipe looks like to a reader: bytes once, no seeking."""
+
+    def __init__(self, data: bytes, chunk: int = 5000):
+        self._data, self._pos, self._chunk = data, 0, chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        piece = self._data[self._pos: self._pos + min(len(buffer), self._chunk)]
+        buffer[: len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+
+class PipeSink(io.RawIOBase):
+    """A write-only, non-seekable output, like ``sys.stdout.buffer`` into a pipe."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.data += data
+        return len(data)
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     if not HAVE_FFMPEG:
@@ -75,7 +122,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     tags = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709",
             "-color_trc", "bt709"]
     clips = {name: folder / name for name in
-             ("h264_8bit.mp4", "h264_10bit.mp4", "subs.mkv", "audio.wav", "notes.mp4")}
+             ("h264_8bit.mp4", "h264_10bit.mp4", "subs.mkv", "stream.mkv", "audio.wav",
+              "notes.mp4")}
     ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags,
            "-chroma_sample_location", "topleft", "-c:a", "aac", str(clips["h264_8bit.mp4"]))
     ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-color_range", "tv",
@@ -86,6 +134,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     ffmpeg(*src, "-i", str(srt), "-map", "0:v", "-map", "1:a", "-map", "2:s",
            "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags, "-c:a", "aac", "-c:s", "srt",
            str(clips["subs.mkv"]))
+    # What a pipe carries: a streamable container, audio, subtitles, every colour tag.
+    ffmpeg(*src, "-i", str(srt), "-map", "0:v", "-map", "1:a", "-map", "2:s",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags, "-chroma_sample_location", "topleft",
+           "-c:a", "aac", "-c:s", "srt", str(clips["stream.mkv"]))
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.2", str(clips["audio.wav"]))
     clips["notes.mp4"].write_text("this is not a video\n")
     # Solid colour, converted from RGB by swscale with a given matrix/range, stored losslessly.
@@ -174,6 +226,209 @@ def test_rotation_is_carried(tmp_path):
     assert VideoReader(src).rotation == 90
     transcode(src, tmp_path / "out.mp4", upscale_nearest)
     assert VideoReader(tmp_path / "out.mp4").rotation == 90
+
+
+# ---------------------------------------------------------------- video: pipes, file objects, names
+
+COLOUR_KEYS = ("color_range", "color_space", "color_primaries", "color_transfer",
+               "chroma_location", "r_frame_rate", "sample_aspect_ratio", "pix_fmt")
+
+
+@needs_ffmpeg
+def test_transcode_from_a_pipe_matches_the_file(clips, tmp_path):
+    src = clips["stream.mkv"]
+    seen: dict[str, list] = {"file": [], "pipe": []}
+
+    def recording(kept):
+        def process(frames):
+            for frame in frames:
+                kept.append(frame.copy())
+                yield frame.repeat(2, axis=1).repeat(2, axis=2)
+        return process
+
+    from_file, from_pipe = tmp_path / "from_file.mkv", tmp_path / "from_pipe.mkv"
+    assert transcode(src, from_file, recording(seen["file"])) == from_file
+    pipe = PipeLike(src.read_bytes())
+    assert transcode(pipe, from_pipe, recording(seen["pipe"])) == from_pipe
+    assert not pipe.closed  # the caller's object is the caller's to close
+
+    assert len(seen["pipe"]) == len(seen["file"]) == 12
+    for a, b in zip(seen["file"], seen["pipe"]):
+        np.testing.assert_array_equal(a, b)  # same decoding, same colour maths
+    for a, b in zip(decoded(from_file), decoded(from_pipe), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert frame_pts(from_pipe) == frame_pts(from_file) == frame_pts(src)
+    for kind in ("audio", "subtitle"):
+        copied = packets_of(src, kind)
+        assert copied and packets_of(from_pipe, kind) == packets_of(from_file, kind) == copied, kind
+    (v_src,), (v_file,), (v_pipe,) = (streams_of(probe(p), "video") for p in (src, from_file, from_pipe))
+    for key in COLOUR_KEYS:
+        assert v_pipe.get(key) == v_file.get(key) == v_src.get(key), key
+    assert v_pipe["chroma_location"] == "topleft" and v_pipe["color_space"] == "bt709"
+
+
+@needs_ffmpeg
+def test_ffmpeg_pipe_in_and_pipe_out(clips, tmp_path):
+    """The FFmpeg bridge: `ffmpeg ... -f nut - | transcode | (a pipe)`, no file on either side."""
+    src = clips["h264_8bit.mp4"]
+    feeder = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(src),
+                               "-map", "0", "-c", "copy", "-f", "nut", "-"], stdout=subprocess.PIPE)
+    sink = PipeSink()
+    try:
+        assert transcode(feeder.stdout, sink, upscale_nearest, format="matroska") is None
+    finally:
+        feeder.stdout.close()
+        assert feeder.wait() == 0
+    out = tmp_path / "out.mkv"
+    out.write_bytes(bytes(sink.data))
+    before, after = probe(src), probe(out)
+    (v0,), (v1,) = streams_of(before, "video"), streams_of(after, "video")
+    assert int(v1["nb_read_frames"]) == 12 and (v1["width"], v1["height"]) == (128, 96)
+    for key in COLOUR_KEYS:
+        assert v1.get(key) == v0.get(key), key
+    assert [a["codec_name"] for a in streams_of(after, "audio")] == ["aac"]
+    assert [p for _, p in packets_of(out, "audio")] == [p for _, p in packets_of(src, "audio")]
+    assert list(tmp_path.iterdir()) == [out]
+
+
+@needs_ffmpeg
+def test_reader_takes_a_seekable_file_object(clips):
+    path = clips["h264_10bit.mp4"]  # index at the end: needs seeking, which BytesIO allows
+    handle = io.BytesIO(path.read_bytes())
+    with VideoReader(path) as by_path, VideoReader(handle) as by_object:
+        assert by_object.info == by_path.info  # a value: same stream, same description
+        assert by_object.info.colour.names()["transfer"] == "smpte2084"
+        first, again = [f.rgb for f in by_object], [f.rgb for f in by_object]
+        for a, b, c in zip(first, again, by_path.frames(), strict=True):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+    assert len(first) == 12 and not handle.closed
+
+
+@needs_ffmpeg
+def test_a_pipe_is_read_once_and_needs_a_streamable_container(clips):
+    reader = VideoReader(PipeLike(clips["stream.mkv"].read_bytes()))
+    assert reader.info.passthrough == ()  # frames only: no packets kept for a writer
+    assert len(list(reader)) == 12
+    with pytest.raises(SuperResError, match="only once"):
+        list(reader)
+    with pytest.raises(UnsupportedFormat, match="faststart"):  # an MP4 with its index last
+        VideoReader(PipeLike(clips["h264_8bit.mp4"].read_bytes()))
+    with pytest.raises(UnsupportedFormat, match="does not recognise it as a video"):
+        VideoReader(PipeLike(b"this is not a video\n" * 500))
+
+
+@needs_ffmpeg
+def test_names_that_look_like_ffmpeg_urls_are_local_files(clips, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # What the concat protocol would read instead, were the name taken for a URL.
+    shutil.copy(clips["solid_bt709_tv.mp4"], "a.mp4")
+    shutil.copy(clips["solid_bt470bg_tv.mp4"], "b.mp4")
+    for name in ("concat:a.mp4|b.mp4", "pipe:"):
+        shutil.copy(clips["h264_8bit.mp4"], name)
+    expected = decoded(clips["h264_8bit.mp4"])
+    for name in ("concat:a.mp4|b.mp4", "pipe:"):
+        for a, b in zip(decoded(name), expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    for name in ("pipe:1.mkv", "concat:x.mp4|y.mp4"):  # pipe:1 would be standard output
+        assert transcode("concat:a.mp4|b.mp4", name, upscale_nearest) == Path(name)
+        with VideoReader(name, passthrough=True) as reader:
+            assert (reader.width, reader.height, len(list(reader))) == (128, 96, 12)
+            assert [s.kind for s in reader.info.passthrough] == ["audio"]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["a.mp4", "b.mp4", "concat:a.mp4|b.mp4", "pipe:", "pipe:1.mkv", "concat:x.mp4|y.mp4"])
+
+
+@needs_ffmpeg
+def test_writer_needs_only_a_stream_info(clips, tmp_path):
+    with VideoReader(clips["h264_10bit.mp4"]) as reader:
+        info = reader.info
+        frames = list(reader.frames())
+    assert isinstance(info, StreamInfo) and info.bit_depth == 10 and info.frame_step == 512
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.width = 1  # type: ignore[misc]
+    dst = tmp_path / "out.mkv"
+    with VideoWriter(dst, info, 64, 48) as writer:  # the reader is closed: never needed
+        for frame in frames:
+            writer.write(frame)
+    (v0,), (v1,) = streams_of(probe(clips["h264_10bit.mp4"]), "video"), streams_of(probe(dst), "video")
+    assert int(v1["nb_read_frames"]) == 12
+    for key in COLOUR_KEYS:
+        assert v1.get(key) == v0.get(key), key
+
+
+@needs_ffmpeg
+def test_writer_takes_pass_through_packets_as_an_iterable(clips, tmp_path):
+    src, dst = clips["subs.mkv"], tmp_path / "out.mkv"
+    with VideoReader(src, passthrough=True) as reader:
+        frames = list(reader.frames())
+        packets = reader.passthrough_packets()  # every packet, once the video is read
+        assert reader.passthrough_packets() == []
+        assert [(s.kind, s.codec_name) for s in reader.info.passthrough] == [
+            ("audio", "aac"), ("subtitle", "subrip")]
+        with VideoWriter(dst, reader.info, 64, 48, packets=packets) as writer:
+            for frame in frames:
+                writer.write(frame)
+    for kind in ("audio", "subtitle"):
+        assert packets_of(dst, kind) == packets_of(src, kind), kind
+
+
+@needs_ffmpeg
+def test_attachments_are_carried_into_matroska(clips, tmp_path, caplog):
+    font = tmp_path / "font.ttf"
+    font.write_bytes(b"not really a font " * 20)
+    src = tmp_path / "fonts.mkv"
+    ffmpeg("-i", str(clips["subs.mkv"]), "-attach", str(font), "-metadata:s:t",
+           "mimetype=application/x-truetype-font", "-map", "0", "-c", "copy", str(src))
+    transcode(src, tmp_path / "up.mkv", upscale_nearest)
+    with av.open(str(tmp_path / "up.mkv")) as container:
+        (attached,) = [s for s in container.streams if s.type == "attachment"]
+        assert (attached.name, attached.mimetype) == ("font.ttf", "application/x-truetype-font")
+        assert bytes(attached.data) == font.read_bytes()
+        assert {s.type for s in container.streams} == {"video", "audio", "subtitle", "attachment"}
+    with caplog.at_level(logging.WARNING, logger="vs_superres.media"):
+        transcode(src, tmp_path / "up.mp4", upscale_nearest)
+    assert "attachment" in caplog.text and ".mkv" in caplog.text
+
+
+def test_media_modules_import_no_cycle():
+    """``media/*.py`` import one another in one direction only (writer never imports video)."""
+    folder = Path(vs_superres.media.__file__).parent
+    names = {path.stem for path in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):  # function bodies too
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                parts = node.module.split(".")
+                if parts[:2] == ["vs_superres", "media"]:
+                    deps.add(parts[2] if len(parts) > 2 else "__init__")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[:2] == ["vs_superres", "media"]:
+                        deps.add(parts[2] if len(parts) > 2 else "__init__")
+        graph[path.stem] = deps & names
+    assert "video" not in graph["writer"], "writer imports video: it must take a StreamInfo only"
+    assert "writer" not in graph["video"], "video imports writer: transcode belongs in transcoding"
+
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycle = trail[trail.index(dep):] + [dep] if dep in trail else [module, dep]
+                raise AssertionError("import cycle in media: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, trail + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
 
 
 # ---------------------------------------------------------------- video: colour maths

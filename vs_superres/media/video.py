@@ -1,32 +1,34 @@
-"""Streaming video decoding to float R'G'B', and the :func:`transcode` convenience.
+"""Streaming video decoding to float R'G'B', from a file or a pipe.
 
 Memory stays bounded: frames are decoded one at a time, converted with the source's own
 matrix/range/chroma siting (see :mod:`.colour`), and handed on; nothing holds the whole clip.
+The reader describes its video as a :class:`~.streaminfo.StreamInfo` (``reader.info``), which
+is all a :class:`~.writer.VideoWriter` needs; with ``passthrough=True`` it also demuxes the
+audio and subtitle packets in the same pass and keeps them for the writer
+(:meth:`VideoReader.passthrough_packets`), so a pipe, readable once, loses nothing.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import logging
-import os
 import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError
-from ..contracts.progress import Progress, ProgressFn
-from .colour import (CHROMA_LEFT, CHROMA_LOCATION_NAMES, MATRIX_UNSPECIFIED, RANGE_FULL,
-                     RANGE_UNSPECIFIED, ColourInfo, guess_matrix)
-from .convert import PixelLayout, frame_to_rgb, pixel_layout
+from ..contracts.errors import SuperResError, UnsupportedFormat
+from .colour import CHROMA_LOCATION_NAMES, ColourInfo
+from .convert import PixelLayout, frame_to_rgb
+from .files import InputSource, MediaFile
+from .streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
-
-ProcessFn = Callable[[Iterator[np.ndarray]], Iterable]
 
 
 class DecodedFrame(NamedTuple):
@@ -39,64 +41,84 @@ class DecodedFrame(NamedTuple):
     time: float
 
 
-def _open_input(path: Path):
-    if not path.exists():
-        raise SuperResError(f"cannot read '{path}': no such file; check the path")
-    if not path.is_file():
-        raise SuperResError(f"cannot read '{path}': it is not a file; give a video file path")
-    try:
-        return av.open(str(path), "r")
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise SuperResError(
-            f"cannot read '{path}': FFmpeg does not recognise it as a video ({exc}); check "
-            "that the file is complete and is a video (mp4, mkv, mov, webm, ...)") from exc
+def probe_chroma_location(stream, packets: list) -> int | None:
+    """Chroma siting of ``stream`` (an open input video stream) from its first ``packets``.
 
-
-def _probe_chroma_location(path: Path, index: int) -> int | None:
-    """Chroma siting via ffprobe when it is installed (PyAV does not expose it)."""
+    PyAV does not expose the siting, so the packets are remuxed into a small in-memory
+    Matroska file that ffprobe reads from its standard input (when ffprobe is installed).
+    The source itself is never reopened, which is what makes this work for pipes.
+    """
     exe = shutil.which("ffprobe")
-    if exe is None:
+    if exe is None or not packets:
+        return None
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format="matroska") as head:
+            out = head.add_stream_from_template(stream, opaque=True)
+            for packet in packets:
+                if packet.size:
+                    packet.stream = out
+                    head.mux(packet)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        log.debug("chroma siting not probed: %s", exc)
         return None
     try:
         result = subprocess.run(
-            [exe, "-v", "error", "-select_streams", str(index), "-show_entries",
-             "stream=chroma_location", "-of", "default=nw=1:nk=1", str(path)],
-            capture_output=True, text=True, timeout=30, check=False)
+            [exe, "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=chroma_location", "-of", "default=nw=1:nk=1", "pipe:0"],
+            input=buffer.getvalue(), capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = result.stdout.decode(errors="replace").split()
     by_name = {name: value for value, name in CHROMA_LOCATION_NAMES.items()}
-    return by_name.get(result.stdout.strip().splitlines()[0] if result.stdout.strip() else "")
+    return by_name.get(lines[0]) if lines else None
 
 
 class VideoReader:
-    """Decode a video file into float R'G'B' frames, one at a time.
+    """Decode a video into float R'G'B' frames, one at a time.
 
-    Attributes (read at open, from the stream and its first frame): ``width``, ``height``,
-    ``fps`` (Fraction), ``time_base`` (Fraction), ``frame_count`` (exact when
-    ``frame_count_exact``, else an estimate from the duration), ``duration`` (seconds or
-    None), ``pix_fmt``, ``bit_depth``, ``layout`` (:class:`PixelLayout`), ``colour``
-    (:class:`ColourInfo`), ``sample_aspect_ratio`` (Fraction, 1 when untagged),
-    ``rotation`` (degrees counter-clockwise from the display matrix), ``codec_name``,
-    ``stream_index`` (absolute index of the video stream in the container), ``frame_step``
-    (one frame at the nominal rate, in ``time_base`` units).
+    ``source``: a path, or a readable binary file object (``sys.stdin.buffer``, an
+    ``io.BytesIO``); a path is always opened as that local file, never as an FFmpeg URL.
+    ``format`` forces the container format (e.g. ``"nut"`` for a pipe). With
+    ``passthrough=True`` the audio, subtitle and attachment streams are described in
+    ``info.passthrough`` and their packets are kept, as the video is demuxed, for
+    :meth:`passthrough_packets`; without it only the video is read.
+
+    ``info`` (:class:`StreamInfo`) describes the video, read at open from the stream and its
+    first frame; its fields are also attributes of the reader: ``width``, ``height``, ``fps``,
+    ``time_base``, ``frame_count``, ``frame_count_exact``, ``duration``, ``pix_fmt``,
+    ``bit_depth``, ``layout``, ``colour``, ``sample_aspect_ratio``, ``rotation``,
+    ``codec_name``, ``stream_index``, ``frame_step``.
 
     Iterating yields :class:`DecodedFrame` (``rgb`` ``[3, H, W]`` float32 in ``[0, 1]``,
-    ``pts``, ``time``); iterating again starts over from the first frame.
+    ``pts``, ``time``); iterating again starts over from the first frame (a file or a
+    seekable object; a pipe can be read once). Pass-through packets come from the first pass
+    only.
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._container = _open_input(self.path)
+    def __init__(self, source: MediaFile, *, passthrough: bool = False, format: str | None = None):
+        self._source = InputSource(source, format)
+        self.path: Path | None = self._source.path
+        self.name = self._source.name
+        self._container = self._source.open()
+        self._queue: collections.deque | None = collections.deque() if passthrough else None
+        self._head: list | None = []
         try:
             self._stream = self._pick_stream()
             self._stream.thread_type = "AUTO"
-            self._frames = self._decode(self._container, self._stream)
-            self._first = next(self._frames, None)
+            extra = [s for s in self._container.streams
+                     if passthrough and s.index != self._stream.index and s.type in ("audio", "subtitle")]
+            self._frames = self._decode(self._container, self._stream, extra)
+            self._first: av.VideoFrame | None = next(self._frames, None)
             if self._first is None:
-                raise SuperResError(
-                    f"cannot read '{self.path}': the video stream holds no decodable frames; "
-                    "check that the file is complete")
-            self._describe(self._stream, self._first)
+                raise UnsupportedFormat(
+                    f"cannot read {self.name}: the video stream holds no decodable frames; "
+                    + self._source.unreadable_hint())
+            head, self._head = self._head, None
+            self.info = StreamInfo.from_stream(
+                self._container, self._stream, self._first, name=self.name,
+                probe_chroma=lambda: probe_chroma_location(self._stream, head),
+                passthrough=passthrough)
         except BaseException:
             self._container.close()
             raise
@@ -105,86 +127,51 @@ class VideoReader:
         videos = [s for s in self._container.streams.video
                   if not s.disposition & av.stream.Disposition.attached_pic]
         if not videos:
-            raise SuperResError(
-                f"cannot read '{self.path}': it has no video stream (audio-only or not a "
+            raise UnsupportedFormat(
+                f"cannot read {self.name}: it has no video stream (audio-only or not a "
                 "video); give a video file, or use read_image for pictures")
         return videos[0]
 
-    def _describe(self, stream, frame: av.VideoFrame) -> None:
-        ctx = stream.codec_context
-        self.codec_name = ctx.name
-        self.stream_index = stream.index
-        self.width, self.height = frame.width, frame.height
-        self.pix_fmt = frame.format.name
-        self.layout: PixelLayout = pixel_layout(self.pix_fmt)
-        self.bit_depth = self.layout.bits
-        self.time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or ctx.framerate
-        if not rate:
-            raise SuperResError(
-                f"cannot read '{self.path}': the video has no frame rate; remux it with one, "
-                "e.g. `ffmpeg -r 24 -i IN -c copy OUT.mkv`")
-        self.fps = Fraction(rate)
-        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
-        self.sample_aspect_ratio = Fraction(sar) if sar else Fraction(1)
-        self.rotation = int(round(frame.rotation or 0))
-        self.duration = None
-        if stream.duration:
-            self.duration = float(stream.duration * self.time_base)
-        elif self._container.duration:
-            self.duration = self._container.duration / 1_000_000
-        count = stream.frames or int(stream.metadata.get("NUMBER_OF_FRAMES", 0) or 0)
-        self.frame_count_exact = count > 0
-        if not count:
-            count = max(1, round(self.duration * self.fps)) if self.duration else 0
-        self.frame_count = count
-        self.colour = self._colour(frame, ctx)
-        self.frame_step = max(1, round(1 / (self.fps * self.time_base)))
-
-    def _colour(self, frame: av.VideoFrame, ctx) -> ColourInfo:
-        def tag(frame_value, ctx_value, unspecified):
-            value = int(frame_value or 0)
-            return value if value not in (0, unspecified) else int(ctx_value or unspecified)
-
-        matrix = tag(frame.colorspace, ctx.colorspace, MATRIX_UNSPECIFIED)
-        colour_range = int(frame.color_range or ctx.color_range or RANGE_UNSPECIFIED)
-        if colour_range == RANGE_UNSPECIFIED and self.pix_fmt.startswith("yuvj"):
-            colour_range = RANGE_FULL
-        matrix_guessed = False
-        if self.layout.kind == "rgb":
-            matrix = 0
-        elif matrix in (0, MATRIX_UNSPECIFIED):
-            matrix, matrix_guessed = guess_matrix(self.width, self.height), True
-        chroma, chroma_guessed = CHROMA_LEFT, True
-        if self.layout.kind == "yuv" and (self.layout.log2_w or self.layout.log2_h):
-            probed = _probe_chroma_location(self.path, self.stream_index)
-            if probed:
-                chroma, chroma_guessed = probed, False
-        return ColourInfo(
-            matrix=matrix, range=colour_range,
-            primaries=tag(frame.color_primaries, ctx.color_primaries, 2),
-            transfer=tag(frame.color_trc, ctx.color_trc, 2),
-            chroma_location=chroma, matrix_guessed=matrix_guessed,
-            chroma_location_guessed=chroma_guessed)
-
-    def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
+    def _decode(self, container, stream, extra=()) -> Iterator[av.VideoFrame]:
+        """Decoded frames of ``stream``; packets of the ``extra`` streams go to the queue."""
         index = 0
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux(stream, *extra):
+                if packet.stream_index != stream.index:
+                    if (self._queue is not None and packet.size
+                            and (packet.dts is not None or packet.pts is not None)):
+                        self._queue.append(packet)
+                    continue
+                if self._head is not None:
+                    self._head.append(packet)
                 for frame in packet.decode():
                     index += 1
                     yield frame
         except av.FFmpegError as exc:
+            if index == 0 and self._source.is_pipe:
+                raise UnsupportedFormat(
+                    f"cannot read {self.name}: {exc}; " + self._source.unreadable_hint()) from exc
             raise SuperResError(
-                f"cannot decode '{self.path}' after frame {index}: {exc}; the file may be "
+                f"cannot decode {self.name} after frame {index}: {exc}; the file may be "
                 "truncated or damaged; try remuxing it with `ffmpeg -i IN -c copy OUT`") from exc
 
+    def passthrough_packets(self) -> list:
+        """The audio/subtitle packets demuxed so far and not yet taken, in demux order (their
+        ``stream_index`` is the source's; see ``info.passthrough``). Empty without
+        ``passthrough=True``. Once iteration has ended, every packet has been demuxed."""
+        if not self._queue:
+            return []
+        taken = list(self._queue)
+        self._queue.clear()
+        return taken
+
     def __iter__(self) -> Iterator[DecodedFrame]:
+        first: av.VideoFrame | None
         if self._first is not None:
             first, frames, self._first = self._first, self._frames, None
             container = None
-        else:  # a second pass opens the file again
-            container = _open_input(self.path)
+        else:  # a second pass opens the source again
+            container = self._source.open()
             stream = container.streams[self.stream_index]
             stream.thread_type = "AUTO"
             frames = self._decode(container, stream)
@@ -192,11 +179,11 @@ class VideoReader:
         try:
             next_pts = 0
             frame = first
+            step, time_base, colour = self.info.frame_step, self.info.time_base, self.info.colour
             while frame is not None:
                 pts = frame.pts if frame.pts is not None else next_pts
-                next_pts = pts + self.frame_step
-                yield DecodedFrame(frame_to_rgb(frame, self.colour), pts,
-                                   float(pts * self.time_base))
+                next_pts = pts + step
+                yield DecodedFrame(frame_to_rgb(frame, colour), pts, float(pts * time_base))
                 frame = next(frames, None)
         finally:
             if container is not None:
@@ -206,8 +193,35 @@ class VideoReader:
         """Only the pictures: float32 ``[3, H, W]`` arrays in ``[0, 1]``."""
         return (decoded.rgb for decoded in self)
 
+    # The StreamInfo fields, as attributes of the reader.
+    width = property(lambda self: self.info.width)
+    height = property(lambda self: self.info.height)
+    fps = property(lambda self: self.info.fps)
+    time_base = property(lambda self: self.info.time_base)
+    frame_count = property(lambda self: self.info.frame_count)
+    frame_count_exact = property(lambda self: self.info.frame_count_exact)
+    duration = property(lambda self: self.info.duration)
+    pix_fmt = property(lambda self: self.info.pix_fmt)
+    bit_depth = property(lambda self: self.info.bit_depth)
+    codec_name = property(lambda self: self.info.codec_name)
+    stream_index = property(lambda self: self.info.stream_index)
+    frame_step = property(lambda self: self.info.frame_step)
+    rotation = property(lambda self: self.info.rotation)
+
+    @property
+    def layout(self) -> PixelLayout:
+        return self.info.layout
+
+    @property
+    def colour(self) -> ColourInfo:
+        return self.info.colour
+
+    @property
+    def sample_aspect_ratio(self) -> Fraction:
+        return self.info.sample_aspect_ratio
+
     def __len__(self) -> int:
-        return self.frame_count
+        return self.info.frame_count
 
     def close(self) -> None:
         self._container.close()
@@ -219,94 +233,6 @@ class VideoReader:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"VideoReader('{self.path}', {self.width}x{self.height}, {self.pix_fmt}, "
-                f"{float(self.fps):.3f} fps, {self.frame_count} frames, {self.colour.names()})")
-
-
-def _to_chw(frame, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """Accept numpy/torch ``[3, H, W]`` or ``[1, 3, H, W]``; return float32 numpy ``[3,H,W]``."""
-    if hasattr(frame, "detach"):
-        frame = frame.detach().float().cpu().numpy()
-    array = np.asarray(frame)
-    if array.ndim == 4 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 3 or array.shape[0] != 3:
-        raise SuperResError(
-            f"process yielded a frame shaped {tuple(array.shape)}; expected [3, H, W] float RGB "
-            "in [0, 1]; yield one frame per input frame in that layout")
-    if width is not None and array.shape[1:] != (height, width):
-        raise SuperResError(
-            f"process yielded a {array.shape[2]}x{array.shape[1]} frame after "
-            f"{width}x{height} ones; every output frame must have the same size")
-    return array
-
-
-class _CountedFrames:
-    """An iterator of frames that also says how many the container announces (``total``, or None)."""
-
-    def __init__(self, frames: Iterator[np.ndarray], total: int | None):
-        self._frames, self.total = frames, total
-
-    def __iter__(self) -> "_CountedFrames":
-        return self
-
-    def __next__(self) -> np.ndarray:
-        return next(self._frames)
-
-
-def transcode(src: str | os.PathLike, dst: str | os.PathLike, process: ProcessFn, *,
-              on_progress: ProgressFn | None = None, **writer_options) -> Path:
-    """Decode ``src``, run the frames through ``process``, encode to ``dst`` atomically.
-
-    ``process`` receives an iterator of float32 ``[3, H, W]`` arrays in ``[0, 1]`` (its ``total``
-    attribute is the container's frame count, or None when unknown) and must
-    yield exactly one frame per input, in order (numpy or torch ``[3, sH, sW]``); it may lag
-    behind its input (temporal windows). Timestamps, colour tags, audio and subtitles are
-    carried over (see :class:`VideoWriter`; ``writer_options`` go to it). ``on_progress`` is
-    called with ``Progress(done, total, "transcode")`` after each encoded frame, ``total``
-    being the source's (possibly estimated) frame count. Returns the output path.
-    """
-    from .writer import VideoWriter
-
-    pending_pts: collections.deque = collections.deque()
-
-    with VideoReader(src) as reader:
-        total = reader.frame_count or None
-
-        consumed = {"all": False}
-
-        def decode() -> Iterator[np.ndarray]:
-            for decoded in reader:
-                pending_pts.append(decoded.pts)
-                yield decoded.rgb
-            consumed["all"] = True
-
-        inputs = _CountedFrames(decode(), total)
-
-        writer = None
-        done = 0
-        try:
-            for output in process(inputs):
-                if not pending_pts:
-                    raise SuperResError(
-                        f"process yielded more frames than it was given ({done + 1} so far); "
-                        "it must yield exactly one output frame per input frame")
-                if writer is None:
-                    first = _to_chw(output)
-                    writer = VideoWriter(dst, reader, first.shape[2], first.shape[1],
-                                         **writer_options)
-                writer.write(_to_chw(output, writer.width, writer.height), pending_pts.popleft())
-                done += 1
-                if on_progress is not None:
-                    on_progress(Progress(done, max(total or 0, done), "transcode"))
-            if pending_pts or writer is None or not consumed["all"]:
-                given = done + len(pending_pts)
-                raise SuperResError(
-                    f"process yielded {done} frames for {given} inputs"
-                    + ("" if consumed["all"] else " and stopped reading before the last frame")
-                    + "; it must read every input frame and yield one output frame for each")
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        return writer.close()
+        info = self.info
+        return (f"VideoReader({self.name}, {info.width}x{info.height}, {info.pix_fmt}, "
+                f"{float(info.fps):.3f} fps, {info.frame_count} frames, {info.colour.names()})")

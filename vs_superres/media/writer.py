@@ -1,28 +1,32 @@
-"""Encoding float R'G'B' frames to a video file that keeps the source's look and streams.
+"""Encoding float R'G'B' frames to a video that keeps the source's look and streams.
 
-The output gets a pixel format close to the source's (same kind, subsampling, and at least
-its bit depth), the source's colour tags (matrix/range/primaries/transfer/chroma siting),
-frame rate, time base, timestamps, sample aspect ratio and rotation; audio and subtitle
-streams are remuxed packet by packet (never re-encoded) and interleaved by time. The file
-appears under its final name only when :meth:`VideoWriter.close` succeeds.
+Everything about the source comes from a :class:`~.streaminfo.StreamInfo`; the writer never
+opens the source. The output gets a pixel format close to the source's (same kind,
+subsampling, and at least its bit depth), the source's colour tags (matrix/range/primaries/
+transfer/chroma siting), frame rate, time base, timestamps, sample aspect ratio and rotation;
+audio and subtitle packets handed to it are remuxed (never re-encoded) and interleaved by
+time, attachments are re-attached. A file appears under its final name only when
+:meth:`VideoWriter.close` succeeds; a file object (pipe) is written as it goes.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, Union
 
 import av
 import numpy as np
 
 from ..contracts.errors import SuperResError
-from .atomic import AtomicFile
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import PixelLayout, pixel_layout, rgb_to_frame
-from .video import VideoReader
+from .files import MediaFile, OutputTarget
+from .streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +72,10 @@ def best_pix_fmt(source: PixelLayout, candidates: list[str]) -> str | None:
     return min(candidates, key=score) if candidates else None
 
 
-def choose_encoder(suffix: str, source: VideoReader, supported_codecs: set[str],
+def choose_encoder(suffix: str, source: StreamInfo, supported_codecs: set[str],
                    codec: str | None = None, pix_fmt: str | None = None) -> tuple[str, str]:
-    """Pick ``(encoder, pix_fmt)`` for an output named ``*.suffix`` from ``source``."""
+    """Pick ``(encoder, pix_fmt)`` for an output named ``*.suffix`` from ``source`` (a
+    :class:`StreamInfo`, or anything with its ``codec_name``, ``bit_depth`` and ``layout``)."""
     if codec is not None:
         if not encoder_available(codec):
             raise SuperResError(
@@ -103,41 +108,62 @@ def choose_encoder(suffix: str, source: VideoReader, supported_codecs: set[str],
             return name, chosen
     name, formats = usable[0]
     chosen = best_pix_fmt(source.layout, formats)
+    if chosen is None:
+        raise SuperResError(f"the encoder {name} offers no pixel format vs-superres can fill; "
+                            "choose another with codec=")
     log.warning("no encoder for %s keeps %d-bit samples; writing %s with %s",
                 suffix, source.bit_depth, chosen, name)
     return name, chosen
 
 
-class VideoWriter:
-    """Encode float R'G'B' frames ``[3, height, width]`` in ``[0, 1]`` to ``path``.
+#: where pass-through packets come from: an iterable, pulled as far as the video has come,
+#: or a callable returning the packets ready so far (polled on each write), such as
+#: :meth:`VideoReader.passthrough_packets`
+PacketSource = Union[Iterable[av.Packet], Callable[[], Iterable[av.Packet]]]
 
-    ``source`` supplies frame rate, time base, colour tags, sample aspect ratio, rotation and
-    the streams to copy. ``codec``/``pix_fmt`` override the automatic choice, ``crf`` and
-    ``preset`` the encoder's quality settings, ``options`` adds raw FFmpeg encoder options;
-    ``copy_streams=False`` writes video only. Use as a context manager: an exception (or
-    ``KeyboardInterrupt``) inside the block calls :meth:`abort`, which removes all traces.
+
+def _stamp(packet: av.Packet) -> int | None:
+    return packet.dts if packet.dts is not None else packet.pts
+
+
+class VideoWriter:
+    """Encode float R'G'B' frames ``[3, height, width]`` in ``[0, 1]`` to ``target``.
+
+    ``target``: a path (written under a temporary name, renamed on :meth:`close`) or a
+    writable binary file object such as ``sys.stdout.buffer`` (then give ``format``, e.g.
+    ``"matroska"`` or ``"nut"``, unless its name ends in a known suffix). ``source``: the
+    :class:`StreamInfo` of the source (a reader is accepted too and stands for its ``info``
+    and its :meth:`~VideoReader.passthrough_packets`), which supplies frame rate, time base,
+    colour tags, sample aspect ratio, rotation and the streams to copy. ``packets``: the
+    source packets of those streams (see :data:`PacketSource`); :meth:`remux` hands over more.
+    ``codec``/``pix_fmt`` override the automatic choice, ``crf`` and ``preset`` the encoder's
+    quality settings, ``options`` adds raw FFmpeg encoder options; ``copy_streams=False``
+    writes video only. Use as a context manager: an exception (or ``KeyboardInterrupt``)
+    inside the block calls :meth:`abort`, which removes all traces of a file.
     """
 
-    def __init__(self, path: str | os.PathLike, source: VideoReader, width: int, height: int,
+    def __init__(self, target: MediaFile, source: StreamInfo | HasStreamInfo, width: int, height: int,
                  *, codec: str | None = None, pix_fmt: str | None = None,
                  crf: int | None = None, preset: str | None = None,
-                 options: dict | None = None, copy_streams: bool = True):
-        self.path = Path(path)
-        self.source, self.width, self.height = source, int(width), int(height)
-        self._atomic = AtomicFile(self.path)
-        self._copy_input = None
-        self._pending = None
-        self._copy_packets = iter(())
+                 options: dict | None = None, copy_streams: bool = True,
+                 packets: PacketSource | None = None, format: str | None = None):
+        self.info = require_info(source)
+        if packets is None and not isinstance(source, StreamInfo):
+            packets = getattr(source, "passthrough_packets", None)
+        self.width, self.height = int(width), int(height)
+        self._target = OutputTarget(target, format)
+        self.path: Path | None = self._target.path
+        self._pending: collections.deque = collections.deque()
+        self._poll: Callable[[], Iterable[av.Packet]] | None = None
+        self._pull: Iterator[av.Packet] | None = None
+        if callable(packets):
+            self._poll = packets
+        elif packets is not None:
+            self._pull = iter(packets)
+        self._copy_map: dict[int, av.stream.Stream] = {}
         self._next_pts = 0
         self.frames_written = 0
-        try:
-            self._container = av.open(str(self._atomic.tmp_path), "w",
-                                      options=self._container_options())
-        except (av.FFmpegError, ValueError) as exc:
-            self._atomic.abort()
-            raise SuperResError(
-                f"cannot write '{self.path}': FFmpeg has no muxer for '{self.path.suffix}' "
-                f"({exc}); use .mp4, .mkv, .mov or .webm") from exc
+        self._container = self._target.open()
         try:
             self._open_video(codec, pix_fmt, crf, preset, options or {})
             if copy_streams:
@@ -146,16 +172,10 @@ class VideoWriter:
             self.abort()
             raise
 
-    def _container_options(self) -> dict:
-        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            return {"movflags": "+faststart"}
-        return {}
-
     def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
-        source = self.source
-        suffix = self.path.suffix.lower()
+        source = self.info
         self.codec, self.pix_fmt = choose_encoder(
-            suffix, source, set(self._container.supported_codecs), codec, pix_fmt)
+            self._target.suffix, source, set(self._container.supported_codecs), codec, pix_fmt)
         layout = pixel_layout(self.pix_fmt)
         colour = source.colour
         if layout.kind != "rgb" and colour.matrix == 0:  # RGB source into a Y'CbCr format
@@ -192,59 +212,90 @@ class VideoWriter:
         self._video = stream
 
     def _open_copies(self) -> None:
-        source_path = self.source.path
-        self._copy_input = av.open(str(source_path), "r")
         supported = set(self._container.supported_codecs)
-        mapping, wanted = {}, []
-        for stream in self._copy_input.streams:
-            if stream.index == self.source.stream_index:
+        suffix = self._target.suffix
+        for where in self.info.dropped:
+            log.warning("%s is not copied: only audio, subtitle and attachment streams are", where)
+        for copy in self.info.passthrough:
+            where = copy.describe()
+            if copy.kind == "attachment":
+                self._attach(copy)
                 continue
-            kind = stream.type
-            codec = (stream.codec_context.codec.canonical_name
-                     if stream.codec_context else "unknown")
-            where = f"stream #{stream.index} ({kind}, {codec})"
-            if kind not in ("audio", "subtitle"):
-                log.warning("%s of '%s' is not copied: only audio and subtitle streams are",
-                            where, source_path.name)
-                continue
-            if codec not in supported:
+            if copy.codec_name not in supported:
                 log.warning("%s cannot be stored in a '%s' file and is not copied; write a "
-                            ".mkv to keep it", where, self.path.suffix)
+                            ".mkv to keep it", where, suffix)
+                continue
+            if copy.template is None:
+                log.warning("%s is not copied: its description has no stream template", where)
                 continue
             try:
-                out = self._container.add_stream_from_template(stream)
+                out = self._container.add_stream_from_template(copy.template)
             except (ValueError, av.FFmpegError) as exc:
                 log.warning("%s is not copied: %s", where, exc)
                 continue
-            if stream.language:
-                out.metadata["language"] = stream.language
-            mapping[stream.index] = out
-            wanted.append(stream)
-        self._copy_map = mapping
-        if wanted:
-            self._copy_packets = self._copy_input.demux(*wanted)
+            if copy.language:
+                out.metadata["language"] = copy.language
+            if copy.title:
+                out.metadata["title"] = copy.title
+            if copy.disposition:
+                out.disposition = copy.disposition
+            self._copy_map[copy.index] = out
+
+    def _attach(self, copy: PassthroughStream) -> None:
+        if self._container.format.name != "matroska":
+            log.warning("%s cannot be stored in a '%s' file and is not copied; write a .mkv "
+                        "to keep it", copy.describe(), self._target.suffix)
+            return
+        try:
+            out = self._container.add_attachment(
+                copy.filename or f"attachment-{copy.index}",
+                copy.mimetype or "application/octet-stream", copy.data)
+        except (ValueError, av.FFmpegError, MemoryError) as exc:
+            log.warning("%s is not copied: %s", copy.describe(), exc)
+            return
+        if copy.title:
+            out.metadata["title"] = copy.title
+
+    def remux(self, packets: Iterable[av.Packet]) -> None:
+        """Queue source packets of the pass-through streams (``stream_index`` as in
+        ``info.passthrough``) to be muxed in time order with the video; packets of streams
+        not copied are dropped."""
+        for packet in packets:
+            if (packet.stream_index in self._copy_map and packet.size
+                    and _stamp(packet) is not None):
+                self._pending.append(packet)
+
+    def _next_copy(self) -> av.Packet | None:
+        if self._pending:
+            return self._pending.popleft()
+        while self._pull is not None:
+            packet = next(self._pull, None)
+            if packet is None:
+                self._pull = None
+            elif (packet.stream_index in self._copy_map and packet.size
+                    and _stamp(packet) is not None):
+                return packet
+        return None
 
     def _mux_copies_until(self, seconds: float | None) -> None:
-        """Mux copied packets whose time is before ``seconds`` (all of them for None)."""
+        """Mux pass-through packets whose time is before ``seconds`` (all of them for None)."""
+        if self._poll is not None:
+            self.remux(self._poll())
         while True:
-            packet = self._pending
+            packet = self._next_copy()
             if packet is None:
-                packet = next(self._copy_packets, None)
-                if packet is None:
-                    return
-                if packet.size == 0 or (packet.dts is None and packet.pts is None):
-                    continue
-            stamp = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and float(stamp * packet.time_base) > seconds:
-                self._pending = packet
                 return
-            self._pending = None
+            stamp = _stamp(packet)
+            if (seconds is not None and stamp is not None and packet.time_base
+                    and float(stamp * packet.time_base) > seconds):
+                self._pending.appendleft(packet)
+                return
             packet.stream = self._copy_map[packet.stream_index]
             self._container.mux(packet)
 
     def _mux_video(self, packets) -> None:
         for packet in packets:
-            stamp = packet.dts if packet.dts is not None else packet.pts
+            stamp = _stamp(packet)
             if stamp is not None and packet.time_base:
                 self._mux_copies_until(float(stamp * packet.time_base))
             self._container.mux(packet)
@@ -263,16 +314,17 @@ class VideoWriter:
                 "overflow is a common cause; try fp32)")
         frame = rgb_to_frame(array, self.pix_fmt, self.colour)
         frame.pts = self._next_pts if pts is None else int(pts)
-        frame.time_base = self.source.time_base
-        self._next_pts = frame.pts + self.source.frame_step
+        frame.time_base = self.info.time_base
+        self._next_pts = frame.pts + self.info.frame_step
         try:
             self._mux_video(self._video.encode(frame))
         except av.FFmpegError as exc:
             raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
         self.frames_written += 1
 
-    def close(self) -> Path:
-        """Flush the encoder, finish copying streams, and move the file into place."""
+    def close(self) -> Path | None:
+        """Flush the encoder, mux the remaining pass-through packets, and move the file into
+        place; returns its path (None for a file object)."""
         try:
             self._mux_video(self._video.encode(None))
             self._mux_copies_until(None)
@@ -280,21 +332,15 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
-        self._close_copy_input()
-        return self._atomic.commit()
+        self._pending.clear()
+        return self._target.commit()
 
     def abort(self) -> None:
         """Stop without producing a file: close everything and delete the temporary file."""
         with contextlib.suppress(Exception):
             self._container.close()
-        self._close_copy_input()
-        self._atomic.abort()
-
-    def _close_copy_input(self) -> None:
-        if self._copy_input is not None:
-            with contextlib.suppress(Exception):
-                self._copy_input.close()
-            self._copy_input = None
+        self._pending.clear()
+        self._target.abort()
 
     def __enter__(self) -> "VideoWriter":
         return self

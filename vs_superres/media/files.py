@@ -1,0 +1,229 @@
+"""Opening media for PyAV: local paths as plain files, or caller's binary file objects (pipes).
+
+FFmpeg reads a string as a URL: ``concat:a.mp4|b.mp4``, ``pipe:1`` or ``http://...`` would
+name a protocol, not a file. A local path is therefore always handed to FFmpeg as an absolute
+``file:`` URL, which the file protocol opens literally whatever the name looks like. A file
+object (``sys.stdin.buffer``, ``io.BytesIO``, a socket file) is read or written through
+PyAV's Python I/O; it is seeked only when its ``seekable()`` says so, is never closed here,
+and its ``name`` is never shown to FFmpeg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO, Union
+
+import av
+
+from ..contracts.errors import SuperResError, UnsupportedFormat
+from .atomic import AtomicFile
+
+#: a local path, or a binary file object PyAV can read or write
+MediaFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+#: container format for a file object's name suffix (FFmpeg guesses paths by itself)
+FORMAT_OF_SUFFIX = {
+    ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+    ".nut": "nut", ".ts": "mpegts", ".avi": "avi", ".y4m": "yuv4mpegpipe",
+}
+_SUFFIX_OF_FORMAT = {"matroska": ".mkv", "mpegts": ".ts", "ipod": ".m4v"}
+_MP4_FAMILY = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2"}
+_STREAMABLE_HINT = ("a pipe needs a streamable container: mkv, nut, mpegts, or an MP4 whose "
+                    "index comes first (`-movflags +faststart`; ffmpeg can send `-f nut -` "
+                    "or `-f matroska -`)")
+
+
+def file_url(path: str | os.PathLike[str]) -> str:
+    """The absolute ``file:`` URL FFmpeg opens as exactly this local file."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def is_path(source: object) -> bool:
+    return isinstance(source, (str, os.PathLike))
+
+
+def _seekable(handle) -> bool:
+    probe = getattr(handle, "seekable", None)
+    if probe is None:
+        return callable(getattr(handle, "seek", None)) and callable(getattr(handle, "tell", None))
+    try:
+        return bool(probe())
+    except (OSError, ValueError):
+        return False
+
+
+class _Borrowed:
+    """A caller's file object as PyAV sees it: I/O forwarded, ``close`` withheld, no name."""
+
+    def __init__(self, raw, writing: bool):
+        self._raw, self._writing = raw, writing
+        self._can_seek = _seekable(raw)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def write(self, data: bytes) -> int:
+        written = self._raw.write(data)
+        return len(data) if written is None else written
+
+    def readable(self) -> bool:
+        return not self._writing
+
+    def writable(self) -> bool:
+        return self._writing
+
+    def seekable(self) -> bool:
+        return self._can_seek
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self._raw.flush()
+
+
+def _label(handle) -> str:
+    name = getattr(handle, "name", None)
+    return f"the input stream '{name}'" if isinstance(name, str) and name else "the input stream"
+
+
+class InputSource:
+    """Where a video is read from: a local file (``str``/``PathLike``) or a readable binary
+    file object. :meth:`open` gives a PyAV input container; a second :meth:`open` rereads
+    from the start, which a pipe (non-seekable object) refuses."""
+
+    def __init__(self, source: MediaFile, format: str | None = None):
+        self.format = format
+        self._opened = False
+        if is_path(source):
+            path = Path(source)  # type: ignore[arg-type]
+            if not path.exists():
+                raise SuperResError(f"cannot read '{path}': no such file; check the path")
+            if not path.is_file():
+                raise SuperResError(f"cannot read '{path}': it is not a file; give a video file path")
+            self.path: Path | None = path
+            self.name = f"'{path}'"
+            self._handle = None
+            self._start = 0
+        elif callable(getattr(source, "read", None)):
+            readable = getattr(source, "readable", None)
+            if readable is not None and not readable():
+                raise SuperResError(f"cannot read {_label(source)}: it is not open for reading")
+            self.path = None
+            self.name = _label(source)
+            self._handle = source
+            self._start = source.tell() if _seekable(source) else 0  # type: ignore[union-attr]
+        else:
+            raise TypeError(f"expected a path or a readable binary file object, got {type(source).__name__}")
+
+    @property
+    def rereadable(self) -> bool:
+        """Whether :meth:`open` may be called again (a file, or a seekable file object)."""
+        return self._handle is None or _seekable(self._handle)
+
+    @property
+    def is_pipe(self) -> bool:
+        return self._handle is not None and not _seekable(self._handle)
+
+    def open(self):
+        if self._opened:
+            if not self.rereadable:
+                raise SuperResError(
+                    f"cannot read {self.name} again: a pipe can be read only once; read it "
+                    "in one pass, or give a file or a seekable file object")
+            if self._handle is not None:
+                self._handle.seek(self._start)
+        self._opened = True
+        target = file_url(self.path) if self.path is not None else _Borrowed(self._handle, writing=False)
+        try:
+            return av.open(target, "r", format=self.format)
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            if self.path is not None:
+                hint = ("check that the file is complete and is a video (mp4, mkv, mov, "
+                        "webm, ...)")
+            else:
+                hint = _STREAMABLE_HINT if self.is_pipe else "check that it holds a complete video"
+            raise UnsupportedFormat(
+                f"cannot read {self.name}: FFmpeg does not recognise it as a video ({exc}); "
+                + hint) from exc
+
+    def unreadable_hint(self) -> str:
+        """Advice for a source that opened but yields no frames."""
+        if self.is_pipe:
+            return _STREAMABLE_HINT
+        return "check that the file is complete"
+
+
+class OutputTarget:
+    """Where a video is written: a local path, filled under a temporary name and renamed on
+    :meth:`commit` (see :class:`AtomicFile`), or a writable binary file object (a pipe),
+    which then needs ``format`` unless its name ends in a known suffix."""
+
+    def __init__(self, target: MediaFile, format: str | None = None):
+        if is_path(target):
+            self.path: Path | None = Path(target)  # type: ignore[arg-type]
+            self._atomic: AtomicFile | None = AtomicFile(self.path)
+            self._handle = None
+            self.name = f"'{self.path}'"
+            self.format = format
+            self.suffix = self.path.suffix.lower()
+        elif callable(getattr(target, "write", None)):
+            writable = getattr(target, "writable", None)
+            if writable is not None and not writable():
+                raise SuperResError("cannot write to the output stream: it is not open for writing")
+            self.path, self._atomic, self._handle = None, None, target
+            self.name = "the output stream"
+            name = getattr(target, "name", None)
+            guessed = FORMAT_OF_SUFFIX.get(Path(name).suffix.lower()) if isinstance(name, str) else None
+            self.format = format or guessed
+            if self.format is None:
+                raise SuperResError(
+                    "writing a video to a file object needs its container format; pass "
+                    "format='matroska' (or 'nut', 'mp4', 'mpegts', ...)")
+            self.suffix = _SUFFIX_OF_FORMAT.get(self.format, "." + self.format)
+        else:
+            raise TypeError(f"expected a path or a writable binary file object, got {type(target).__name__}")
+
+    def _options(self) -> dict:
+        mp4 = self.suffix in (".mp4", ".mov", ".m4v") or self.format in _MP4_FAMILY
+        if not mp4:
+            return {}
+        if self._handle is None:
+            return {"movflags": "+faststart"}
+        if not _seekable(self._handle):  # a pipe: fragmented MP4, index first
+            return {"movflags": "+frag_keyframe+empty_moov+default_base_moof"}
+        return {}
+
+    def open(self):
+        """The PyAV output container (raises :class:`SuperResError` for unknown formats)."""
+        if self._atomic is not None:
+            target = file_url(self._atomic.tmp_path)
+        else:
+            target = _Borrowed(self._handle, writing=True)
+        try:
+            return av.open(target, "w", format=self.format, options=self._options())
+        except (av.FFmpegError, ValueError) as exc:
+            self.abort()
+            what = f"'{self.suffix}'" if self.format is None else f"the format '{self.format}'"
+            raise SuperResError(
+                f"cannot write {self.name}: FFmpeg has no muxer for {what} ({exc}); use .mp4, "
+                ".mkv, .mov or .webm") from exc
+
+    def commit(self) -> Path | None:
+        """Move a file into place (returns its path); a file object is only flushed (None)."""
+        if self._atomic is not None:
+            return self._atomic.commit()
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self._handle.flush()  # type: ignore[union-attr]
+        return None
+
+    def abort(self) -> None:
+        """Delete the temporary file (a file object keeps what was already written)."""
+        if self._atomic is not None:
+            self._atomic.abort()
