@@ -9,4 +9,6 @@ if [ -z "${SUPERRES_WEIGHTS:-}" ] && [ -d "$root/../shared/weights" ]; then
   export SUPERRES_WEIGHTS="$(cd "$root/../shared/weights" && pwd)"
 fi
 cd "$root"
+# Static checks first (seconds): ruff on everything, mypy on the package.
+"$root/scripts/lint.sh" "$venv"
 exec "$venv/bin/python" -m pytest "$@"

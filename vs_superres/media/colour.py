@@ -205,6 +205,7 @@ def _downsample_axis(x: np.ndarray, axis: int, n_out: int, factor: int,
         term = np.take(x, idx, axis=axis) * np.float32(weight)
         acc = term if acc is None else acc + term
         total += weight
+    assert acc is not None  # the centre tap always has weight
     return acc * np.float32(1.0 / total)
 
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -79,7 +80,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
 
 def _decode_with_ffmpeg(data: bytes, fmt: str) -> tuple[np.ndarray, ImageInfo]:
     try:
-        ctx = av.CodecContext.create(fmt, "r")
+        ctx: Any = av.CodecContext.create(fmt, "r")  # a VideoCodecContext (PyAV's stubs say the base class)
         frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
     except (av.FFmpegError, ValueError) as exc:
         raise SuperResError(f"FFmpeg could not decode the {fmt} data: {exc}") from exc
@@ -91,8 +92,8 @@ def _decode_with_ffmpeg(data: bytes, fmt: str) -> tuple[np.ndarray, ImageInfo]:
     if layout.kind == "gray":
         wide = layout.bits > 8
         grey = frame.to_ndarray(format="gray16le" if wide else "gray")
-        peak = 65535.0 if wide else 255.0
-        rgb = np.repeat((grey.astype(np.float32) / np.float32(peak))[..., None], 3, axis=-1)
+        peak = np.float32(65535.0 if wide else 255.0)
+        rgb = np.repeat((grey.astype(np.float32) / peak)[..., None], 3, axis=-1)
         has_alpha = layout.has_alpha
     else:
         wide = layout.bits > 8
@@ -113,7 +114,7 @@ def _decode_with_pillow(data: bytes, fmt: str, path: Path) -> tuple[np.ndarray, 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SuperResError(
@@ -201,12 +202,12 @@ def _encode_with_ffmpeg(pixels: np.ndarray, fmt: str, bit_depth: int) -> bytes:
         codes = np.rint(pixels * 65535.0).astype(">u2" if fmt == "png" else "<u2")
     frame = av.VideoFrame(width, height, pix_fmt)
     plane = frame.planes[0]
-    raw = np.frombuffer(plane, dtype=np.uint8)
+    raw = np.frombuffer(memoryview(plane), dtype=np.uint8)
     row_bytes = codes.reshape(height, -1).view(np.uint8)
     raw[: height * plane.line_size].reshape(height, plane.line_size)[:, : row_bytes.shape[1]] = (
         row_bytes)
     frame.pts = 0
-    ctx = av.CodecContext.create(fmt, "w")
+    ctx: Any = av.CodecContext.create(fmt, "w")  # a VideoCodecContext
     ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
     ctx.time_base = Fraction(1, 1)
     if fmt == "tiff":
