@@ -11,20 +11,20 @@ audio and subtitle packets in the same pass and keeps them for the writer
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import logging
 import shutil
 import subprocess
-from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import av
 import numpy as np
 
 from ..contracts.errors import SuperResError, UnsupportedFormat
-from .colour import CHROMA_LOCATION_NAMES, ColourInfo
-from .convert import PixelLayout, frame_to_rgb
+from .colour import CHROMA_LOCATION_NAMES
+from .convert import frame_to_rgb
 from .files import InputSource, MediaFile
 from .streaminfo import StreamInfo
 
@@ -193,32 +193,13 @@ class VideoReader:
         """Only the pictures: float32 ``[3, H, W]`` arrays in ``[0, 1]``."""
         return (decoded.rgb for decoded in self)
 
-    # The StreamInfo fields, as attributes of the reader.
-    width = property(lambda self: self.info.width)
-    height = property(lambda self: self.info.height)
-    fps = property(lambda self: self.info.fps)
-    time_base = property(lambda self: self.info.time_base)
-    frame_count = property(lambda self: self.info.frame_count)
-    frame_count_exact = property(lambda self: self.info.frame_count_exact)
-    duration = property(lambda self: self.info.duration)
-    pix_fmt = property(lambda self: self.info.pix_fmt)
-    bit_depth = property(lambda self: self.info.bit_depth)
-    codec_name = property(lambda self: self.info.codec_name)
-    stream_index = property(lambda self: self.info.stream_index)
-    frame_step = property(lambda self: self.info.frame_step)
-    rotation = property(lambda self: self.info.rotation)
+    #: StreamInfo's fields and properties, readable as attributes of the reader (``reader.fps``).
+    _INFO_NAMES = frozenset(f.name for f in dataclasses.fields(StreamInfo)) | {"bit_depth", "frame_step"}
 
-    @property
-    def layout(self) -> PixelLayout:
-        return self.info.layout
-
-    @property
-    def colour(self) -> ColourInfo:
-        return self.info.colour
-
-    @property
-    def sample_aspect_ratio(self) -> Fraction:
-        return self.info.sample_aspect_ratio
+    def __getattr__(self, name: str) -> Any:
+        if name in VideoReader._INFO_NAMES and "info" in self.__dict__:
+            return getattr(self.info, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __len__(self) -> int:
         return self.info.frame_count
