@@ -76,4 +76,25 @@ elif os.environ.get("SUPERRES_REQUIRE_VS_PLUGIN") == "1":
     sys.exit("SUPERRES_REQUIRE_VS_PLUGIN=1 but VapourSynth's headers (VapourSynth4.h) were not "
              "found; install vapoursynth in the build environment or set VAPOURSYNTH_INCLUDE")
 
-setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})
+def layout():
+    """Every package, found on disk: import names all live under ``vs_superres`` (the top-level
+    folders ``models/``, ``comfy_nodes/`` and ``ffmpeg_filter/`` are mapped into it), so a new
+    model family folder is packaged without a line here or in setup.cfg."""
+    here = Path(__file__).resolve().parent
+    roots = {"vs_superres": "vs_superres", "vs_superres.models": "models",
+             "vs_superres.comfy_nodes": "comfy_nodes", "vs_superres.ffmpeg_filter": "ffmpeg_filter"}
+    packages, package_dir = [], {}
+    for name, folder in roots.items():
+        for init in sorted((here / folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(here)
+            sub = rel.relative_to(folder).parts
+            if "__pycache__" in sub:
+                continue
+            dotted = ".".join((name, *sub))
+            packages.append(dotted)
+            package_dir[dotted] = rel.as_posix()
+    return packages, package_dir
+
+
+packages, package_dir = layout()
+setup(packages=packages, package_dir=package_dir, ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})
