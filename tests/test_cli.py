@@ -171,7 +171,7 @@ def test_model_options_are_refused_by_models_without_them(photo, tmp_path, tiny_
 
 
 @needs_ffmpeg
-def test_ctrl_c_leaves_no_output(tmp_path, ditn_x4_path):
+def test_ctrl_c_leaves_no_output(tmp_path, tiny_ditn_path):
     src = tmp_path / "long.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=20",
@@ -180,7 +180,8 @@ def test_ctrl_c_leaves_no_output(tmp_path, ditn_x4_path):
     )
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out), "--device", "cpu"],
+        [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out), "--device", "cpu",
+         "--model", str(tiny_ditn_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120
@@ -192,7 +193,7 @@ def test_ctrl_c_leaves_no_output(tmp_path, ditn_x4_path):
     assert proc.returncode == 130, err
     assert "interrupted; no output file was written" in err
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]  # nothing half-written left
 
 
 @pytest.mark.parametrize(

@@ -143,9 +143,9 @@ def test_bf16_on_cpu_runs_close_to_fp32(ditn_x4_path, astronaut):
     assert float((a - b).abs().mean()) < 0.02
 
 
-def test_progress_and_cancel(ditn_x4_path, astronaut):
+def test_progress_and_cancel(tiny_ditn_path, astronaut):
     seen = []
-    up = Upscaler("ditn-real-x4", device="cpu", tile=32, overlap=16, progress=lambda p: seen.append((p.done, p.total)))
+    up = Upscaler(str(tiny_ditn_path), device="cpu", tile=32, overlap=16, progress=lambda p: seen.append((p.done, p.total)))
     up.upscale(astronaut[:64, :64])
     assert seen[-1][0] == seen[-1][1] and len(seen) > 3
 
@@ -155,6 +155,6 @@ def test_progress_and_cancel(ditn_x4_path, astronaut):
         calls.append(1)
         return len(calls) > 2
 
-    up = Upscaler("ditn-real-x4", device="cpu", tile=32, overlap=16, cancel=cancel)
+    up = Upscaler(str(tiny_ditn_path), device="cpu", tile=32, overlap=16, cancel=cancel)
     with pytest.raises(Cancelled):
         up.upscale(astronaut[:64, :64])
