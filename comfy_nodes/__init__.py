@@ -1,7 +1,8 @@
 """ComfyUI custom nodes for vs-superres (imported as ``vs_superres.comfy_nodes``).
 
-The nodes are a thin adapter over :mod:`vs_superres.engine`; they are not written yet (no
-issue has asked for them so far). The package exists so that the installed layout is final.
+The nodes will be a thin adapter over :class:`vs_superres.Upscaler`, with their inputs derived
+from the declared options (see "Adding a host" in ``docs/design.md``); they are not written yet
+(issue 10). The package exists so that the installed layout is final.
 """
 
 NODE_CLASS_MAPPINGS: dict = {}
