@@ -42,6 +42,13 @@ def test_as_frames_rejects_bad_input(bad, match):
         as_frames(bad)
 
 
+def test_floats_from_legal_conversions_are_clipped_not_refused():
+    """Limited-range YUV with super-whites and out-of-gamut chroma gives RGB outside [0, 1]."""
+    x = np.array([[[1.068, -0.2, 0.5], [1.98, -1.13, 0.0]]], np.float32)
+    got = as_frames(x)
+    assert torch.equal(got, torch.from_numpy(x).permute(2, 0, 1)[None].clamp(0, 1))
+
+
 # ----------------------------------------------------------------------------- arguments
 def test_unknown_model_suggests_names():
     with pytest.raises(SuperResError, match="unknown model 'ditn-real-x3'.*Did you mean ditn-real-x4"):

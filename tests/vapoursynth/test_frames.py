@@ -124,3 +124,17 @@ def test_rgbh_in_rgbh_out(photo, clip_from_frames, to_array):
     np.testing.assert_array_equal(got, want)
     if not torch.cuda.is_available():
         assert any("RGBH input is computed in fp32 on cpu" in m for m in notes), notes
+
+
+def test_limited_range_video_with_super_whites_is_upscaled_as_converted(to_array):
+    """The conversion the plugin's own hint recommends gives values outside [0, 1] for normal
+    video (super-whites, out-of-gamut chroma); they are clipped like the CLI's, not refused."""
+    # YUV is limited range unless tagged otherwise: Y=250 is a super-white, Cr=250 out of gamut.
+    yuv = vs.core.std.BlankClip(width=32, height=24, format=vs.YUV420P8, length=3, color=[250, 128, 250])
+    rgb = vs.core.resize.Bicubic(yuv, format=vs.RGBS, matrix_in_s="709")
+    values = to_array(rgb)
+    assert values.max() > 1.05  # the legal conversion really overshoots
+    got = to_array(vs.core.superres.Upscale(rgb, model=VIDEO_MODEL, device="cpu"))
+    clipped = values.transpose(0, 2, 3, 1).clip(0, 1)
+    want = engine_render(Upscaler(VIDEO_MODEL, device="cpu"), clipped)
+    np.testing.assert_array_equal(got, want)

@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import SuperResError
+from .errors import SuperResError, UnsupportedFormat
+
+#: Float values a legal conversion can produce (limited-range 8-bit YUV -> RGB spans about
+#: [-1.2, 2.0]); anything beyond is data in the wrong scale.
+PLAUSIBLE_FLOAT_RANGE = (-1.5, 2.5)
 
 
 def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Tensor:
@@ -18,8 +22,11 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
     Accepts a numpy array or tensor shaped ``[H, W, C]`` / ``[C, H, W]`` (one frame) or
     ``[T, C, H, W]`` / ``[T, H, W, C]`` (channels-last is recognised when the last axis has
     ``channels`` entries and the second does not). Integer arrays need ``bit_depth`` (e.g. 8 or
-    16) and are scaled to [0, 1]. Float input must already be in [0, 1] (small overshoots from
-    resizers are clamped).
+    16) and are scaled to [0, 1]. Float input is clipped to [0, 1]: legal conversions land
+    outside it (limited-range YUV with super-whites or out-of-gamut chroma reaches about -1.2 to
+    2.0 in RGB, resizers overshoot), and the networks were trained on [0, 1], as the CLI's own
+    YUV->RGB path clips. Values beyond :data:`PLAUSIBLE_FLOAT_RANGE` are not a conversion but
+    unscaled integer data, and are refused with the fix.
     """
     if isinstance(x, np.ndarray):
         if x.dtype == object:
@@ -64,9 +71,10 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
     if not torch.isfinite(t).all():
         raise SuperResError("frames contain NaN or infinite values; clean the input first")
     lo, hi = float(t.min()), float(t.max())
-    if lo < -0.01 or hi > 1.01:
-        raise SuperResError(
-            f"float frames must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
-            "divide 8-bit data by 255 (or pass integer arrays with bit_depth)"
+    if lo < PLAUSIBLE_FLOAT_RANGE[0] or hi > PLAUSIBLE_FLOAT_RANGE[1]:
+        raise UnsupportedFormat(
+            f"float frames must be in [0, 1] (values slightly outside, from YUV conversions or "
+            f"resizer overshoot, are clipped), got values in [{lo:.3g}, {hi:.3g}]; this looks like "
+            "unscaled integer data: divide 8-bit data by 255 (or pass integer arrays with bit_depth)"
         )
     return t.clamp(0, 1)
