@@ -77,8 +77,10 @@ class FrozenConfig:
 
     @property
     def scale(self) -> int:
-        """Output size factor (a field or a property of the subclass)."""
-        raise NotImplementedError
+        """Output size factor. A model family's config overrides this with a field or a
+        property; a sub-network's config (UltraVSR's CLIP) has no scale, and asking for one is
+        a bug in the caller."""
+        raise AttributeError(f"{type(self).__name__} is not a model family's config: it declares no scale")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (nested mappings as dicts, tuples as lists)."""

@@ -35,7 +35,7 @@ from ..contracts.frames import as_frames
 from ..contracts.progress import CancelFn, Progress, ProgressFn
 from ..contracts.runners import ClipRunner
 from .devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
-from .engine_options import ENGINE_OPTIONS, options_for, options_help
+from .engine_options import ENGINE_OPTIONS, options_help
 from .loading import load_runner, resolve_model
 from .spatial import auto_tile, run_with_oom_fallback
 from .windows import ClipSegment, TemporalWindowPlan, WindowStream
@@ -176,12 +176,6 @@ class Upscaler(metaclass=_DocumentedOptions):
         self._slots = device_slots(self.device)
         self._cache = _WindowCache(cache_windows)
         self._clip_cache = _WindowCache(2)
-
-    @staticmethod
-    def options_for(model: str | ModelDescriptor):
-        """The :class:`~vs_superres.contracts.options.OptionSet` a model takes (engine + family)."""
-        desc = model if isinstance(model, ModelDescriptor) else resolve_model(model)[0]
-        return options_for(desc)
 
     # ----------------------------------------------------------------- running
     @property
