@@ -148,11 +148,11 @@ def test_ultravsr_video_with_clip_iqa(tmp_path, tiny_ultravsr):
 @pytest.mark.parametrize(
     "extra,match",
     [
-        (("--tile", "64"), "tile and overlap do not apply to ultravsr: it tiles by itself; set its own tiling options instead (unet_tile"),
-        (("--strength", "1.5"), "strength must be a number in (0, 1]"),
+        (("--tile", "64"), "--tile and --overlap do not apply to ultravsr: it tiles by itself; set its own tiling options instead (--unet-tile"),
+        (("--strength", "1.5"), "--strength must be a number in (0, 1]"),
         (("-O", "unet_tile"), "-O takes KEY=VALUE"),
-        (("-O", "unet_tile=abc"), "unet_tile must be an integer >= 8"),
-        (("--color-fix", "none", "-O", "tile_grid=square"), "tile_grid must be one of balanced, official"),
+        (("-O", "unet_tile=abc"), "--unet-tile must be an integer >= 8"),
+        (("--color-fix", "none", "-O", "tile_grid=square"), "--tile-grid must be one of balanced, official"),
     ],
 )
 def test_ultravsr_user_errors(extra, match, tmp_path, tiny_ultravsr):
@@ -167,7 +167,7 @@ def test_ultravsr_user_errors(extra, match, tmp_path, tiny_ultravsr):
 
 def test_model_options_are_refused_by_models_without_them(photo, tmp_path, tiny_ditn_path):
     run = superres("upscale", photo, tmp_path / "out.png", "--model", tiny_ditn_path, "--strength", "0.3", "--device", "cpu")
-    assert run.returncode == 2 and "tiny_ditn takes no model options; got strength" in run.stderr
+    assert run.returncode == 2 and "tiny_ditn takes no model options; got --strength" in run.stderr
 
 
 @needs_ffmpeg

@@ -150,12 +150,25 @@ class Payload:
         return (os.system, ("echo pwned > /dev/null",))
 
 
-def test_pickle_with_code_is_refused(tmp_path):
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_pickle_with_code_is_refused_in_our_words(tmp_path, writer):
     p = tmp_path / "evil.pth"
-    with open(p, "wb") as f:
-        pickle.dump({"w": Payload()}, f)
-    with pytest.raises(WeightsError, match="never runs code from checkpoints"):
+    marker = tmp_path / "ran"
+    payload = type("Payload", (), {"__reduce__": lambda self: (os.system, (f"touch {marker}",))})()
+    if writer == "pickle":
+        with open(p, "wb") as f:
+            pickle.dump({"w": payload}, f)
+    else:
+        torch.save({"w": torch.zeros(1), "x": payload}, p)
+    with pytest.raises(WeightsError) as err:
         checkpoints.load_state_dict(p)
+    msg = str(err.value)
+    assert "was refused and nothing in it was run" in msg and "never runs code from checkpoints" in msg
+    assert "asks for `posix.system`" in msg or "asks for `os.system`" in msg
+    assert ".safetensors" in msg and "torch.save(model.state_dict())" in msg
+    # PyTorch's own advice (weights_only=False) would run the payload: never passed on.
+    assert "weights_only` set to False" not in msg and "weights_only=False" not in msg
+    assert not marker.exists()
 
 
 def test_corrupt_and_non_checkpoint_files(tmp_path):

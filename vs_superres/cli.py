@@ -81,6 +81,18 @@ def _given(args, options) -> dict:
     return {o.name: o.parse(getattr(args, o.name)) for o in options if getattr(args, o.name, None) is not None}
 
 
+def cli_spelling(name: str, value: str | None) -> str:
+    """How this command line writes option ``name`` in a message (``--strength D``), so errors
+    raised deep in the engine name the flag the user typed, not a Python keyword."""
+    declared = {**{o.name: o for o in ENGINE_OPTIONS}, **_family_options()}
+    if name not in declared:  # a Python-only option (a callable): only -O could name it
+        return f"-O {name}={value}" if value is not None else name
+    flag = "--" + name.replace("_", "-")
+    if declared[name].type == "bool":
+        return flag if value in (None, "True", "true") else f"-O {name}={value}"
+    return flag if value is None else f"{flag} {value}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.")
     parser.add_argument("--debug", action="store_true", help="debug log on stderr, with the traceback of internal errors")
@@ -250,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         return cmd_models(args)
     except SuperResError as e:
-        print(f"superres: error: {e}", file=sys.stderr)
+        print(f"superres: error: {e.render(cli_spelling)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):
         print("\nsuperres: interrupted; no output file was written", file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError, WeightsError
+from vs_superres.contracts.errors import SuperResError, WeightsError, option_ref
 from vs_superres.numerics.checkpoints import load_checkpoint, load_tensors, read_safetensors
 
 from .rts import RTSModule
@@ -399,7 +399,7 @@ def resolve_base_model(base: str | os.PathLike = DEFAULT_BASE_MODEL, *, allow_do
             if allow_download:
                 how = "It could not be downloaded"
             else:
-                how = "It is not in the Hugging Face cache, and downloads are off (allow_download=True turns them on)"
+                how = f"It is not in the Hugging Face cache, and downloads are off ({option_ref('allow_download', 'True')} turns them on)"
             raise SuperResError(
                 f"base model {base!r} is not a local folder. {how} ({type(exc).__name__}). {_download_hint('<folder>')}"
             ) from exc

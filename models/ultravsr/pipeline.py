@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError, option_ref
 from vs_superres.contracts.progress import ProgressFn
 from vs_superres.numerics.colorfix import color_fix
 from vs_superres.numerics.oom import retry_on_oom
@@ -77,16 +77,16 @@ def degradation_estimator(strength: float | None, clip_iqa: Any = None, *, searc
     searched (``search_roots``).
     """
     if strength is not None and clip_iqa is not None:
-        raise SuperResError("pass either strength (a fixed degradation factor) or clip_iqa (estimate it), not both")
+        raise SuperResError(f"pass either {option_ref('strength')} (a fixed degradation factor) or {option_ref('clip_iqa')} (estimate it), not both", option="strength", model="ultravsr")
     if strength is not None:
         return FixedStrength(_check_strength(strength, "strength"))
     if clip_iqa is None:
         roots = ", ".join(str(r) for r in search_roots) or "the weight search path ($SUPERRES_WEIGHTS)"
         raise SuperResError(
-            "UltraVSR needs the clip's degradation factor d: pass strength=D with 0 < D <= 1 "
+            f"UltraVSR needs the clip's degradation factor d: pass {option_ref('strength', 'D')} with 0 < D <= 1 "
             "(1 = clean input, smaller = stronger restoration; CLIP-IQA gives about 0.1-0.3 on "
             "real-world video), or let it be estimated as released with CLIP RN50 weights: "
-            f"clip_iqa=PATH, or a file {CLIP_RN50_RELPATH} in one of: {roots}",
+            f"{option_ref('clip_iqa', 'PATH')}, or a file {CLIP_RN50_RELPATH} in one of: {roots}",
             option="strength", model="ultravsr",
         )
     return clip_iqa if isinstance(clip_iqa, ClipIqaEstimator) else ClipIqaEstimator(clip_iqa)
@@ -178,7 +178,7 @@ class UltraVSRPipeline:
         if num_frames is None:
             raise SuperResError(
                 "UltraVSR estimates the degradation from frames spread over the clip, so it needs "
-                "the clip's frame count (stream(..., total=N)); or pass strength=D to fix d"
+                f"the clip's frame count (stream(..., total=N)); or pass {option_ref('strength', 'D')} to fix d", option="strength", model="ultravsr"
             )
         wanted = set(self.estimator.frames_for(num_frames))
         if self.tagger is not None:

@@ -13,7 +13,6 @@ import pytest
 import vapoursynth as vs
 
 VIDEO_MODEL = "temporal-mean-x2"
-HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
 
 
 def rgbs(width=32, height=24, length=4):
@@ -133,7 +132,9 @@ def error_of(fn, *args, **kwargs) -> str:
 def test_wrong_format_names_the_fix():
     yuv = vs.core.std.BlankClip(format=vs.YUV420P8, width=32, height=24)
     assert error_of(vs.core.superres.DITN, yuv) == (
-        f"superres.DITN: only RGBS and RGBH clips are supported, got YUV420P8; {HINT}"
+        "superres.DITN: only RGBS and RGBH clips are supported, got YUV420P8; convert first: "
+        'clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="170m") (SD video\'s BT.601; '
+        "leave matrix_in_s out when the frames carry _Matrix)"
     )
     rgb24 = vs.core.std.BlankClip(format=vs.RGB24, width=32, height=24)
     assert "got RGB24" in error_of(vs.core.superres.UltraVSR, rgb24)
@@ -142,7 +143,7 @@ def test_wrong_format_names_the_fix():
 def test_variable_format_and_size_fail_clearly():
     mixed = vs.core.std.Splice([rgbs(), vs.core.std.BlankClip(format=vs.YUV444PS, width=32, height=24, length=4)], mismatch=True)
     msg = error_of(vs.core.superres.Upscale, mixed, model=VIDEO_MODEL)
-    assert msg.startswith("superres.Upscale: the clip has a variable format") and HINT in msg
+    assert msg.startswith("superres.Upscale: the clip has a variable format") and "convert every part to one format" in msg
     sizes = vs.core.std.Splice([rgbs(), rgbs(width=40)], mismatch=True)
     msg = error_of(vs.core.superres.Upscale, sizes, model=VIDEO_MODEL)
     assert msg.startswith("superres.Upscale: the clip has a variable frame size")

@@ -21,13 +21,13 @@ import vapoursynth as vs
 from vs_superres import Upscaler
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.numerics.resample import upscale_bicubic
+from vs_superres.vapoursynth.bridge import convert_hint
 
 H, W = 16, 20  # input frame size; output is 64x80
 STRENGTH = 0.3
 # The plugin renders frame by frame (random access), upscale() streams: the same windows and
 # crossfades, summed in another order.
 TOL = dict(rtol=0, atol=1e-5)
-HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
 
 
 def options(release, kw):
@@ -257,7 +257,7 @@ def test_formats_other_than_rgbs_and_rgbh_are_refused(ultravsr_release, fmt):
     clip = vs.core.std.BlankClip(width=W, height=H, format=fmt, length=4)
     name = vs.core.get_video_format(fmt).name
     msg = error_of(ultravsr, clip, ultravsr_release)
-    assert msg == f"superres.UltraVSR: only RGBS and RGBH clips are supported, got {name}; {HINT}"
+    assert msg == f"superres.UltraVSR: only RGBS and RGBH clips are supported, got {name}; {convert_hint(name, H)}"
 
 
 def test_other_families_are_refused(ditn_model):

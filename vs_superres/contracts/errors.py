@@ -10,6 +10,32 @@ dressed up as the user's mistake.
 from __future__ import annotations
 
 import copy
+import re
+from typing import Callable, Optional
+
+#: how a host writes a reference to an option: ``(name, value or None) -> text``
+Spelling = Callable[[str, Optional[str]], str]
+_OPTION_REF = re.compile(r"\{opt:(\w+)(?:=([^{}]*))?\}")
+
+
+def option_ref(name: str, value: object = None) -> str:
+    """A reference to option ``name`` (with an example ``value``) inside an error message.
+
+    The engine does not know which host it runs under, so a message never spells an option
+    itself: ``str(error)`` writes the reference as the Python API and VapourSynth do
+    (``strength=D``), :meth:`SuperResError.render` as the host asks (the CLI: ``--strength D``).
+    """
+    return f"{{opt:{name}}}" if value is None else f"{{opt:{name}={value}}}"
+
+
+def api_spelling(name: str, value: Optional[str]) -> str:
+    """Keyword-argument spelling (Python API, VapourSynth, filter strings): ``strength=D``."""
+    return name if value is None else f"{name}={value}"
+
+
+def render_refs(text: str, spelling: Spelling = api_spelling) -> str:
+    """``text`` with every :func:`option_ref` written by ``spelling``."""
+    return _OPTION_REF.sub(lambda m: spelling(m.group(1), m.group(2)), text)
 
 
 class SuperResError(ValueError):
@@ -26,8 +52,13 @@ class SuperResError(ValueError):
         self.model = model
         self.hint = hint
 
+    def render(self, spelling: Spelling = api_spelling) -> str:
+        """The message and hint, with option references (:func:`option_ref`) in ``spelling``."""
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
+        return render_refs(text, spelling)
+
     def __str__(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
+        return self.render()
 
     def with_prefix(self, prefix: str) -> "SuperResError":
         """The same error (same type and fields) with ``prefix: `` before its message."""
@@ -49,6 +80,29 @@ class InvalidOption(SuperResError):
 
 class UnsupportedFormat(SuperResError):
     """Input frames, files or clips in a layout, format or size the engine cannot take."""
+
+
+class OutOfRangeFrames(UnsupportedFormat):
+    """Float frames far outside [0, 1]: unscaled integer codes, most likely. Hosts replace the
+    generic ``hint`` with the conversion in their own terms (a VapourSynth expression, ...)."""
+
+
+class IncompleteInput(UnsupportedFormat):
+    """The input ended early (a cut or truncated file or stream): fewer frames were decoded than
+    the container announced, or the decoder met a damaged tail.
+
+    Raised *after* the complete frames were processed and written: ``output`` is what was written
+    (a path, or None for a pipe), ``frames_read`` how many frames it holds, ``frames_expected`` what
+    the container announced (None when it announced nothing). Hosts report it as a failure (the
+    CLI exits with status 4) and keep the output, which holds every complete frame.
+    """
+
+    def __init__(self, message: str, *, frames_read: int, frames_expected: int | None = None,
+                 output: object = None, **fields):
+        super().__init__(message, **fields)
+        self.frames_read = frames_read
+        self.frames_expected = frames_expected
+        self.output = output
 
 
 class Cancelled(RuntimeError):

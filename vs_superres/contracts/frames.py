@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import SuperResError, UnsupportedFormat
+from .errors import OutOfRangeFrames, SuperResError
 
 #: Float values a legal conversion can produce (limited-range 8-bit YUV -> RGB spans about
 #: [-1.2, 2.0]); anything beyond is data in the wrong scale.
@@ -62,8 +62,9 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
             bit_depth = {torch.uint8: 8}.get(t.dtype)
             if bit_depth is None:
                 raise SuperResError(
-                    f"integer frames of dtype {t.dtype} need an explicit bit_depth (e.g. 10 or 16) "
-                    "to be scaled to [0, 1]"
+                    f"integer frames of dtype {t.dtype} need their bit depth to be scaled to [0, 1]: "
+                    "pass bit_depth=10 (or 12, 16, ...) to Upscaler.upscale()/stream() or as_frames(), "
+                    "or divide them by their peak value (1023 for 10-bit data) to float first"
                 )
         t = t.to(torch.float32) / float((1 << bit_depth) - 1)
     elif t.dtype == torch.float64:
@@ -72,9 +73,11 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
         raise SuperResError("frames contain NaN or infinite values; clean the input first")
     lo, hi = float(t.min()), float(t.max())
     if lo < PLAUSIBLE_FLOAT_RANGE[0] or hi > PLAUSIBLE_FLOAT_RANGE[1]:
-        raise UnsupportedFormat(
+        raise OutOfRangeFrames(
             f"float frames must be in [0, 1] (values slightly outside, from YUV conversions or "
             f"resizer overshoot, are clipped), got values in [{lo:.3g}, {hi:.3g}]; this looks like "
-            "unscaled integer data: divide 8-bit data by 255 (or pass integer arrays with bit_depth)"
+            "unscaled integer data",
+            hint="divide it by its peak value (255 for 8-bit, 1023 for 10-bit, 65535 for 16-bit), "
+                 "or pass the integer frames themselves with bit_depth=",
         )
     return t.clamp(0, 1)

@@ -18,7 +18,7 @@ import difflib
 import math
 from typing import Any, Iterator, Mapping
 
-from .errors import InvalidOption
+from .errors import InvalidOption, option_ref
 
 TYPES = ("int", "float", "bool", "str", "path", "callable")
 _TRUE = ("1", "true", "yes", "on")
@@ -81,7 +81,7 @@ class Option:
         """Return ``value`` if it is legal (ints accepted for floats), else raise :class:`InvalidOption`."""
 
         def bad(expected: str) -> InvalidOption:
-            return InvalidOption(f"{self.name} must be {expected}, got {value!r}", option=self.name, model=model)
+            return InvalidOption(f"{option_ref(self.name)} must be {expected}, got {value!r}", option=self.name, model=model)
 
         if value is None:
             if self.nullable or self.default is None:
@@ -144,11 +144,11 @@ class Option:
                     raise ValueError
                 value = low in _TRUE
             elif self.type == "callable":
-                raise InvalidOption(f"{self.name} is a Python callable; it cannot be given as text", option=self.name, model=model)
+                raise InvalidOption(f"{option_ref(self.name)} is a Python callable; it cannot be given as text", option=self.name, model=model)
             else:
                 value = text
         except ValueError:
-            raise InvalidOption(f"{self.name} must be {self._expected()}, got {text!r}", option=self.name, model=model) from None
+            raise InvalidOption(f"{option_ref(self.name)} must be {self._expected()}, got {text!r}", option=self.name, model=model) from None
         return self.check(value, model=model)
 
 
@@ -208,12 +208,12 @@ class OptionSet:
         """Check every value; unknown names are refused with the list of known ones."""
         unknown = sorted(set(values) - set(self.names()))
         if unknown:
-            known = ", ".join(self.names()) or "none"
             who = model or "this model"
             close = difflib.get_close_matches(unknown[0], self.names(), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            hint = f" (did you mean {option_ref(close[0])}?)" if close else ""
+            known = ", ".join(option_ref(n) for n in self.names()) or "none"
             raise InvalidOption(
-                f"unknown option(s) {', '.join(unknown)} for {who}{hint}; its options are: {known}",
+                f"unknown option(s) {', '.join(option_ref(u) for u in unknown)} for {who}{hint}; its options are: {known}",
                 option=unknown[0], model=model,
             )
         return {k: self.get(k).check(v, model=model) for k, v in values.items()}

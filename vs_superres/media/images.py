@@ -27,6 +27,9 @@ _READ_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff",
 _WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff",
                   ".tiff": "tiff"}
 JPEG_QUALITY = 95
+#: file name extensions read (resp. written) as still images; hosts tell images from videos by these
+IMAGE_READ_EXTENSIONS = frozenset(_READ_FORMATS)
+IMAGE_WRITE_EXTENSIONS = frozenset(_WRITE_FORMATS)
 
 
 @dataclass(frozen=True)

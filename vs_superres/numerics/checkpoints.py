@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -86,6 +87,48 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
     return tensors, metadata
 
 
+def _first_foreign_global(path: Path) -> str | None:
+    """The first callable a pickle imports beyond torch's tensor rebuilders, read from its
+    opcodes with :mod:`pickletools` (which decodes, never executes)."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(name)
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            found = str(arg).replace(" ", ".") if op.name in ("GLOBAL", "INST") else (
+                ".".join(strings[-2:]) if op.name == "STACK_GLOBAL" and len(strings) >= 2 else None)
+            if found and not found.startswith(("torch.", "collections.OrderedDict", "_codecs.encode", "numpy.")):
+                return found
+    except Exception:  # noqa: BLE001 - a damaged pickle: the message then names nothing
+        return None
+    return None
+
+
+def _code_refusal(path: Path, torch_message: str) -> str:
+    """Our own words for a pickle that asks to run code. PyTorch's message ends by suggesting
+    ``weights_only=False``, which would run that code; it is never quoted."""
+    wanted = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    what = wanted.group(1) if wanted else _first_foreign_global(path)
+    asked = f" (it asks for `{what}`)" if what else ""
+    return (
+        f"{str(path)!r} was refused and nothing in it was run: it is a pickle that contains code "
+        f"to execute while loading{asked}, not only tensors. vs-superres never runs code from "
+        "checkpoints: it reads them weights-only, as data. A safe checkpoint holds only tensors, numbers, "
+        "strings, lists and dicts: a .safetensors file, or a .pth/.ckpt written with "
+        "torch.save(model.state_dict()). Get such a file from the model's publisher; if you "
+        "trust this one, re-save its state dict as safetensors in an isolated environment."
+    )
+
+
 def load_checkpoint(path: str | os.PathLike, *, hint: str = "") -> Any:
     """Load a checkpoint without executing code: safetensors (a dict of tensors) or a
     ``weights_only`` torch file (whatever plain containers it holds)."""
@@ -100,13 +143,7 @@ def load_checkpoint(path: str | os.PathLike, *, hint: str = "") -> Any:
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():
             raise _error(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): {_detail(e)}.", hint) from None
-        raise _error(
-            f"{str(path)!r} was refused: it is a pickle that needs code beyond plain tensors and "
-            f"containers to load ({str(e).splitlines()[0][:200]}). vs-superres never runs code "
-            "from checkpoints (it reads them weights-only); convert it to safetensors or a plain "
-            "state dict in a trusted environment.",
-            hint,
-        ) from None
+        raise _error(_code_refusal(path, str(e)), hint) from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
         raise _error(f"{str(path)!r} is not a readable PyTorch checkpoint (corrupt or truncated?): {_detail(e)}.", hint) from None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..contracts.descriptor import ModelDescriptor, WeightFile
-from ..contracts.errors import InvalidOption, WeightsError
+from ..contracts.errors import InvalidOption, WeightsError, option_ref
 from ..contracts.runners import LoadRequest
 from ..numerics.checkpoints import load_state_dict
 from . import weights as weights_mod
@@ -72,7 +72,7 @@ def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike]
     if explicit and len(explicit) != len(required):
         raise InvalidOption(
             f"{desc.name} needs {len(required)} weight file(s) "
-            f"({', '.join(w.relpath for w in required)}), got {len(explicit)}",
+            f"({', '.join(w.relpath for w in required)}) in {option_ref('weights')}, got {len(explicit)}",
             option="weights", model=desc.name,
         )
     given = dict(zip((wf.relpath for wf in required), explicit))
@@ -81,7 +81,7 @@ def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike]
         if wf.option and options.get(wf.option) is not None:
             if wf.relpath in given:
                 raise InvalidOption(
-                    f"give the {desc.name} {wf.option} once: {wf.option}= or weights=, not both",
+                    f"give the {desc.name} {wf.option} once: {option_ref(wf.option, 'PATH')} or {option_ref('weights', 'PATH')}, not both",
                     option=wf.option, model=desc.name,
                 )
             found[wf.relpath] = None
@@ -99,7 +99,7 @@ def check_options(desc: ModelDescriptor, options: Mapping[str, Any], registry: R
     family = (registry or default_registry()).family(desc.family)
     if options and not len(family.options):
         raise InvalidOption(
-            f"{desc.name} takes no model options; got {', '.join(sorted(options))}",
+            f"{desc.name} takes no model options; got {', '.join(option_ref(o) for o in sorted(options))}",
             option=sorted(options)[0], model=desc.name,
         )
     return family.options.validate(options, model=desc.name)

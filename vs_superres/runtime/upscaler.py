@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 
 from ..contracts.descriptor import ModelDescriptor
-from ..contracts.errors import Cancelled, InvalidOption, SuperResError
+from ..contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat, option_ref
 from ..contracts.frames import as_frames
 from ..contracts.progress import CancelFn, Progress, ProgressFn
 from ..contracts.runners import ClipRunner
@@ -88,6 +88,48 @@ class _WindowCache:
             self._done.clear()
 
 
+class _FrameIntake:
+    """Each frame a caller streams in, put into the frame contract; one clip keeps one size.
+
+    A frame of another size would otherwise fail deep inside torch (``torch.stack``) in a
+    window that mixes both, and a batch handed in as one item would lose all but its first
+    frame; both are the caller's to fix, so they are refused here with the frame's number.
+    """
+
+    def __init__(self, bit_depth: int | None):
+        self.bit_depth = bit_depth
+        self.size: tuple[int, int] | None = None
+        self.count = 0
+
+    def __call__(self, frame) -> torch.Tensor:
+        t = as_frames(frame, bit_depth=self.bit_depth)
+        n, self.count = self.count, self.count + 1
+        if t.shape[0] != 1:
+            raise UnsupportedFormat(
+                f"stream() takes one frame per item, but item {n} holds {t.shape[0]} frames "
+                f"(shape {tuple(t.shape)}); iterate over the batch, or pass it to upscale()")
+        size = (t.shape[-1], t.shape[-2])
+        if self.size is None:
+            self.size = size
+        elif size != self.size:
+            raise UnsupportedFormat(
+                f"frame {n} is {size[0]}x{size[1]}, but the clip started with {self.size[0]}x{self.size[1]} "
+                "frames; every frame of one clip must have the same size: resize them to one size "
+                "first, or upscale each size as a clip of its own")
+        return t[0]
+
+
+def _open_only(method):
+    """Refuse calls on a closed :class:`Upscaler` with a message instead of a ``TypeError``."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        self._require_open()
+        return method(self, *args, **kwargs)
+
+    return guarded
+
+
 class _DocumentedOptions(type):
     """``help(Upscaler)`` lists every registered family's options, read from their declarations."""
 
@@ -99,10 +141,10 @@ class _DocumentedOptions(type):
 
 def _check_int(name: str, value, lo: int, hi: int | None, model: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidOption(f"{name} must be an integer, got {value!r}", option=name, model=model)
+        raise InvalidOption(f"{option_ref(name)} must be an integer, got {value!r}", option=name, model=model)
     if value < lo or (hi is not None and value > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise InvalidOption(f"{name} must be {rng}, got {value}", option=name, model=model)
+        raise InvalidOption(f"{option_ref(name)} must be {rng}, got {value}", option=name, model=model)
     return value
 
 
@@ -152,8 +194,8 @@ class Upscaler(metaclass=_DocumentedOptions):
         self.dtype = resolve_dtype(dtype, self.device, desc.precisions, desc.name)
         name = desc.name
         if not desc.tileable and (tile not in (None, 0) or overlap is not None):
-            own = f"; set its own tiling options instead ({', '.join(desc.tiling_options)})" if desc.tiling_options else ""
-            raise InvalidOption(f"tile and overlap do not apply to {name}: it tiles by itself{own}", option="tile", model=name)
+            own = f"; set its own tiling options instead ({', '.join(option_ref(o) for o in desc.tiling_options)})" if desc.tiling_options else ""
+            raise InvalidOption(f"{option_ref('tile')} and {option_ref('overlap')} do not apply to {name}: it tiles by itself{own}", option="tile", model=name)
         self.tile = _check_int("tile", tile, 0, None, name) if tile is not None else None
         self.overlap = _check_int("overlap", desc.default_overlap if overlap is None else overlap, 0, None, name)
         self.batch = _check_int("batch", batch, 1, None, name)
@@ -165,7 +207,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         else:
             for opt, val in (("window", window), ("window_overlap", window_overlap)):
                 if val not in (None, 0, 1) or (opt == "window_overlap" and val not in (None, 0)):
-                    raise InvalidOption(f"{opt} applies to video models only; {name} is an image model", option=opt, model=name)
+                    raise InvalidOption(f"{option_ref(opt)} applies to video models only; {name} is an image model", option=opt, model=name)
             self.window, self.window_overlap = 1, 0
         self.progress = progress
         self.cancel = cancel
@@ -181,6 +223,12 @@ class Upscaler(metaclass=_DocumentedOptions):
     @property
     def scale(self) -> int:
         return self.descriptor.scale
+
+    def _require_open(self) -> None:
+        if self._runner is None:
+            raise SuperResError(
+                f"this Upscaler ({self.descriptor.name}) was closed, which released its model; "
+                "create a new Upscaler, or use this one only inside its `with` block")
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -211,6 +259,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             y = self._runner(x.to(self.device, self.dtype), **runner_kwargs)
             return y.float().clamp_(0, 1).cpu()
 
+    @_open_only
     def process(self, frames: torch.Tensor, phase: str = "upscale", runner_kwargs: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Run the model once on ``[T,3,H,W]`` frames (one window, or a batch of images).
 
@@ -238,9 +287,14 @@ class Upscaler(metaclass=_DocumentedOptions):
             alignment=self.descriptor.alignment, on_tile=on_tile, on_shrink=on_shrink,
         )
 
-    def upscale(self, frames, scene_starts: Sequence[bool] | None = None) -> torch.Tensor:
-        """Upscale frames held in memory; returns ``[T, 3, s*H, s*W]`` float32 on the CPU."""
-        x = as_frames(frames)
+    @_open_only
+    def upscale(self, frames, scene_starts: Sequence[bool] | None = None, *, bit_depth: int | None = None) -> torch.Tensor:
+        """Upscale frames held in memory; returns ``[T, 3, s*H, s*W]`` float32 on the CPU.
+
+        ``frames``: anything :func:`~vs_superres.contracts.frames.as_frames` takes; integer
+        frames other than uint8 need ``bit_depth`` (10 for 10-bit data in uint16, ...).
+        """
+        x = as_frames(frames, bit_depth=bit_depth)
         return torch.stack(list(self.stream(iter(x), scene_starts=scene_starts, total=x.shape[0])))
 
     def plan(self, num_frames: int) -> TemporalWindowPlan:
@@ -254,18 +308,22 @@ class Upscaler(metaclass=_DocumentedOptions):
         *,
         scene_starts: Sequence[bool] | Callable[[int], bool] | None = None,
         total: int | None = None,
+        bit_depth: int | None = None,
     ) -> Iterator[torch.Tensor]:
         """Upscale an iterator of frames, yielding ``[3, s*H, s*W]`` frames in order.
 
-        Memory stays bounded by one window of input and output frames, whatever the clip
-        length. ``total`` is the clip's frame count when known: progress uses it, and a clip
-        runner whose state is computed from frames spread over the clip (UltraVSR's CLIP-IQA
-        estimate) needs it to choose them.
+        Each item is one frame (``[3, H, W]``, ``[H, W, 3]`` or ``[1, 3, H, W]``), all of one
+        size; integer frames other than uint8 need ``bit_depth``. Memory stays bounded by one
+        window of input and output frames, whatever the clip length. ``total`` is the clip's
+        frame count when known: progress uses it, and a clip runner whose state is computed
+        from frames spread over the clip (UltraVSR's CLIP-IQA estimate) needs it to choose them.
         """
+        self._require_open()
+        intake = _FrameIntake(bit_depth)
         if self.descriptor.kind == "image":
-            yield from self._stream_images(frames, total)
+            yield from self._stream_images(map(intake, frames), total)
             return
-        ws = WindowStream(frames, self.window, self.window_overlap, convert=lambda f: as_frames(f)[0])
+        ws = WindowStream(frames, self.window, self.window_overlap, convert=intake)
         state = None
         if self._clip_runner:
             needed = self._runner.clip_frames(total)
@@ -329,10 +387,12 @@ class Upscaler(metaclass=_DocumentedOptions):
         return on_step
 
     # ----------------------------------------------------------------- random access
+    @_open_only
     def clip_frames(self, num_frames: int) -> list[int]:
         """Source frames the per-clip state is computed from (``[]`` for most models)."""
         return list(self._runner.clip_frames(num_frames)) if self._clip_runner else []
 
+    @_open_only
     def clip_state(self, num_frames: int, frames: Mapping[int, torch.Tensor]) -> Any:
         """The per-clip state from the frames of :meth:`clip_frames` (computed once, cached)."""
         return self._cached_clip_state(num_frames, self._getter(frames, "clip_state", "clip_frames"))
@@ -343,6 +403,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         return self._clip_cache.get_or_compute(
             ("clip", num_frames), lambda: self._clip_state({i: get(i) for i in self.clip_frames(num_frames)}, num_frames))
 
+    @_open_only
     def frames_needed(self, n: int, num_frames: int) -> list[int]:
         """Input frames that output frame ``n`` depends on (what a host must fetch)."""
         if self.descriptor.kind == "image":
@@ -356,6 +417,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             needed = sorted(set(needed).union(self.clip_frames(num_frames)))
         return needed
 
+    @_open_only
     def render_frame(self, n: int, num_frames: int, frames: Mapping[int, torch.Tensor], scene_start: Mapping[int, bool] | None = None) -> torch.Tensor:
         """Output frame ``n`` from the fetched input ``frames`` (``{index: [3,H,W]}``).
 
@@ -378,6 +440,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             outputs[k] = win[plan.position(k, n)]
         return plan.crossfade(n, outputs)
 
+    @_open_only
     def render_segment(self, segment: ClipSegment, num_frames: int, frames: Mapping[int, torch.Tensor],
                        scene_starts: Sequence[bool] | Callable[[int], bool] | None = None,
                        clip_state: Any = None) -> Iterator[torch.Tensor]:
@@ -401,7 +464,16 @@ class Upscaler(metaclass=_DocumentedOptions):
         return get
 
     def close(self) -> None:
-        """Drop the model and cached windows (hosts call this when freeing the filter)."""
+        """Drop the model and cached windows (hosts call this when freeing the filter).
+
+        Safe to call twice; any later call on this object raises a :class:`SuperResError`.
+        """
         self._cache.clear()
         self._clip_cache.clear()
         self._runner = None
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

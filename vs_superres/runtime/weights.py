@@ -21,7 +21,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 from ..contracts.descriptor import WeightFile
-from ..contracts.errors import WeightsError
+from ..contracts.errors import WeightsError, option_ref
 from ..contracts.progress import Progress, ProgressFn
 
 ENV_VAR = "SUPERRES_WEIGHTS"
@@ -69,7 +69,7 @@ def _missing_message(wf: WeightFile, looked: list[Path], model_name: str | None)
         f"weight file {wf.relpath!r} was not found (expected sha256 {wf.sha256 or 'unknown'}).\n"
         f"Looked in:\n{places}\n"
         f"{get}{src}, or put the file at one of those places, or point ${ENV_VAR} at a folder "
-        f"holding {wf.relpath}."
+        f"holding {wf.relpath}" + (f", or give its path with {option_ref(wf.option, 'PATH')}." if wf.option else ".")
     )
 
 

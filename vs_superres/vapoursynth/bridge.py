@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..contracts.descriptor import PRECISIONS, ModelDescriptor
-from ..contracts.errors import SuperResError
+from ..contracts.errors import OutOfRangeFrames, SuperResError
 from ..runtime import registry
 from ..runtime.devices import device_precisions, resolve_device
 from ..runtime.engine_options import ENGINE_OPTIONS
@@ -34,7 +34,23 @@ from . import signatures
 
 #: Accepted formats: VapourSynth format name -> plane dtype.
 FORMATS = {"RGBS": np.float32, "RGBH": np.float16}
-CONVERT_HINT = 'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'
+#: Float RGB holding 8-bit codes (0..255) instead of [0, 1], scaled in the script.
+RANGE_HINT = 'if the clip holds 8-bit codes as floats, scale it first: clip = core.std.Expr(clip, "x 255 /")'
+
+
+def convert_hint(fmt: str | None, height: int = 0) -> str:
+    """The conversion to RGBS for a clip of format ``fmt`` (a VapourSynth format name), written
+    so that it is right for that format: YUV needs its matrix (HD's BT.709 or SD's BT.601 by
+    the frame height, as players assume), RGB needs none, grey must be copied to three planes."""
+    if fmt and fmt.startswith("GRAY"):
+        return ("convert first: clip = core.std.ShufflePlanes(core.resize.Point(clip, format=vs.GRAYS), "
+                "planes=[0, 0, 0], colorfamily=vs.RGB)")
+    if fmt and fmt.startswith("RGB"):
+        return "convert first: clip = core.resize.Point(clip, format=vs.RGBS)"
+    matrix = "709" if height >= 720 or not fmt else "170m"
+    which = ("HD video's BT.709" if matrix == "709" else "SD video's BT.601") if fmt else "BT.709 for HD, 170m for SD"
+    return (f'convert first: clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="{matrix}") '
+            f"({which}; leave matrix_in_s out when the frames carry _Matrix)")
 log = logging.getLogger("vs_superres")
 
 
@@ -109,11 +125,11 @@ def _check_clip(function: str, clip: Mapping[str, Any]) -> np.dtype:
     if not fmt:
         raise SuperResError(
             "the clip has a variable format; only constant-format RGBS and RGBH clips are "
-            f"supported; {CONVERT_HINT}"
+            f"supported; convert every part to one format: {convert_hint(None)}"
         )
     if fmt not in FORMATS:
         raise SuperResError(
-            f"only RGBS and RGBH clips are supported, got {fmt}; {CONVERT_HINT}"
+            f"only RGBS and RGBH clips are supported, got {fmt}; {convert_hint(fmt, clip['height'])}"
         )
     if clip["width"] <= 0 or clip["height"] <= 0:
         raise SuperResError(
@@ -254,7 +270,11 @@ class VSFilter:
         scene_start = {
             i: prev == 1 or flags.get(i - 1, (0, 0))[1] == 1 for i, (prev, _next) in flags.items()
         }
-        y = self.upscaler.render_frame(n, self.num_frames, frames, scene_start)
+        try:
+            y = self.upscaler.render_frame(n, self.num_frames, frames, scene_start)
+        except OutOfRangeFrames as e:  # the engine's hint speaks of arrays; say it in script terms
+            e.hint = RANGE_HINT
+            raise
         planes_out = y.detach().to("cpu", torch.float32).numpy()
         for p in range(3):
             self._plane(out[p], self.out_height, self.out_width, out_stride)[...] = planes_out[p]
