@@ -230,7 +230,7 @@ def test_models_verify_reports_missing_weights(tmp_path):
     env = dict(os.environ, SUPERRES_WEIGHTS=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "c"))
     run = subprocess.run([sys.executable, "-m", "vs_superres.cli", "models", "verify", "ditn-real-x4"], capture_output=True, text=True, env=env)
     assert run.returncode == 1
-    assert "PROBLEM" in run.stdout and "DITN_Real_x4.pth" in run.stdout
+    assert "MISSING" in run.stdout and "DITN_Real_x4.pth" in run.stdout
 
 
 def test_internal_errors_are_called_bugs_with_a_debug_traceback(tmp_path, monkeypatch):

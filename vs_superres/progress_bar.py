@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 
 from .contracts.progress import Progress
+
+# Bars whose last line has no newline yet: a message printed while one is open (an error, an
+# interrupt) must start on a line of its own, not after the bar's text.
+_open: "weakref.WeakSet[ProgressBar]" = weakref.WeakSet()
+
+
+def end_open_lines() -> bool:
+    """End the line of every bar left mid-line (call before printing a message to stderr);
+    True if there was one."""
+    bars = list(_open)
+    for bar in bars:
+        bar.close()
+    return bool(bars)
 
 
 class ProgressBar:
@@ -43,8 +57,14 @@ class ProgressBar:
         end = "\r" if self.tty and not final else "\n"
         self.stream.write(("\r" if self.tty else "") + text.ljust(78) + end)
         self.stream.flush()
+        if end == "\r":
+            _open.add(self)
+        else:
+            _open.discard(self)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
+        """End the bar's line if it is open (safe to call more than once)."""
+        if self in _open:
+            _open.discard(self)
             self.stream.write("\n")
             self.stream.flush()

@@ -60,9 +60,13 @@ class _Borrowed:
     def __init__(self, raw, writing: bool):
         self._raw, self._writing = raw, writing
         self._can_seek = _seekable(raw)
+        #: bytes handed to FFmpeg so far: a pipe's only "file size" (see InputSource.size)
+        self.bytes_read = 0
 
     def read(self, size: int = -1) -> bytes:
-        return self._raw.read(size)
+        data = self._raw.read(size)
+        self.bytes_read += len(data or b"")
+        return data
 
     def write(self, data: bytes) -> int:
         written = self._raw.write(data)
@@ -101,6 +105,7 @@ class InputSource:
     def __init__(self, source: MediaFile, format: str | None = None):
         self.format = format
         self._opened = False
+        self._borrowed: _Borrowed | None = None
         if is_path(source):
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
@@ -140,7 +145,10 @@ class InputSource:
             if self._handle is not None:
                 self._handle.seek(self._start)
         self._opened = True
-        target = file_url(self.path) if self.path is not None else _Borrowed(self._handle, writing=False)
+        if self.path is not None:
+            target: object = file_url(self.path)
+        else:
+            target = self._borrowed = _Borrowed(self._handle, writing=False)
         try:
             return av.open(target, "r", format=self.format)
         except (av.FFmpegError, ValueError, OSError) as exc:
@@ -152,6 +160,24 @@ class InputSource:
             raise UnsupportedFormat(
                 f"cannot read {self.name}: FFmpeg does not recognise it as a video ({exc}); "
                 + hint) from exc
+
+    def size(self) -> int | None:
+        """Bytes in the source: a file's size, or what a file object has delivered so far (its
+        size once FFmpeg has read it to the end); None before :meth:`open`."""
+        if self.path is not None:
+            try:
+                return self.path.stat().st_size
+            except OSError:
+                return None
+        if self._borrowed is None:
+            return None
+        if not self._borrowed.seekable():
+            return self._borrowed.bytes_read
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            return os.fstat(self._handle.fileno()).st_size - self._start  # type: ignore[union-attr]
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            return self._handle.getbuffer().nbytes - self._start  # type: ignore[union-attr]
+        return None  # seekable, size unknown: reads may skip around, so counting proves nothing
 
     def unreadable_hint(self) -> str:
         """Advice for a source that opened but yields no frames."""

@@ -3,23 +3,51 @@
 The one module that knows both ends: :mod:`.video` and :mod:`.writer` never import each
 other, they meet here through a :class:`~.streaminfo.StreamInfo` and the pass-through
 packets the reader demuxes in the same single pass as the video (so a pipe works).
+
+Order of work, so that nothing is computed for an output that cannot be made: the input is
+opened and probed; with ``output_size`` the output is opened and its header written (the
+encoder and the container accept this size, pixel format and these streams) before
+``process`` is first asked for a frame; only then does ``process`` run (a caller that loads a
+model inside ``process`` loads it only for an input that can be read and an output that can
+be written).
+
+A cut or damaged input (see :mod:`.video`): every complete frame is processed, written and the
+output committed, then :class:`~vs_superres.contracts.errors.IncompleteInput` is raised with
+the frames read and expected and the output's path.
 """
 
 from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 
-from ..contracts.errors import SuperResError
+from ..contracts.errors import IncompleteInput, SuperResError
 from ..contracts.progress import Progress, ProgressFn
 from .files import MediaFile
-from .video import VideoReader
+from .streaminfo import StreamInfo
+from .video import Truncation, VideoReader
 from .writer import VideoWriter
 
 ProcessFn = Callable[[Iterator[np.ndarray]], Iterable]
+#: the output's ``(width, height)``, or a function of the source's :class:`StreamInfo` giving it
+OutputSize = Union[tuple[int, int], Callable[[StreamInfo], tuple[int, int]]]
+
+
+def incomplete_input_error(source: str, cut: Truncation, output: Path | None) -> IncompleteInput:
+    """The error for an input that ended early, after ``output`` was written from its
+    ``cut.frames_read`` complete frames."""
+    expected = (f"{cut.frames_expected} expected" if cut.frames_expected
+                else "the container announced no frame count")
+    held = (f"'{output}' was written and holds the {cut.frames_read} complete frames"
+            if output is not None else f"the output holds the {cut.frames_read} complete frames")
+    return IncompleteInput(
+        f"{source} ends early: {cut.frames_read} frames read, {expected} ({cut.reason}); "
+        f"the file is cut short or damaged; {held}; to get the rest, get a complete copy of "
+        "the input", frames_read=cut.frames_read, frames_expected=cut.frames_expected,
+        output=output)
 
 
 def _to_chw(frame, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -55,7 +83,7 @@ class _CountedFrames:
 
 def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
               on_progress: ProgressFn | None = None, src_format: str | None = None,
-              **writer_options) -> Path | None:
+              output_size: OutputSize | None = None, **writer_options) -> Path | None:
     """Decode ``src``, run the frames through ``process``, encode to ``dst`` atomically.
 
     ``src``: a path or a readable binary file object (a pipe is read once, in one pass;
@@ -67,8 +95,14 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
     input (temporal windows). Timestamps, colour tags, audio and subtitles are carried over
     (see :class:`VideoWriter`; ``writer_options`` go to it). ``on_progress`` is called with
     ``Progress(done, total, "transcode")`` after each encoded frame, ``total`` being the
-    source's (possibly estimated) frame count. Returns the output path (None for a file
-    object).
+    source's (possibly estimated) frame count. ``output_size`` (``(width, height)``, or a
+    function of the source's :class:`StreamInfo` returning it, e.g. the input size times the
+    model scale) opens the output before ``process`` starts, so anything the output refuses
+    fails before any compute; without it the output opens at the first yielded frame.
+    Returns the output path (None for a file object).
+
+    Raises :class:`~vs_superres.contracts.errors.IncompleteInput` after committing the output
+    when the input ended early (see the module docstring).
     """
     pending_pts: collections.deque = collections.deque()
     copy_streams = writer_options.get("copy_streams", True)
@@ -89,6 +123,10 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
         writer = None
         done = 0
         try:
+            if output_size is not None:
+                width, height = output_size(reader.info) if callable(output_size) else output_size
+                writer = VideoWriter(dst, reader.info, width, height,
+                                     packets=reader.passthrough_packets, **writer_options)
             for output in process(inputs):
                 if not pending_pts:
                     raise SuperResError(
@@ -112,4 +150,7 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
             if writer is not None:
                 writer.abort()
             raise
-        return writer.close()
+        path = writer.close()
+        if reader.truncation is not None:
+            raise incomplete_input_error(reader.name, reader.truncation, path)
+        return path

@@ -6,6 +6,29 @@ The reader describes its video as a :class:`~.streaminfo.StreamInfo` (``reader.i
 is all a :class:`~.writer.VideoWriter` needs; with ``passthrough=True`` it also demuxes the
 audio and subtitle packets in the same pass and keeps them for the writer
 (:meth:`VideoReader.passthrough_packets`), so a pipe, readable once, loses nothing.
+
+A cut or damaged input is not passed off as a complete one. Decoding goes on past a damaged
+packet and stops at the end of what the demuxer can read, yielding every complete frame; when
+iteration ends, ``reader.truncation`` says whether (and why) the input ended early
+(:class:`Truncation`), from the evidence each container offers:
+
+- a frame count in the header (MP4, MOV, AVI) and fewer frames decoded;
+- a duration in the header (Matroska, WebM) that the packets read fall short of by more than
+  two frames;
+- packets the demuxer marks corrupt, decoder errors, or a demuxer read error (every container;
+  this is all a pipe without an announced count can show);
+- a size that is not a whole number of transport packets (MPEG-TS, 188/192/204 bytes), or bytes
+  after the last whole picture (Y4M, which has no trailer);
+
+an MP4/MOV cut before its index has no streams at all and is refused at open. A cut that lands
+exactly on a packet boundary of a container announcing neither count nor duration (NUT, TS
+or Y4M cut between frames) leaves no trace and cannot be told from a shorter file.
+:func:`~.transcoding.transcode` turns a truncation into
+:class:`~vs_superres.contracts.errors.IncompleteInput` after committing the output.
+
+A video whose pictures change size mid-stream is refused at the first frame of the new size
+(:class:`~vs_superres.contracts.errors.UnsupportedFormat` naming the frame, both sizes and the
+``ffmpeg -vf scale=W:H`` that fixes it).
 """
 
 from __future__ import annotations
@@ -22,13 +45,54 @@ from typing import Any, Iterator, NamedTuple
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError, UnsupportedFormat
+from ..contracts.errors import UnsupportedFormat
 from .colour import CHROMA_LOCATION_NAMES
 from .convert import frame_to_rgb
 from .files import InputSource, MediaFile
 from .streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
+
+
+#: MPEG-TS packet sizes: plain, M2TS (with a timecode prefix), with Reed-Solomon parity
+_TS_PACKET_SIZES = (188, 192, 204)
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncation:
+    """How an input ended early: ``frames_read`` frames were decoded, ``frames_expected`` is
+    what the container announced (None when it announced nothing), ``reason`` says what
+    showed it (in words, for messages)."""
+
+    frames_read: int
+    frames_expected: int | None
+    reason: str
+
+
+class _TailEvidence:
+    """What demuxing one pass has shown about how the input ends."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.damage: str | None = None  # the first corrupt packet, decoder or demuxer error
+        self.end_time: float | None = None  # latest packet end (seconds), every demuxed stream
+        self.video_end_time: float | None = None
+        self.video_end_pos: int | None = None  # the byte after the last video packet
+        self.finished = False
+
+    def packet(self, packet, is_video: bool) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and packet.time_base:
+            end = float((stamp + (packet.duration or 0)) * packet.time_base)
+            self.end_time = end if self.end_time is None else max(self.end_time, end)
+            if is_video:
+                self.video_end_time = (end if self.video_end_time is None
+                                       else max(self.video_end_time, end))
+        if is_video and packet.size:
+            if packet.pos is not None and packet.pos >= 0:
+                self.video_end_pos = packet.pos + packet.size
+            if packet.is_corrupt and self.damage is None:
+                self.damage = f"the demuxer marks the packet after frame {self.frames} as damaged"
 
 
 class DecodedFrame(NamedTuple):
@@ -103,6 +167,9 @@ class VideoReader:
         self._container = self._source.open()
         self._queue: collections.deque | None = collections.deque() if passthrough else None
         self._head: list | None = []
+        self._tail = _TailEvidence()
+        #: set when a pass has read the input to its end: None, or how it ended early
+        self.truncation: Truncation | None = None
         try:
             self._stream = self._pick_stream()
             self._stream.thread_type = "AUTO"
@@ -111,8 +178,9 @@ class VideoReader:
             self._frames = self._decode(self._container, self._stream, extra)
             self._first: av.VideoFrame | None = next(self._frames, None)
             if self._first is None:
+                why = f" ({self._tail.damage})" if self._tail.damage else ""
                 raise UnsupportedFormat(
-                    f"cannot read {self.name}: the video stream holds no decodable frames; "
+                    f"cannot read {self.name}: the video stream holds no decodable frames{why}; "
                     + self._source.unreadable_hint())
             head, self._head = self._head, None
             self.info = StreamInfo.from_stream(
@@ -126,6 +194,13 @@ class VideoReader:
     def _pick_stream(self):
         videos = [s for s in self._container.streams.video
                   if not s.disposition & av.stream.Disposition.attached_pic]
+        fmt = self._container.format.name
+        if not videos and not any(s.type in ("audio", "subtitle") for s in self._container.streams) \
+                and ("mp4" in fmt or "mov" in fmt):
+            raise UnsupportedFormat(
+                f"cannot read {self.name}: it holds no audio or video stream, which is what an "
+                "MP4 or MOV cut short before its index (moov) looks like; get a complete copy, or try "
+                "a recovery tool such as untrunc with an intact file from the same camera")
         if not videos:
             raise UnsupportedFormat(
                 f"cannot read {self.name}: it has no video stream (audio-only or not a "
@@ -133,27 +208,46 @@ class VideoReader:
         return videos[0]
 
     def _decode(self, container, stream, extra=()) -> Iterator[av.VideoFrame]:
-        """Decoded frames of ``stream``; packets of the ``extra`` streams go to the queue."""
-        index = 0
-        try:
-            for packet in container.demux(stream, *extra):
-                if packet.stream_index != stream.index:
-                    if (self._queue is not None and packet.size
-                            and (packet.dts is not None or packet.pts is not None)):
-                        self._queue.append(packet)
-                    continue
-                if self._head is not None:
-                    self._head.append(packet)
-                for frame in packet.decode():
-                    index += 1
-                    yield frame
-        except av.FFmpegError as exc:
-            if index == 0 and self._source.is_pipe:
-                raise UnsupportedFormat(
-                    f"cannot read {self.name}: {exc}; " + self._source.unreadable_hint()) from exc
-            raise SuperResError(
-                f"cannot decode {self.name} after frame {index}: {exc}; the file may be "
-                "truncated or damaged; try remuxing it with `ffmpeg -i IN -c copy OUT`") from exc
+        """Decoded frames of ``stream``; packets of the ``extra`` streams go to the queue.
+
+        A packet that fails to decode is skipped (a damaged tail must not cost the complete
+        frames before it) and a demuxer error ends the stream; both are recorded in
+        ``self._tail`` for :attr:`truncation`.
+        """
+        tail = self._tail = _TailEvidence()
+        packets = container.demux(stream, *extra)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:
+                if tail.frames == 0 and self._source.is_pipe:
+                    raise UnsupportedFormat(
+                        f"cannot read {self.name}: {exc}; " + self._source.unreadable_hint()) from exc
+                tail.damage = tail.damage or f"reading stopped with an error after frame {tail.frames} ({exc})"
+                break
+            is_video = packet.stream_index == stream.index
+            tail.packet(packet, is_video)
+            if not is_video:
+                if (self._queue is not None and packet.size
+                        and (packet.dts is not None or packet.pts is not None)):
+                    self._queue.append(packet)
+                continue
+            if self._head is not None:
+                self._head.append(packet)
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                if tail.frames == 0 and self._source.is_pipe:
+                    raise UnsupportedFormat(
+                        f"cannot read {self.name}: {exc}; " + self._source.unreadable_hint()) from exc
+                tail.damage = tail.damage or f"the decoder failed after frame {tail.frames} ({exc})"
+                continue
+            for frame in frames:
+                tail.frames += 1
+                yield frame
+        tail.finished = True
 
     def passthrough_packets(self) -> list:
         """The audio/subtitle packets demuxed so far and not yet taken, in demux order (their
@@ -179,15 +273,65 @@ class VideoReader:
         try:
             next_pts = 0
             frame = first
-            step, time_base, colour = self.info.frame_step, self.info.time_base, self.info.colour
+            info = self.info
+            step, time_base, colour = info.frame_step, info.time_base, info.colour
+            index = 0
             while frame is not None:
+                if (frame.width, frame.height) != (info.width, info.height):
+                    raise UnsupportedFormat(
+                        f"frame {index} of {self.name} is {frame.width}x{frame.height}, but the "
+                        f"video started at {info.width}x{info.height}: its picture size changes "
+                        "mid-stream, and a video is upscaled at one size; scale every frame to "
+                        f"one size first, e.g. `ffmpeg -i IN -vf scale={info.width}:{info.height} "
+                        "-c:a copy OUT`, or cut the video where the size changes")
                 pts = frame.pts if frame.pts is not None else next_pts
                 next_pts = pts + step
                 yield DecodedFrame(frame_to_rgb(frame, colour), pts, float(pts * time_base))
+                index += 1
                 frame = next(frames, None)
+            if self._tail.finished:
+                self.truncation = self._judge(container or self._container, index)
         finally:
             if container is not None:
                 container.close()
+
+    def _judge(self, container, frames_read: int) -> Truncation | None:
+        """How the pass that just ended shows the input ended early, or None."""
+        tail, info = self._tail, self.info
+        stream = container.streams[info.stream_index]
+        expected = info.frame_count if info.frame_count_exact else None
+        reasons = [tail.damage] if tail.damage else []
+        if expected and frames_read < expected:
+            reasons.append(f"the container announces {expected} frames")
+        fmt = container.format.name
+        announced, ends = None, None
+        if "matroska" in fmt or "webm" in fmt:
+            if stream.duration and stream.time_base:
+                start = float((stream.start_time or 0) * stream.time_base)
+                announced, ends = float(stream.duration * stream.time_base), tail.video_end_time
+            elif container.duration:
+                start = (container.start_time or 0) / 1_000_000
+                announced, ends = container.duration / 1_000_000, tail.end_time
+        if announced and ends is not None:
+            if announced - (ends - start) > 2 / float(info.fps) + 0.01:
+                reasons.append(f"the container announces {announced:.3f} s but its packets end "
+                               f"at {ends - start:.3f} s")
+                expected = expected or max(frames_read, round(announced * info.fps))
+        if fmt == "nut" and self._source.path is not None and not container.duration:
+            # ffmpeg ends every NUT file with an index (which gives the duration); a pipe
+            # cannot seek to it, a file that lacks it was cut
+            reasons.append("it lacks the index a finished NUT file ends with")
+        size = self._source.size()
+        if size and "mpegts" in fmt and all(size % n for n in _TS_PACKET_SIZES):
+            reasons.append(f"its {size} bytes are not a whole number of transport packets")
+        if (size and fmt == "yuv4mpegpipe" and tail.video_end_pos is not None
+                and size > tail.video_end_pos):
+            reasons.append(f"{size - tail.video_end_pos} bytes after the last whole picture")
+        if not reasons:
+            return None
+        if expected is None and info.duration and not info.frame_count_exact:
+            expected = max(frames_read, info.frame_count) if info.frame_count > frames_read else None
+        return Truncation(frames_read, expected, "; ".join(reasons))
 
     def frames(self) -> Iterator[np.ndarray]:
         """Only the pictures: float32 ``[3, H, W]`` arrays in ``[0, 1]``."""

@@ -7,6 +7,27 @@ transfer/chroma siting), frame rate, time base, timestamps, sample aspect ratio 
 audio and subtitle packets handed to it are remuxed (never re-encoded) and interleaved by
 time, attachments are re-attached. A file appears under its final name only when
 :meth:`VideoWriter.close` succeeds; a file object (pipe) is written as it goes.
+
+Everything the output container can refuse is checked when the writer is made, before a
+single frame is computed: the encoder opens at the final size and the container header is
+written. Timestamps are then fitted to what the container stores, so a muxer never refuses a
+frame at the end of a long run:
+
+- containers that store variable frame rates (Matroska, WebM, MP4, MOV, NUT, MPEG-TS) keep
+  each frame's time, rounded to the container's time base (Matroska: 1 ms) and made strictly
+  increasing: a frame whose time equals or precedes its predecessor's (duplicate or
+  backward timestamps, several frames within one tick) is moved to one tick after it;
+- containers with a fixed frame rate (AVI) put each frame in its slot of the nominal rate,
+  strictly increasing; a gap of more than :data:`MAX_SKIPPED_SLOTS` empty slots (which AVI
+  refuses) is closed up, so later frames keep their order but not their absolute time.
+
+``writer.retimed`` counts the frames moved; a warning at :meth:`close` says how many.
+
+A full disk (``ENOSPC``, ``EDQUOT``, or ``EFBIG`` from a file size limit), met when the header,
+a frame or the trailer is written, is reported as the
+:class:`~vs_superres.contracts.errors.SuperResError` of :func:`.atomic.disk_full_error` (naming
+the folder; ``errno`` set); the temporary file is removed and an existing output is left
+untouched.
 """
 
 from __future__ import annotations
@@ -16,13 +37,15 @@ import contextlib
 import dataclasses
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError
+from ..contracts.errors import SuperResError, UnsupportedFormat
+from .atomic import disk_full_error
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import PixelLayout, pixel_layout, rgb_to_frame
 from .files import MediaFile, OutputTarget
@@ -39,6 +62,59 @@ ENCODERS = {
     "ffv1": ("ffv1", {"level": "3"}),
     "mpeg4": ("mpeg4", {"qscale": "2"}),
 }
+
+
+#: codecs a muxer stores although FFmpeg's codec query does not list them (MPEG-TS
+#: answers only for its defaults)
+_MUXER_EXTRA_CODECS = {"mpegts": {"h264", "hevc", "mpeg2video", "mpeg4", "av1"}}
+
+#: AVFMT_VARIABLE_FPS: the muxer stores each frame's own time
+_AVFMT_VARIABLE_FPS = 0x0400
+
+#: empty frame slots a fixed-rate container takes between two frames (AVI refuses more)
+MAX_SKIPPED_SLOTS = 60000
+
+#: text subtitle codecs and the name ``ffmpeg -c:s`` converts them to for each container
+_TEXT_SUBTITLES = {"subrip", "ass", "ssa", "mov_text", "webvtt", "text"}
+_SUBTITLE_FOR_SUFFIX = {".mkv": "srt", ".mp4": "mov_text", ".mov": "mov_text",
+                        ".m4v": "mov_text", ".webm": "webvtt", ".nut": "ass"}
+#: the containers a message may suggest, in order of preference, by their FFmpeg names
+_SUGGESTED_CONTAINERS = ((".mkv", "matroska"), (".mp4", "mp4"), (".mov", "mov"),
+                         (".webm", "webm"), (".nut", "nut"))
+
+
+def _containers_taking(codec_name: str) -> list[str]:
+    """Suffixes of the suggested containers whose muxer stores ``codec_name``."""
+    import io
+
+    found = []
+    for suffix, fmt in _SUGGESTED_CONTAINERS:
+        try:
+            with av.open(io.BytesIO(), "w", format=fmt) as probe:
+                if codec_name in probe.supported_codecs:
+                    found.append(suffix)
+        except (av.FFmpegError, ValueError):
+            continue
+    return found
+
+
+def stream_copy_advice(kind: str, codec_name: str, suffix: str) -> str:
+    """Why a ``kind`` stream in ``codec_name`` is not copied into a ``suffix`` output, and the
+    way out that is right for this codec and this container."""
+    elsewhere = [s for s in _containers_taking(codec_name) if s != suffix]
+    where = (" or ".join(elsewhere[:3]) if elsewhere else None)
+    text = f"a '{suffix}' file cannot store {codec_name} {kind}"
+    if kind == "subtitle" and codec_name in _TEXT_SUBTITLES and suffix in _SUBTITLE_FOR_SUFFIX:
+        target = _SUBTITLE_FOR_SUFFIX[suffix]
+        fix = (f"convert the subtitles first with ffmpeg (`ffmpeg -i IN -map 0 -c copy -c:s "
+               f"{target} FIXED{suffix}`)")
+        return f"{text}; {fix}" + (f", or write a {where} file" if where else "")
+    if where:
+        return f"{text}; write a {where} file to keep it"
+    if kind == "audio":
+        return (f"{text}; re-encode it first, e.g. `ffmpeg -i IN -map 0 -c copy -c:a flac "
+                f"FIXED.mkv`, or write a .mkv")
+    return f"{text}; no container vs-superres writes keeps it"
 
 
 def encoder_available(name: str) -> bool:
@@ -162,20 +238,68 @@ class VideoWriter:
             self._pull = iter(packets)
         self._copy_map: dict[int, av.stream.Stream] = {}
         self._next_pts = 0
+        self._last_slot: int | None = None
         self.frames_written = 0
+        #: frames whose timestamp was moved to fit the container (see the module docstring)
+        self.retimed = 0
         self._container = self._target.open()
         try:
             self._open_video(codec, pix_fmt, crf, preset, options or {})
             if copy_streams:
                 self._open_copies()
-        except BaseException:
+            self._start()
+        except SuperResError:
             self.abort()
             raise
+        except BaseException as exc:
+            self.abort()
+            full = self._full_disk(exc)
+            if full is not None:
+                raise full from exc
+            raise
+
+    def _full_disk(self, exc: BaseException) -> SuperResError | None:
+        """The full-disk error for ``exc`` (ENOSPC, EDQUOT, EFBIG), None for other errors and
+        for a file object (whose disk, if any, is the caller's)."""
+        return disk_full_error(exc, self.path) if self.path is not None else None
+
+    def _start(self) -> None:
+        """Open the encoder at the final size and write the container header now, so that
+        anything the container refuses is refused before the first frame is computed."""
+        try:
+            self._container.start_encoding()
+        except av.FFmpegError as exc:
+            if self._full_disk(exc) is not None:
+                raise
+            raise UnsupportedFormat(
+                f"cannot write {self._target.name}: the '{self._target.suffix}' container or the "
+                f"{self.codec} encoder refuses a {self.width}x{self.height} {self.pix_fmt} video "
+                f"({exc}); write .mkv or .mp4, or choose another codec") from exc
+        # The muxer may have replaced the time base asked for (Matroska: 1 ms, MP4: finer).
+        self._mux_time_base = Fraction(self._video.time_base or self._time_base)
+        self._grid = max(self._mux_time_base, self._time_base)
+
+    def _fit_pts(self, pts: int) -> int:
+        """The encoder pts for a frame at ``pts`` (source time base): its time on the
+        coarser of the encoder's and the muxer's grids, strictly after the previous frame."""
+        seconds = pts * self.info.time_base
+        slot = round(seconds / self._grid)
+        if self._last_slot is not None:
+            if slot <= self._last_slot:
+                slot = self._last_slot + 1
+                self.retimed += 1
+            elif not self._variable_rate and slot - self._last_slot > MAX_SKIPPED_SLOTS:
+                slot = self._last_slot + 1
+                self.retimed += 1
+        self._last_slot = slot
+        return round(slot * self._grid / self._time_base)
 
     def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
         source = self.info
+        supported = set(self._container.supported_codecs)
+        supported |= _MUXER_EXTRA_CODECS.get(self._container.format.name, set())
         self.codec, self.pix_fmt = choose_encoder(
-            self._target.suffix, source, set(self._container.supported_codecs), codec, pix_fmt)
+            self._target.suffix, source, supported, codec, pix_fmt)
         layout = pixel_layout(self.pix_fmt)
         colour = source.colour
         if layout.kind != "rgb" and colour.matrix == 0:  # RGB source into a Y'CbCr format
@@ -184,11 +308,15 @@ class VideoWriter:
             log.info("source has no colour matrix tag; assumed and tagged %s",
                      colour.names()["matrix"])
         self.colour = colour
+        flags = self._container.format.flags or 0
+        self._variable_rate = bool(flags & _AVFMT_VARIABLE_FPS)
+        # A fixed-rate container stores frame slots: give it the slot as its time base.
+        self._time_base = source.time_base if self._variable_rate else 1 / Fraction(source.fps)
         stream = self._container.add_stream(self.codec, rate=source.fps)
-        stream.time_base = source.time_base
+        stream.time_base = self._time_base
         ctx = stream.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
-        ctx.time_base = source.time_base
+        ctx.time_base = self._time_base
         ctx.framerate = source.fps
         ctx.colorspace = colour.matrix if layout.kind != "rgb" else 0
         ctx.color_range = colour.range
@@ -222,8 +350,8 @@ class VideoWriter:
                 self._attach(copy)
                 continue
             if copy.codec_name not in supported:
-                log.warning("%s cannot be stored in a '%s' file and is not copied; write a "
-                            ".mkv to keep it", where, suffix)
+                log.warning("%s is not copied: %s", where,
+                            stream_copy_advice(copy.kind, copy.codec_name, suffix))
                 continue
             if copy.template is None:
                 log.warning("%s is not copied: its description has no stream template", where)
@@ -243,8 +371,8 @@ class VideoWriter:
 
     def _attach(self, copy: PassthroughStream) -> None:
         if self._container.format.name != "matroska":
-            log.warning("%s cannot be stored in a '%s' file and is not copied; write a .mkv "
-                        "to keep it", copy.describe(), self._target.suffix)
+            log.warning("%s is not copied: a '%s' file cannot store attachments (fonts, "
+                        "covers); write a .mkv to keep it", copy.describe(), self._target.suffix)
             return
         try:
             out = self._container.add_attachment(
@@ -313,12 +441,16 @@ class VideoWriter:
                 "frame contains NaN or infinite values; check the model output (fp16 "
                 "overflow is a common cause; try fp32)")
         frame = rgb_to_frame(array, self.pix_fmt, self.colour)
-        frame.pts = self._next_pts if pts is None else int(pts)
-        frame.time_base = self.info.time_base
-        self._next_pts = frame.pts + self.info.frame_step
+        source_pts = self._next_pts if pts is None else int(pts)
+        self._next_pts = source_pts + self.info.frame_step
+        frame.pts = self._fit_pts(source_pts)
+        frame.time_base = self._time_base
         try:
             self._mux_video(self._video.encode(frame))
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, OSError) as exc:
+            full = self._full_disk(exc)
+            if full is not None:
+                raise full from exc
             raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
         self.frames_written += 1
 
@@ -329,11 +461,19 @@ class VideoWriter:
             self._mux_video(self._video.encode(None))
             self._mux_copies_until(None)
             self._container.close()
-        except BaseException:
+            self._pending.clear()
+            if self.retimed:
+                log.warning("%d of %d frame timestamps were moved to fit the '%s' container "
+                            "(duplicate, backward or too close for its time base, or a gap "
+                            "too long); the frame order is kept", self.retimed,
+                            self.frames_written, self._target.suffix)
+            return self._target.commit()
+        except BaseException as exc:
             self.abort()
+            full = self._full_disk(exc)
+            if full is not None:
+                raise full from exc
             raise
-        self._pending.clear()
-        return self._target.commit()
 
     def abort(self) -> None:
         """Stop without producing a file: close everything and delete the temporary file."""

@@ -210,4 +210,4 @@ def blend_tiles(
             done += 1
     report(done)
     assert out is not None and norm is not None  # the grid has at least two tiles
-    return out / norm.clamp_min(1e-12)
+    return out.div_(norm.clamp_min_(1e-12))  # in place: a second output-sized buffer is what big images run out of

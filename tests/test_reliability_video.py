@@ -1,0 +1,358 @@
+"""Reliability of the video path: odd timestamps, cut inputs, messages, full disks, probe order.
+
+Every clip is made here with PyAV (32x24, a real photograph shifted per frame); runs go through
+the CLI (``main([...])``: exit status, message, what is on disk) and through ``transcode``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from vs_superres.cli import main
+from vs_superres.contracts.errors import IncompleteInput, SuperResError, UnsupportedFormat
+from vs_superres.media import VideoReader, transcode
+
+W, H = 32, 24
+PHOTO = skdata.astronaut()[100:100 + H, 200:200 + 4 * W]
+
+
+def picture(i: int) -> np.ndarray:
+    return np.ascontiguousarray(np.roll(PHOTO, 3 * i, axis=1)[:, :W])
+
+
+def make_clip(path: Path, *, codec="ffv1", fmt=None, n=10, rate=12, pts=None, time_base=None,
+              codec_options=None, container_options=None, subtitles=None) -> Path:
+    """``n`` frames of the photograph; ``pts`` (in ``time_base``) as given, else one per frame."""
+    with av.open(str(path), "w", format=fmt, options=container_options or {}) as out:
+        video = out.add_stream(codec, rate=rate, options=codec_options or {})
+        video.width, video.height = W, H
+        video.pix_fmt = "yuv420p"
+        if time_base is not None:
+            video.time_base = video.codec_context.time_base = time_base
+        sub = None
+        if subtitles is not None:
+            sub = out.add_stream_from_template(subtitles)
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], time_base
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        del sub
+    return path
+
+
+def upscale2(frames):
+    for f in frames:
+        yield np.repeat(np.repeat(f, 2, axis=1), 2, axis=2)
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def frame_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [f.pts for f in c.decode(video=0)]
+
+
+def partials(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".partial" in p.name]
+
+
+def cli(*args) -> int:
+    return main(["upscale", *map(str, args), "--model", "temporal-mean-x2", "-q"])
+
+
+# ---------------------------------------------------------------- 1. timestamps
+
+TIMESTAMPS = {
+    # name: (pts, time base, source container)
+    "duplicate": ([0, 1, 1, 2, 3, 4, 5, 6, 7, 8], Fraction(1, 12), "mkv"),
+    "finer_than_output": ([0, 1, 3, 1000, 1001, 2002, 2003, 5000, 5001, 9000], Fraction(1, 90000), "nut"),
+    "huge_gap": ([0, 1, 2, 3, 4, 70000, 70001, 70002, 70003, 70004], Fraction(1, 12), "mkv"),
+    "vfr": ([0, 1, 3, 4, 8, 9, 10, 15, 16, 17], Fraction(1, 12), "mkv"),
+    "negative_start": ([-3, -2, -1, 0, 1, 2, 3, 4, 5, 6], Fraction(1, 12), "nut"),
+}
+
+
+@pytest.fixture(scope="module")
+def odd_clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("odd")
+    return {name: make_clip(folder / f"{name}.{ext}", pts=pts, time_base=tb)
+            for name, (pts, tb, ext) in TIMESTAMPS.items()}
+
+
+@pytest.mark.parametrize("out", ["mkv", "mp4", "mov", "avi", "nut", "ts"])
+@pytest.mark.parametrize("name", list(TIMESTAMPS))
+def test_odd_timestamps_never_fail_at_the_end(odd_clips, tmp_path, name, out):
+    dst = tmp_path / f"up.{out}"
+    assert transcode(odd_clips[name], dst, upscale2, output_size=(2 * W, 2 * H)) == dst
+    assert frame_count(dst) == 10
+    pts = frame_pts(dst)
+    if out == "avi":  # AVI stores no presentation times: B-frames read back in decode order
+        pts = sorted(pts)
+    assert all(b > a for a, b in zip(pts, pts[1:])), pts  # strictly increasing, order kept
+    assert not partials(tmp_path)
+
+
+def test_timestamps_that_fit_are_kept_exactly(odd_clips, tmp_path):
+    transcode(odd_clips["vfr"], tmp_path / "up.nut", upscale2)
+    with av.open(str(tmp_path / "up.nut")) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    # relative to the first frame: the muxer shifts the start by the encoder's B-frame delay
+    assert [t - times[0] for t in times] == pytest.approx([p / 12 for p in TIMESTAMPS["vfr"][0]], abs=1e-3)
+
+
+def test_duplicate_timestamps_via_the_cli_warn_and_succeed(odd_clips, tmp_path, capsys, caplog):
+    dst = tmp_path / "up.mp4"
+    with caplog.at_level(logging.WARNING):
+        assert cli(odd_clips["duplicate"], dst) == 0
+    assert frame_count(dst) == 10 and not partials(tmp_path)
+    assert "timestamps were moved to fit the '.mp4' container" in caplog.text
+
+
+def test_an_output_the_encoder_refuses_fails_before_process_runs(odd_clips, tmp_path):
+    called = []
+
+    def process(frames):
+        called.append(1)
+        yield from upscale2(frames)
+
+    # yuv420p needs even sizes: libx264 refuses 63x47 when the header is written.
+    with pytest.raises(SuperResError, match="refuses a 63x47"):
+        transcode(odd_clips["vfr"], tmp_path / "up.mp4", process, output_size=(63, 47))
+    assert not called and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- 2. truncated input
+
+CONTAINERS = {
+    # name: (suffix, codec, format, container options, codec options)
+    "mp4": (".mp4", "libx264", None, {"movflags": "+faststart"}, {"g": "1"}),
+    "mov": (".mov", "mpeg4", None, {"movflags": "+faststart"}, {"g": "1"}),
+    "mkv": (".mkv", "ffv1", None, {}, {}),
+    "webm": (".webm", "libvpx-vp9", None, {}, {"g": "1"}),
+    "avi": (".avi", "ffv1", None, {}, {}),
+    "nut": (".nut", "ffv1", None, {}, {}),
+    "ts": (".ts", "mpeg2video", "mpegts", {}, {"g": "1"}),
+    "y4m": (".y4m", "rawvideo", "yuv4mpegpipe", {}, {}),
+}
+
+
+@pytest.fixture(scope="module")
+def cut_clips(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """(complete, cut at 70 %) per container, 12 frames each."""
+    folder = tmp_path_factory.mktemp("cut")
+    clips = {}
+    for name, (suffix, codec, fmt, copts, vopts) in CONTAINERS.items():
+        whole = make_clip(folder / f"whole{suffix}", codec=codec, fmt=fmt, n=12,
+                          container_options=copts, codec_options=vopts)
+        cut = folder / f"cut{suffix}"
+        payload = whole.read_bytes()
+        cut.write_bytes(payload[: int(len(payload) * 0.7)])
+        clips[name] = (whole, cut)
+    return clips
+
+
+@pytest.mark.parametrize("name", list(CONTAINERS))
+def test_a_complete_file_is_not_called_cut(cut_clips, tmp_path, name):
+    whole, _ = cut_clips[name]
+    assert transcode(whole, tmp_path / "up.mkv", upscale2) == tmp_path / "up.mkv"
+    assert frame_count(tmp_path / "up.mkv") == 12
+
+
+@pytest.mark.parametrize("name", list(CONTAINERS))
+def test_a_cut_file_is_reported_after_writing_every_complete_frame(cut_clips, tmp_path, name, capsys):
+    _, cut = cut_clips[name]
+    dst = tmp_path / "up.mkv"
+    assert cli(cut, dst) == 4
+    err = capsys.readouterr().err
+    written = frame_count(dst)
+    assert 0 < written < 12 and not partials(tmp_path)
+    assert f"ends early: {written} frames read" in err
+    assert f"holds the {written} complete frames" in err and "Traceback" not in err
+
+
+def test_a_cut_file_through_the_api_carries_its_counts(cut_clips, tmp_path):
+    _, cut = cut_clips["avi"]
+    with pytest.raises(IncompleteInput) as caught:
+        transcode(cut, tmp_path / "up.mkv", upscale2)
+    err = caught.value
+    assert err.frames_expected == 12 and err.output == tmp_path / "up.mkv"
+    assert err.frames_read == frame_count(tmp_path / "up.mkv") < 12
+
+
+@pytest.mark.parametrize("name", ["ts", "mkv", "y4m"])
+def test_a_cut_pipe_is_reported(cut_clips, name):
+    _, cut = cut_clips[name]
+    sink = io.BytesIO()
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data):
+            self._data, self._pos = data, 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            piece = self._data[self._pos:self._pos + min(len(buffer), 4096)]
+            buffer[:len(piece)] = piece
+            self._pos += len(piece)
+            return len(piece)
+
+    with pytest.raises(IncompleteInput, match="ends early") as caught:
+        transcode(Pipe(cut.read_bytes()), sink, upscale2, format="matroska",
+                  src_format=CONTAINERS[name][2] or "matroska")
+    assert caught.value.output is None and caught.value.frames_read > 0
+    assert frame_count_bytes(sink.getvalue()) == caught.value.frames_read
+
+
+def frame_count_bytes(payload: bytes) -> int:
+    with av.open(io.BytesIO(payload)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_an_mp4_cut_before_its_index_is_named_so(tmp_path, capsys):
+    whole = make_clip(tmp_path / "whole.mp4", codec="libx264")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+    assert cli(cut, tmp_path / "up.mp4") == 2
+    assert "cut short before its index (moov)" in capsys.readouterr().err
+    assert not (tmp_path / "up.mp4").exists() and not partials(tmp_path)
+
+
+# ---------------------------------------------------------------- 3. messages
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="the ffmpeg CLI makes the mov_text clip")
+def test_mov_text_into_mkv_gets_the_right_advice(tmp_path, caplog):
+    video = make_clip(tmp_path / "v.mp4", codec="libx264", n=6)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,400\nhello\n")
+    src = tmp_path / "subs.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-i", str(srt), "-map", "0", "-map", "1",
+                    "-c:v", "copy", "-c:s", "mov_text", str(src)], check=True)
+    with caplog.at_level(logging.WARNING):
+        transcode(src, tmp_path / "up.mkv", upscale2)
+    assert "a '.mkv' file cannot store mov_text subtitle" in caplog.text
+    assert "-c:s srt" in caplog.text and ".mp4" in caplog.text
+    assert "write a .mkv" not in caplog.text
+
+
+def size_changing_clip(path: Path, sizes) -> Path:
+    """One H.264 stream in MPEG-TS whose pictures change size (each size its own encoder;
+    H.264 carries the size in-band, so the decoder follows)."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = sizes[0][0], sizes[0][1], "yuv420p"
+        stream.time_base = Fraction(1, 90000)
+        out.start_encoding()
+        encoders: dict = {}
+        previous = sizes[0]
+        pts = 0
+        for i, size in enumerate(sizes):
+            if size not in encoders:
+                if encoders:
+                    for packet in encoders[previous].encode(None):
+                        packet.stream = stream
+                        out.mux(packet)
+                ctx = av.CodecContext.create("libx264", "w")
+                ctx.width, ctx.height, ctx.pix_fmt = size[0], size[1], "yuv420p"
+                ctx.time_base, ctx.framerate = Fraction(1, 90000), Fraction(12)
+                ctx.options = {"bf": "0"}
+                encoders[size] = ctx
+            previous = size
+            frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24").reformat(*size, "yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 90000)
+            pts += 7500
+            for packet in encoders[size].encode(frame):
+                packet.stream = stream
+                out.mux(packet)
+        for packet in encoders[previous].encode(None):
+            packet.stream = stream
+            out.mux(packet)
+    return path
+
+
+def test_a_size_change_mid_stream_is_named_in_user_terms(tmp_path, capsys):
+    sizes = [(W, H)] * 4 + [(2 * W, 2 * H)] * 4
+    src = size_changing_clip(tmp_path / "sizes.ts", sizes)
+    dst = tmp_path / "up.mkv"
+    assert cli(src, dst) == 2
+    err = capsys.readouterr().err
+    assert f"frame 4 of '{src}' is {2 * W}x{2 * H}, but the video started at {W}x{H}" in err
+    assert f"-vf scale={W}:{H}" in err and "Traceback" not in err
+    assert not dst.exists() and not partials(tmp_path)
+
+
+# ---------------------------------------------------------------- 4. full disk
+
+def test_a_file_size_limit_is_reported_as_a_full_disk(tmp_path):
+    """RLIMIT_FSIZE in a child process stands in for a full disk (no root, no tmpfs): writes
+    past the limit fail with EFBIG, mapped like ENOSPC."""
+    src = make_clip(tmp_path / "in.nut", n=10)
+    old = tmp_path / "up.mkv"
+    old.write_bytes(b"old output")
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2500, 2500))
+        from vs_superres.cli import main
+        sys.exit(main(["upscale", {str(src)!r}, {str(old)!r}, "--model", "temporal-mean-x2", "-q"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    assert f"cannot write '{old}'" in done.stderr and "file size limit (`ulimit -f`)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert old.read_bytes() == b"old output" and not partials(tmp_path)
+
+
+# ---------------------------------------------------------------- 5. probe before load
+
+def test_a_broken_video_fails_before_the_model_loads(tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video at all")
+    missing_model = tmp_path / "no_such_model.pth"
+    code = main(["upscale", str(broken), str(tmp_path / "up.mp4"), "--model", str(missing_model), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot read '{broken}'" in err
+    assert "no_such_model" not in err
+    assert not (tmp_path / "up.mp4").exists() and not partials(tmp_path)
+
+
+def test_a_readable_video_then_reports_the_missing_model(tmp_path, capsys):
+    src = make_clip(tmp_path / "in.nut", n=4)
+    code = main(["upscale", str(src), str(tmp_path / "up.mkv"), "--model", str(tmp_path / "no_such_model.pth"), "-q"])
+    assert code == 2 and "no_such_model.pth" in capsys.readouterr().err
+    assert not (tmp_path / "up.mkv").exists() and not partials(tmp_path)
+
+
+def test_reader_reports_no_truncation_for_a_whole_clip(cut_clips):
+    with VideoReader(cut_clips["mkv"][0]) as reader:
+        assert len(list(reader)) == 12 and reader.truncation is None
+    with VideoReader(cut_clips["mkv"][1]) as reader:
+        frames = len(list(reader))
+        assert reader.truncation is not None and reader.truncation.frames_read == frames
+
+
+def test_size_change_is_unsupported_format(tmp_path):
+    src = size_changing_clip(tmp_path / "sizes.ts", [(W, H), (W, H), (16, 12), (16, 12)])
+    with pytest.raises(UnsupportedFormat, match="frame 2"):
+        transcode(src, tmp_path / "up.mkv", upscale2)
