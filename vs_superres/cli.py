@@ -2,6 +2,7 @@
 
     superres upscale IN OUT [-n|-y] [--model NAME|PATH] [--tile N] [--overlap N] [--device D] [--dtype T]
     superres models list | download NAME... | verify [NAME...]
+    superres comfyui install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]
     superres demo [OUT] [-n|-y]
 
 Images and videos are told apart by the input extension: the image reader's list
@@ -150,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("output", nargs="?", default="superres-demo.png")
     _add_overwrite_args(demo)
     _add_engine_args(demo)
+
+    comfy = sub.add_parser("comfyui", help="link this installation into a ComfyUI (see docs/comfyui.md)", add_help=False)
+    comfy.add_argument("action", choices=["install"], help="install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]")
+    comfy.add_argument("rest", nargs=argparse.REMAINDER)
 
     models = sub.add_parser("models", help="list, download or verify model weights")
     msub = models.add_subparsers(dest="action", required=True)
@@ -475,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         with signals_as_exceptions():
             if args.command == "upscale":
                 return cmd_upscale(args)
+            if args.command == "comfyui":
+                from .comfy_nodes.install import main as comfyui_install
+
+                return comfyui_install(args.rest)
             if args.command == "demo":
                 return cmd_demo(args)
             return cmd_models(args)

@@ -1,0 +1,220 @@
+"""The nodes: a loader, Upscale Image, Upscale Video and Scene Cuts, each defined once.
+
+They translate ComfyUI's types to the engine's frame contract and back and do nothing else:
+tiling, windows, out-of-memory back-off, weight search and option checks are the engine's
+(:class:`vs_superres.Upscaler`). Their widgets are derived from the declared options
+(:data:`~vs_superres.runtime.engine_options.ENGINE_OPTIONS` and each family's
+``options.for_hosts()``), so a new family option appears here without a line of this file.
+
+IMAGE is ``[B, H, W, C]`` float32 in [0, 1] on the CPU; the engine takes ``[T, 3, H, W]``. A
+batch given to a video model is the clip, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.runtime import weights as weights_mod
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS
+from vs_superres.runtime.registry import default_registry
+
+from . import host
+from .handle import ModelHandle, follow_comfy_unloads, replace_for_loader
+from .inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_options, family_values, port_for, value_of
+from .spec import MODEL_TYPE, SCENES_TYPE, NodeSpec, Port
+
+LOADER = "SuperResModelLoader"
+UPSCALE_IMAGE = "SuperResUpscaleImage"
+UPSCALE_VIDEO = "SuperResUpscaleVideo"
+SCENE_CUTS = "SuperResSceneCuts"
+
+
+# ---------------------------------------------------------------- loader
+def _weights_available(desc) -> bool:
+    """Every required file is found, or can be given through an option on the loader."""
+    for wf in desc.weights:
+        if not wf.required or wf.option:
+            continue
+        try:
+            weights_mod.resolve(wf, verify=False)
+        except SuperResError:
+            return False
+    return True
+
+
+def model_choices() -> list[str]:
+    """Registered models whose weights are found, then checkpoint files in ComfyUI's
+    ``models/superres`` and the DITN files (name containing "ditn") in ``models/upscale_models``."""
+    names = [d.name for d in default_registry().models(include_diagnostic=True) if _weights_available(d)]
+    names += [f"{host.FOLDER}/{n}" for n in host.folder_files(host.FOLDER)]
+    names += [f"{host.UPSCALE_MODELS}/{n}" for n in host.folder_files(host.UPSCALE_MODELS) if "ditn" in n.lower()]
+    return names
+
+
+def device_choices() -> list[str]:
+    import torch
+
+    choices = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def loader_inputs() -> tuple[Port, ...]:
+    models = model_choices()
+    dtype = ENGINE_OPTIONS.get("dtype")
+    ports = [
+        Port("model", "COMBO", default=models[0] if models else None, choices=tuple(models),
+             tooltip="a registered model whose weights are installed, or a checkpoint in models/superres "
+                     "or models/upscale_models"),
+        Port("device", "COMBO", default="auto", choices=tuple(device_choices()), tooltip=ENGINE_OPTIONS.get("device").help),
+        port_for(dtype),
+    ]
+    assert [p.name for p in ports[1:]] == list(LOADER_ENGINE_OPTIONS)
+    ports += [port_for(opt, family=fam) for fam, opt in family_options()]
+    return tuple(ports)
+
+
+def _model_target(choice: str) -> str:
+    """A registered name as it is; a folder entry as its full path."""
+    for kind in (host.FOLDER, host.UPSCALE_MODELS):
+        if choice.startswith(kind + "/"):
+            return host.folder_file(kind, choice[len(kind) + 1:])
+    return choice
+
+
+def _family_of(target: str):
+    registry = default_registry()
+    if target in registry:
+        return registry.family(registry.get(target).family)
+    from vs_superres.runtime.loading import resolve_model
+
+    return registry.family(resolve_model(target)[0].family)
+
+
+def _in_model_folder(value: Any) -> Any:
+    """A relative path option found under ``models/superres`` means that file or folder."""
+    if not isinstance(value, str) or not value.strip() or os.path.isabs(value):
+        return value
+    import folder_paths
+
+    host.register_folders()
+    for root in folder_paths.get_folder_paths(host.FOLDER):
+        candidate = os.path.join(root, value)
+        if os.path.exists(candidate):
+            return candidate
+    return value
+
+
+def load_model(model: str, device: str, dtype: str, unique_id=None, **widgets) -> tuple:
+    with host.engine_errors("SuperRes Model Loader"):
+        target = _model_target(model)
+        family = _family_of(target)
+        paths = {o.name for o in family.options if o.type == "path"}
+        widgets = {k: (_in_model_folder(v) if k in paths else v) for k, v in widgets.items()}
+        options = family_values(family.options, widgets, model=model)
+        handle = ModelHandle(target, model, device=device, dtype=dtype, options=options)
+        handle.upscaler()  # load now: a missing file or a bad option shows on this node
+    follow_comfy_unloads()
+    return (replace_for_loader(unique_id, handle),)
+
+
+# ---------------------------------------------------------------- upscaling
+def _run_settings(widgets: dict, model: str) -> dict:
+    return {n: value_of(ENGINE_OPTIONS.get(n), widgets[n], model=model) for n in RUN_ENGINE_OPTIONS}
+
+
+def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None):
+    """``[B, H, W, C]`` -> ``[B, sH, sW, C]`` through :meth:`Upscaler.stream`, one input frame
+    converted at a time and each output frame written into the result as it comes."""
+    import torch
+
+    if not isinstance(handle, ModelHandle):
+        raise UnsupportedFormat(f"the model input must come from the SuperRes Model Loader, got {type(handle).__name__}")
+    if images.ndim != 4:
+        raise UnsupportedFormat(f"expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
+    up = handle.upscaler(_run_settings(widgets, handle.label))
+    count = images.shape[0]
+    unit = up.window - up.window_overlap if up.descriptor.kind == "video" else up.batch
+    up.progress = host.ProgressAdapter(count, unit)
+    up.cancel = host.interrupted
+    cuts = frozenset(scene_cuts or ())
+    out = None
+    try:
+        frames = (images[i:i + 1].movedim(-1, 1) for i in range(count))
+        starts = (lambda i: i in cuts) if cuts else None
+        for i, y in enumerate(up.stream(frames, total=count, scene_starts=starts)):
+            if out is None:
+                out = torch.empty((count, *y.shape[1:], y.shape[0]), dtype=torch.float32)
+            out[i] = y.movedim(0, -1)
+    finally:
+        up.progress = up.cancel = None
+    if out is None:
+        raise UnsupportedFormat("the IMAGE batch is empty: there is no frame to upscale")
+    return out
+
+
+def _upscale_inputs(frames: Port) -> tuple[Port, ...]:
+    return (
+        Port("model", MODEL_TYPE, tooltip="from SuperRes Model Loader"),
+        frames,
+        *engine_ports(RUN_ENGINE_OPTIONS),
+        Port("scene_cuts", SCENES_TYPE, optional=True, tooltip="frames that start a scene (video models never mix scenes)"),
+    )
+
+
+def upscale_image(model, image, unique_id=None, scene_cuts=None, **widgets) -> tuple:
+    with host.engine_errors("SuperRes Upscale Image"):
+        return (upscale_frames(model, image, widgets, scene_cuts),)
+
+
+def upscale_video(model, video, unique_id=None, scene_cuts=None, **widgets) -> tuple:
+    from comfy_api.input_impl import VideoFromComponents
+    from comfy_api.util import VideoComponents
+
+    with host.engine_errors("SuperRes Upscale Video"):
+        parts = video.get_components()
+        images = upscale_frames(model, parts.images, widgets, scene_cuts)
+        # Same frame rate (an exact Fraction), audio and metadata: only the frames change.
+        out = VideoComponents(images=images, frame_rate=parts.frame_rate, audio=parts.audio, metadata=parts.metadata)
+        return (VideoFromComponents(out),)
+
+
+# ---------------------------------------------------------------- scene cuts
+def scene_cuts(frames: str, unique_id=None, mask=None) -> tuple:
+    """Frame numbers that start a scene, from a list ("0, 120 300") and/or a MASK batch (a
+    frame whose mask has any value above 0.5 starts a scene)."""
+    cuts: set[int] = set()
+    for token in re.split(r"[\s,;]+", frames.strip()):
+        if not token:
+            continue
+        if not token.isdigit():
+            raise host.SuperResNodeError(
+                f"SuperRes Scene Cuts: {token!r} is not a frame number; write frame numbers (from 0) "
+                "separated by commas or spaces, e.g. 0, 120, 300")
+        cuts.add(int(token))
+    if mask is not None:
+        flags = mask.reshape(mask.shape[0], -1).amax(dim=1) > 0.5
+        cuts.update(int(i) for i in flags.nonzero().flatten().tolist())
+    return (tuple(sorted(cuts)),)
+
+
+NODES = (
+    NodeSpec(LOADER, "SuperRes Model Loader",
+             "Loads a vs-superres model (DITN, UltraVSR, ...) with its options; the model stays loaded between runs.",
+             loader_inputs, ((MODEL_TYPE, "model"),), load_model),
+    NodeSpec(UPSCALE_IMAGE, "SuperRes Upscale Image",
+             "Upscales an IMAGE batch by the model's exact scale (a video model takes the batch as one clip, in order).",
+             lambda: _upscale_inputs(Port("image", "IMAGE")), (("IMAGE", "image"),), upscale_image),
+    NodeSpec(UPSCALE_VIDEO, "SuperRes Upscale Video",
+             "Upscales a VIDEO: every frame, the exact frame rate and the audio are kept.",
+             lambda: _upscale_inputs(Port("video", "VIDEO")), (("VIDEO", "video"),), upscale_video),
+    NodeSpec(SCENE_CUTS, "SuperRes Scene Cuts",
+             "Marks the frames that start a scene, so a video model never blends two scenes.",
+             lambda: (Port("frames", "STRING", default="", tooltip="frame numbers that start a scene, e.g. 0, 120, 300"),
+                      Port("mask", "MASK", optional=True, tooltip="a mask per frame; any value above 0.5 marks a cut")),
+             ((SCENES_TYPE, "scene_cuts"),), scene_cuts),
+)

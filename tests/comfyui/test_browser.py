@@ -1,0 +1,139 @@
+"""One browser test: headless Chromium, driven through the DevTools protocol, opens ComfyUI's
+page from the real server, finds our nodes in the node library, loads the example image
+workflow, queues it and sees the output image appear. The screenshot is kept as an artefact
+(in the test's tmp folder, and in $SUPERRES_ARTEFACTS when set)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from wsclient import WebSocket
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if r.returncode == 0 and shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.skip("no Chromium here and `apt-get install chromium` was not possible")
+
+
+class DevTools:
+    def __init__(self, ws_url: str):
+        self.ws = WebSocket(ws_url)
+        self.next_id = 0
+
+    def call(self, method: str, timeout: float = 60, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if isinstance(m, str):
+                msg = json.loads(m)
+                if msg.get("id") == self.next_id:
+                    if "error" in msg:
+                        raise RuntimeError(f"{method}: {msg['error']}")
+                    return msg["result"]
+        raise TimeoutError(method)
+
+    def js(self, expression: str, timeout: float = 60):
+        r = self.call("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression[:80]}...: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.5)
+        raise TimeoutError(f"never true: {expression}")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    proc = subprocess.Popen([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--remote-debugging-port=0", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1600,1000",
+                             "about:blank"], stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", line)
+            port = int(m.group(1)) if m else None
+        assert port, "Chromium did not open its DevTools port"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            page = next(t for t in json.load(r) if t["type"] == "page")
+        yield DevTools(page["webSocketDebuggerUrl"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser, astronaut, tmp_path):
+    Image.fromarray((astronaut[200:232, 200:240] * 255).astype(np.uint8)).save(comfy.base / "input" / "browser.png")
+    workflow = json.loads((REPO / "comfy_nodes" / "workflows" / "upscale_image.json").read_text())
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=comfy.url)
+    browser.wait_for("!!(window.app && window.app.graph && window.LiteGraph && window.LiteGraph.registered_node_types)")
+    ours = browser.wait_for("Object.keys(LiteGraph.registered_node_types).filter(k => k.startsWith('SuperRes') && !k.startsWith('SuperResProbe')).sort()")
+    assert ours == sorted(["SuperResModelLoader", "SuperResUpscaleImage", "SuperResUpscaleVideo", "SuperResSceneCuts"])
+    # The node library sidebar lists our category and nodes.
+    browser.js("(document.querySelector('.node-library-tab-button') || [...document.querySelectorAll('button')]"
+               ".find(b => /node library/i.test(b.getAttribute('aria-label') || b.title || b.innerText)))?.click()")
+    browser.wait_for("document.body.innerText.includes('superres')")
+    browser.js("(() => { const i = document.querySelector('.node-lib-search-box input, input[placeholder*=\"Search\"]');"
+               " if (i) { i.value = 'SuperRes'; i.dispatchEvent(new Event('input', {bubbles: true})); } })()")
+    browser.wait_for("document.body.innerText.includes('SuperRes Upscale Image')")
+    before = set(comfy.get("/history"))
+    browser.js(f"app.loadGraphData({json.dumps(workflow)})")
+    browser.wait_for("app.graph._nodes.length === 4")
+    # Point the example at this server's files: the test image and the tiny DITN checkpoint.
+    browser.js("""(() => {
+        const set = (type, name, value) => { const n = app.graph._nodes.find(n => n.type === type);
+            n.widgets.find(w => w.name === name).value = value; };
+        set('LoadImage', 'image', 'browser.png');
+        set('SuperResModelLoader', 'model', 'superres/tiny_ditn.pth');
+        set('SuperResModelLoader', 'device', 'cpu');
+    })()""")
+    browser.js("app.queuePrompt(0, 1)")
+    width = browser.wait_for("(() => { const n = app.graph._nodes.find(n => n.type === 'SaveImage');"
+                             " const im = n && n.imgs && n.imgs[0]; return im && im.complete ? im.naturalWidth : 0; })()", timeout=180)
+    assert width == 160  # 40 px wide, x4
+    new = [pid for pid in comfy.get("/history") if pid not in before]
+    assert len(new) == 1
+    # The first visit opens the templates dialog over the canvas: close it for the picture.
+    browser.js("document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(b => b.click())")
+    time.sleep(0.5)
+    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    path = tmp_path / "comfyui_upscale_image.png"
+    path.write_bytes(shot)
+    if os.environ.get("SUPERRES_ARTEFACTS"):
+        Path(os.environ["SUPERRES_ARTEFACTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(os.environ["SUPERRES_ARTEFACTS"]) / path.name)
+    assert Image.open(path).size[0] > 800
+    print(f"screenshot: {path}")

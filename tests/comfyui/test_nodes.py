@@ -1,0 +1,275 @@
+"""The nodes in a real ComfyUI server: widgets, outputs equal to the engine's, video with
+audio, video models, progress, interruption, validation and error messages."""
+
+from __future__ import annotations
+
+import json
+import threading
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graphs import image_prompt, node, video_prompt
+from conftest import error_message
+
+from vs_superres import Upscaler
+from vs_superres.comfy_nodes.inputs import AUTO, family_options, port_for
+from vs_superres.comfy_nodes.v1 import v1_input
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS
+
+
+@pytest.fixture(scope="module")
+def photo(comfy, astronaut):
+    """A 40x32 crop of a real photograph in ComfyUI's input folder, and the IMAGE LoadImage makes of it."""
+    crop = (astronaut[60:92, 180:220] * 255).round().astype(np.uint8)
+    Image.fromarray(crop).save(comfy.base / "input" / "photo.png")
+    return "photo.png", crop.astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(comfy, astronaut):
+    """A real video file written with PyAV: 10 frames 32x24 at 24 fps, stereo AAC at 48 kHz."""
+    path = comfy.base / "input" / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mpeg4", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        a = c.add_stream("aac", rate=48000, layout="stereo")
+        for i in range(10):
+            img = (astronaut[100 + 4 * i:124 + 4 * i, 200:232] * 255).astype(np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        t = np.arange(48000 // 2) / 48000
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate = 48000
+        for p in a.encode(frame):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return "clip.mp4"
+
+
+def engine(model, torch_threads, frames_hwc, scene_starts=None, **kwargs):
+    """The engine's output on the same frames, ``[B, sH, sW, C]`` as ComfyUI holds it."""
+    with torch_threads(1):
+        with Upscaler(model, device="cpu", **kwargs) as up:
+            x = torch.from_numpy(np.ascontiguousarray(frames_hwc)).movedim(-1, 1)
+            return up.upscale(x, scene_starts=scene_starts).movedim(1, -1).numpy()
+
+
+def succeeded(history) -> bool:
+    return history["status"]["status_str"] == "success"
+
+
+# ---------------------------------------------------------------- widgets
+def test_widgets_are_the_declared_options(comfy):
+    loader = comfy.object_info("SuperResModelLoader")
+    required = loader["input"]["required"]
+    assert loader["category"] == "superres" and loader["output"] == ["SUPERRES_MODEL"]
+    assert required["dtype"][0] == list(ENGINE_OPTIONS.get("dtype").choices)
+    assert {"auto", "cpu"} <= set(required["device"][0])
+    assert "superres/tiny_ditn.pth" in required["model"][0] and "temporal-mean-x2" in required["model"][0]
+    for family, opt in family_options():
+        assert required[opt.name] == json.loads(json.dumps(v1_input(port_for(opt, family=family)))), opt.name
+    # spot checks against the declarations as a user reads them
+    assert required["strength"][1]["max"] == 1.0 and required["strength"][1]["default"] == AUTO
+    assert required["unet_tile"][1]["min"] == 8 and required["unet_tile"][1]["default"] == 96
+    assert "wavelet" in required["color_fix"][0] and required["color_fix"][1]["default"] == "wavelet"
+    assert required["base"][0] == "STRING" and required["merge_lora"][0] == "BOOLEAN"
+    assert "tagger" not in required  # a Python-only option
+    up = comfy.object_info("SuperResUpscaleImage")["input"]
+    assert up["required"]["tile"][1]["min"] == AUTO and up["required"]["batch"][1]["min"] == 1
+    assert up["optional"]["scene_cuts"][0] == "SUPERRES_SCENE_CUTS"
+    assert comfy.object_info("SuperResUpscaleVideo")["output"] == ["VIDEO"]
+
+
+# ---------------------------------------------------------------- images
+def test_image_workflow_equals_engine(comfy, photo, tiny_ditn_path, torch_threads):
+    name, frame = photo
+    h = comfy.run(image_prompt(comfy, name, "superres/tiny_ditn.pth", out="tiny", tile=16, overlap=8))
+    assert succeeded(h), h["status"]
+    got = np.load(comfy.output("tiny.npy"))
+    want = engine(tiny_ditn_path, torch_threads, frame[None], tile=16, overlap=8)
+    assert got.shape == (1, 128, 160, 3) and got.dtype == np.float32
+    assert np.array_equal(got, want)
+
+
+def test_real_ditn_x4_equals_engine(comfy, photo, ditn_x4_path, torch_threads):
+    name, frame = photo
+    h = comfy.run(image_prompt(comfy, name, "ditn-real-x4", out="real"))
+    assert succeeded(h), h["status"]
+    got = np.load(comfy.output("real.npy"))
+    assert np.array_equal(got, engine("ditn-real-x4", torch_threads, frame[None]))
+
+
+# ---------------------------------------------------------------- video
+def test_video_workflow_keeps_frames_rate_and_audio(comfy, clip_with_audio, tiny_ditn_path, torch_threads):
+    prompt = video_prompt(comfy, clip_with_audio, "superres/tiny_ditn.pth", out="vid")
+    prompt["7"] = node(comfy, "SaveVideo", video=["3", 0], filename_prefix="video/sr", format="mp4", codec="h264")
+    h = comfy.run(prompt)
+    assert succeeded(h), h["status"]
+    info, info_in = (json.loads(comfy.output(n).read_text()) for n in ("vid.json", "vid_in.json"))
+    assert info["frames"] == info_in["frames"] == 10
+    assert Fraction(*info["fps"]) == Fraction(24) == Fraction(*info_in["fps"])
+    assert info["sample_rate"] == info_in["sample_rate"] == 48000
+    assert np.array_equal(np.load(comfy.output("vid.audio.npy")), np.load(comfy.output("vid_in.audio.npy")))
+    frames_in = np.load(comfy.output("vid_in.npy"))
+    got = np.load(comfy.output("vid.npy"))
+    assert got.shape == (10, 96, 128, 3)
+    assert np.array_equal(got, engine(tiny_ditn_path, torch_threads, frames_in))
+    saved = sorted((comfy.base / "output" / "video").glob("sr*.mp4"))[-1]
+    with av.open(str(saved)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 10
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (128, 96)
+        assert len(c.streams.audio) == 1
+
+
+def test_video_model_with_scene_cuts_equals_engine(comfy, clip_with_audio, torch_threads):
+    h = comfy.run(video_prompt(comfy, clip_with_audio, "temporal-mean-x2", out="tm", cuts="0, 4"))
+    assert succeeded(h), h["status"]
+    frames_in = np.load(comfy.output("tm_in.npy"))
+    got = np.load(comfy.output("tm.npy"))
+    starts = [i in (0, 4) for i in range(10)]
+    assert got.shape == (10, 48, 64, 3)
+    assert np.array_equal(got, engine("temporal-mean-x2", torch_threads, frames_in, scene_starts=starts))
+    assert not np.array_equal(got, engine("temporal-mean-x2", torch_threads, frames_in))  # the cut mattered
+
+
+@pytest.fixture(scope="module")
+def tiny_ultravsr(comfy):
+    from vs_superres.models.ultravsr.tiny import write_tiny_release
+
+    base, ckpt = write_tiny_release(comfy.base / "models" / "superres" / "ultravsr-tiny")
+    return {"base": "ultravsr-tiny/" + base.name, "checkpoint": "ultravsr-tiny/" + ckpt.name, "strength": 0.5}, base, ckpt
+
+
+def test_tiny_ultravsr_on_an_image_batch_equals_engine(comfy, clip_with_audio, tiny_ultravsr, torch_threads):
+    widgets, base, ckpt = tiny_ultravsr
+    prompt = {
+        "1": node(comfy, "LoadVideo", file=clip_with_audio),
+        "2": node(comfy, "GetVideoComponents", video=["1", 0]),
+        "3": node(comfy, "SuperResModelLoader", model="ultravsr", device="cpu", **widgets),
+        "4": node(comfy, "SuperResUpscaleImage", model=["3", 0], image=["2", 0]),
+        "5": node(comfy, "SuperResProbeSaveImage", image=["4", 0], name="uvsr"),
+        "6": node(comfy, "SuperResProbeSaveImage", image=["2", 0], name="uvsr_in"),
+    }
+    h = comfy.run(prompt, timeout=600)
+    assert succeeded(h), h["status"]
+    frames_in = np.load(comfy.output("uvsr_in.npy"))
+    got = np.load(comfy.output("uvsr.npy"))
+    assert got.shape == (10, 96, 128, 3)
+    want = engine("ultravsr", torch_threads, frames_in, base=str(base), checkpoint=str(ckpt), strength=0.5)
+    assert np.array_equal(got, want)
+
+
+# ---------------------------------------------------------------- progress, interruption
+@pytest.fixture(scope="module")
+def big_photo(comfy, astronaut):
+    img = (astronaut[:256, :256] * 255).astype(np.uint8)
+    Image.fromarray(img).save(comfy.base / "input" / "big.png")
+    return "big.png"
+
+
+def test_progress_then_interrupt_then_next_run_works(comfy, big_photo, photo):
+    ws = comfy.websocket()
+    try:
+        # 256 tiles of 16 px: long enough to interrupt in the middle
+        pid = comfy.queue(image_prompt(comfy, big_photo, "superres/tiny_ditn.pth", out="cut", tile=16, overlap=8))
+        first = ws.json_messages(lambda m: m["type"] == "progress" and m["data"].get("prompt_id") == pid, timeout=120)[-1]
+        assert first["data"]["node"] == "3" and first["data"]["max"] == 1000
+        status, _ = comfy.post("/interrupt", {})
+        assert status == 200
+        rest = ws.json_messages(lambda m: m["type"] in ("execution_interrupted", "execution_success", "execution_error")
+                                and m["data"].get("prompt_id") == pid, timeout=120)
+    finally:
+        ws.close()
+    assert rest[-1]["type"] == "execution_interrupted", [m["type"] for m in rest]
+    assert rest[-1]["data"]["node_id"] == "3"
+    values = [m["data"]["value"] for m in rest if m["type"] == "progress" and m["data"].get("prompt_id") == pid]
+    assert max(values, default=0) < 1000
+    h = comfy.wait(pid)
+    assert h["status"]["status_str"] == "error"
+    assert not comfy.output("cut.npy").exists()  # no half result
+    h = comfy.run(image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", out="after", tile=16, overlap=8))
+    assert succeeded(h) and comfy.output("after.npy").exists()
+
+
+def test_progress_reaches_the_end(comfy, photo):
+    ws = comfy.websocket()
+    try:
+        pid = comfy.queue(image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", out="prog", tile=8, overlap=0))
+        msgs = ws.json_messages(lambda m: m["type"] == "executing" and m["data"].get("node") is None
+                                and m["data"].get("prompt_id") == pid, timeout=120)
+    finally:
+        ws.close()
+    values = [m["data"]["value"] for m in msgs if m["type"] == "progress" and m["data"].get("node") == "3"]
+    assert len(values) >= 10 and values == sorted(values) and values[-1] == 1000
+
+
+# ---------------------------------------------------------------- errors
+def test_out_of_range_widget_is_rejected_by_validation(comfy, photo):
+    prompt = image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", tile=-5)
+    status, body = comfy.post("/prompt", {"prompt": prompt, "client_id": comfy.client_id})
+    assert status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
+    assert [e["type"] for e in body["node_errors"]["3"]["errors"]] == ["value_smaller_than_min"]
+
+
+def test_missing_weights_show_the_engine_message(comfy, photo):
+    h = comfy.run(image_prompt(comfy, photo[0], "ultravsr", out="missing"))
+    assert h["status"]["status_str"] == "error"
+    msg = error_message(h)
+    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Model Loader: ")
+    assert "ultravsr/UltraVSR.pkl" in msg and "widget 'checkpoint'" in msg
+    data = next(d for k, d in h["status"]["messages"] if k == "execution_error")
+    assert not any("site-packages/torch" in line for line in data["traceback"])
+
+
+def test_invalid_option_value_shows_the_declared_range(comfy, photo, tiny_ultravsr):
+    widgets = dict(tiny_ultravsr[0], strength=-0.5)  # inside the widget's range (-1 = auto), outside the option's
+    h = comfy.run(image_prompt(comfy, photo[0], "ultravsr", loader=widgets))
+    assert "widget 'strength' must be a number in (0, 1], got -0.5" in error_message(h)
+
+
+def test_wrong_format_and_too_small_images(comfy, photo, tiny_ultravsr):
+    rgba = image_prompt(comfy, photo[0], "superres/tiny_ditn.pth")
+    rgba["5"] = node(comfy, "JoinImageWithAlpha", image=["1", 0], alpha=["1", 1])
+    rgba["3"]["inputs"]["image"] = ["5", 0]
+    msg = error_message(comfy.run(rgba))
+    assert "SuperRes Upscale Image: " in msg and "channel" in msg, msg
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(comfy.base / "input" / "tiny.png")
+    msg = error_message(comfy.run(image_prompt(comfy, "tiny.png", "ultravsr", loader=tiny_ultravsr[0])))
+    assert "SuperRes Upscale Image: " in msg and "3x3" in msg.replace(" x ", "x"), msg
+
+
+# ---------------------------------------------------------------- handle lifetime
+def test_handle_is_cached_and_memory_does_not_grow(comfy, photo):
+    import psutil
+
+    proc = psutil.Process(comfy.proc.pid)
+    ws = comfy.websocket()
+    rss = []
+    try:
+        for i in range(5):
+            # Alternating the tile makes each run build a new engine (the old one is closed first).
+            pid = comfy.queue(image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", out=f"mem{i}", tile=16 + 8 * (i % 2)))
+            msgs = ws.json_messages(lambda m: m["type"] in ("execution_success", "execution_error")
+                                    and m["data"].get("prompt_id") == pid, timeout=120)
+            assert msgs[-1]["type"] == "execution_success"
+            cached = [m["data"]["nodes"] for m in msgs if m["type"] == "execution_cached"]
+            if i:
+                assert "2" in cached[0], "the loader (and its model) must be reused"
+            rss.append(proc.memory_info().rss)
+    finally:
+        ws.close()
+    assert rss[-1] - rss[1] < 64 * 2**20, [r // 2**20 for r in rss]
+    status, _ = comfy.post("/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    threading.Event().wait(1.0)
+    h = comfy.run(image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", out="after_free"))
+    assert succeeded(h)
