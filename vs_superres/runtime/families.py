@@ -24,6 +24,7 @@ log = logging.getLogger("vs_superres")
 BUILTIN = (
     "vs_superres.models.ditn.family",
     "vs_superres.models.ultravsr.family",
+    "vs_superres.models.patchscaler.family",
 )
 ENV_VAR = "SUPERRES_FAMILIES"
 ENTRY_POINT_GROUP = "vs_superres.families"

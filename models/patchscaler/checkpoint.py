@@ -1,0 +1,88 @@
+"""PatchScaler checkpoints: one ``.safetensors`` file, the config as JSON in its metadata.
+
+Read through the project's one safe loader (:func:`vs_superres.numerics.checkpoints.read_safetensors`).
+Training checkpoints add the optimiser state and the step (``train_state``), so a run resumes
+where it stopped; an inference load ignores them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vs_superres.contracts.errors import WeightsError
+from vs_superres.numerics.checkpoints import read_safetensors
+
+from .configs import PatchScalerConfig
+from .networks import PatchScalerNetworks
+
+FORMAT = "vs-superres/patchscaler"
+FORMAT_VERSION = "1"
+_GET_IT = ("PatchScaler has no released weights: train a checkpoint with "
+           "`python -m vs_superres.models.patchscaler.train` (see docs/patchscaler.md) and pass it as checkpoint=PATH.")
+_NET_PREFIX = "net."
+_OPT_PREFIX = "optim."
+
+
+def save_checkpoint(path: str | os.PathLike, networks: PatchScalerNetworks, *, train_state: dict[str, Any] | None = None,
+                    optimizer_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the networks (and optionally training state) atomically: a temporary file, then a rename."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {_NET_PREFIX + k: v.detach().cpu().contiguous().clone() for k, v in networks.state_dict().items()}
+    for k, v in (optimizer_tensors or {}).items():
+        tensors[_OPT_PREFIX + k] = v.detach().cpu().contiguous().clone()
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(networks.config.to_dict())}
+    if train_state is not None:
+        metadata["train_state"] = json.dumps(train_state)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[PatchScalerConfig, dict[str, torch.Tensor], dict[str, Any],
+                                                        dict[str, torch.Tensor]]:
+    """``(config, network tensors, train_state, optimizer tensors)``; a file of another kind raises :class:`WeightsError`."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path} is not a PatchScaler checkpoint: expected a .safetensors file. {_GET_IT}",
+                           option="checkpoint")
+    tensors, metadata = read_safetensors(path, hint=_GET_IT)
+    if metadata.get("format") != FORMAT:
+        raise WeightsError(
+            f"{path} is a .safetensors file but not a PatchScaler checkpoint (metadata format "
+            f"{metadata.get('format')!r}, expected {FORMAT!r}). {_GET_IT}", option="checkpoint")
+    try:
+        config = PatchScalerConfig.from_dict(json.loads(metadata["config"]))
+        train_state = json.loads(metadata.get("train_state", "{}"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: the PatchScaler config in its metadata is missing or invalid ({exc}). {_GET_IT}",
+                           option="checkpoint") from None
+    nets = {k[len(_NET_PREFIX):]: v for k, v in tensors.items() if k.startswith(_NET_PREFIX)}
+    opt = {k[len(_OPT_PREFIX):]: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
+    return config, nets, train_state, opt
+
+
+def load_networks(path: str | os.PathLike) -> PatchScalerNetworks:
+    """Build the networks of a checkpoint's config and load every tensor strictly (fp32, CPU, eval)."""
+    config, tensors, _, _ = read_checkpoint(path)
+    networks = PatchScalerNetworks(config)
+    own = networks.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = [f"{k}: file {tuple(tensors[k].shape)}, model {tuple(own[k].shape)}"
+             for k in own if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise WeightsError(
+            f"{path} does not fit its own PatchScaler config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"shape mismatches {wrong[:3]}; the file is damaged or was written by another version. {_GET_IT}",
+            option="checkpoint")
+    networks.load_state_dict(tensors, strict=True)
+    return networks.eval().requires_grad_(False)
