@@ -81,3 +81,14 @@ def test_engine_options_follow_the_model_kind():
     video = engine_options(get_model("ultravsr")).names()
     assert "window" in video and "tile" not in video and "batch" not in video
     assert "strength" in options_for(get_model("ultravsr")).names()
+
+
+def test_an_option_several_families_declare_is_one_flag_explained_for_each(capsys):
+    """``--checkpoint`` means PatchScaler's or UltraVSR's checkpoint, by --model: one flag whose
+    help says what it is for every family that declares it."""
+    from vs_superres.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["upscale"].format_help()  # type: ignore[union-attr]
+    flat = " ".join(text.split())
+    assert [line.split()[0] for line in text.splitlines() if line.strip().startswith("--checkpoint")] == ["--checkpoint"]
+    assert "PatchScaler checkpoint" in flat and "for ultravsr: UltraVSR checkpoint" in flat

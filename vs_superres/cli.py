@@ -91,15 +91,21 @@ def _add_family_args(p: argparse.ArgumentParser) -> None:
         group = p.add_argument_group(family.title or family.name, f"options of {models} (--model {models})")
         for opt in opts:
             added.add(opt.name)
-            _add_option_flag(group, opt)
+            # A name several families declare is one flag; its help says what it means to each.
+            others = [f"{other.name}: {other.options.get(opt.name).help}" for other in reg.families()
+                      if other is not family and opt.name in other.options.for_hosts()]
+            _add_option_flag(group, opt, also=others)
 
 
-def _add_option_flag(p, opt: Option) -> None:
+def _add_option_flag(p, opt: Option, also: list[str] | None = None) -> None:
     """``--name-with-dashes``, explained from the option's declaration; its value is parsed and
     checked by the declaration too (:func:`_given`), so a bad value is one clear line."""
     flag = "--" + opt.name.replace("_", "-")
     rng = opt.range_text()
-    text = f"{opt.help} ({rng + '; ' if rng else ''}default {opt.default!r})".replace("%", "%%")
+    text = f"{opt.help} ({rng + '; ' if rng else ''}default {opt.default!r})"
+    if also:
+        text += "; for " + "; for ".join(also)
+    text = text.replace("%", "%%")
     if opt.type == "bool":
         p.add_argument(flag, dest=opt.name, action="store_const", const="true", default=None, help=text)
     else:
