@@ -234,10 +234,12 @@ def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, size: int | None = None) -> Iterator[Path]:
     """Context manager yielding a temporary path; renamed to ``path`` on a clean exit.
 
-    An out-of-space error raised inside is turned into a :class:`SuperResError` saying so.
+    An out-of-space error raised inside or while committing is turned into a
+    :class:`SuperResError` saying so (``size``: the bytes being written, when known, so the
+    message says how much room is needed).
 
     >>> with atomic_output("out.png") as tmp:
     ...     tmp.write_bytes(data)
@@ -245,33 +247,21 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     target = AtomicFile(path)
     try:
         yield target.tmp_path
+        target.commit()
     except Exception as exc:
         target.abort()
-        full = disk_full_error(exc, target.path, written=target.written or None)
+        full = disk_full_error(exc, target.path, size=size, written=None if size else (target.written or None))
         if full is not None:
             raise full from None
         raise
     except BaseException:
         target.abort()
         raise
-    target.commit()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; returns the final path."""
-    target = AtomicFile(path)
-    try:
-        with open(target.tmp_path, "wb") as handle:
+    with atomic_output(path, size=len(data)) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
-        target.commit()
-    except Exception as exc:
-        target.abort()
-        # The size is known here: the message then says how much room is needed.
-        full = disk_full_error(exc, target.path, size=len(data))
-        if full is not None:
-            raise full from None
-        raise
-    except BaseException:
-        target.abort()
-        raise
     return Path(path)
