@@ -1,6 +1,13 @@
 """FFmpeg pipe bridge for vs-superres (imported as ``vs_superres.ffmpeg_filter``).
 
-Not written yet (issue 11); ``superres upscale`` already streams videos through PyAV, and
-``vs_superres.media`` reads and writes pipes (``StreamInfo``). The package exists so that the
-installed layout is final.
+Two commands, both thin hosts over :class:`vs_superres.Upscaler` and :mod:`vs_superres.media`:
+
+- ``superres-filter`` (:mod:`.filter_cmd`): video on stdin, upscaled video on stdout, in any
+  of the carriers of :mod:`.carriers` (y4m, NUT, Matroska, raw frames);
+- ``superres-ffmpeg`` (:mod:`.wrapper`): ffmpeg's own command line with ``superres=...`` in the
+  video filter chain, run as ffmpeg -> engine -> ffmpeg (:mod:`.cmdline`).
+
+Options are derived from the declarations (:mod:`.options`); frames stream through three
+overlapping stages with bounded queues (:mod:`.pipeline`). See ``docs/ffmpeg_bridge.md``.
+Importing this package imports neither torch nor the models.
 """

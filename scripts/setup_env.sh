@@ -14,7 +14,7 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$recipe" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
   "$venv/bin/python" -m pip install -q "torch==${SUPERRES_TORCH_VERSION:-2.13.0}"
-  "$venv/bin/python" -m pip install -q -e "$root[test]"
+  "$venv/bin/python" -m pip install -q -e "$root[test,ray]"
   echo "$recipe" > "$stamp"
 fi
 # FFmpeg's command-line tools are used by tests to inspect outputs (PyAV bundles its own

@@ -41,7 +41,7 @@ from importlib import resources
 from pathlib import Path
 
 from .contracts.errors import Cancelled, IncompleteInput, InvalidOption, SuperResError
-from .contracts.options import Option
+from .option_flags import add_engine_flags, add_family_flags, family_options, flag_spelling, given
 from .runtime import registry, weights as weights_mod
 from .runtime.engine_options import ENGINE_OPTIONS, options_help
 from .runtime.termination import Terminated, signals_as_exceptions
@@ -61,72 +61,12 @@ log = logging.getLogger("vs_superres")
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model name or checkpoint path (default {DEFAULT_MODEL})")
-    for opt in ENGINE_OPTIONS:
-        _add_option_flag(p, opt)
+    add_engine_flags(p)
     p.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="image output bit depth (default: the input's)")
-    _add_family_args(p)
+    add_family_flags(p)
     p.add_argument("-O", "--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any model option by name, e.g. -O unet_tile=64 -O seed=3 (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def _family_options() -> dict[str, Option]:
-    """Every host-facing option of every registered family, by name (first declaration wins)."""
-    out: dict[str, Option] = {}
-    for family in registry.default_registry().families():
-        for opt in family.options.for_hosts():
-            out.setdefault(opt.name, opt)
-    return out
-
-
-def _add_family_args(p: argparse.ArgumentParser) -> None:
-    """One flag per declared family option (``--frames-per-batch``), grouped by family."""
-    added: set[str] = set()
-    reg = registry.default_registry()
-    for family in reg.families():
-        opts = [o for o in family.options.for_hosts() if o.name not in added]
-        if not opts:
-            continue
-        models = ", ".join(m.name for m in reg.models_of(family.name))
-        group = p.add_argument_group(family.title or family.name, f"options of {models} (--model {models})")
-        for opt in opts:
-            added.add(opt.name)
-            # A name several families declare is one flag; its help says what it means to each.
-            others = [f"{other.name}: {other.options.get(opt.name).help}" for other in reg.families()
-                      if other is not family and opt.name in other.options.for_hosts()]
-            _add_option_flag(group, opt, also=others)
-
-
-def _add_option_flag(p, opt: Option, also: list[str] | None = None) -> None:
-    """``--name-with-dashes``, explained from the option's declaration; its value is parsed and
-    checked by the declaration too (:func:`_given`), so a bad value is one clear line."""
-    flag = "--" + opt.name.replace("_", "-")
-    rng = opt.range_text()
-    text = f"{opt.help} ({rng + '; ' if rng else ''}default {opt.default!r})"
-    if also:
-        text += "; for " + "; for ".join(also)
-    text = text.replace("%", "%%")
-    if opt.type == "bool":
-        p.add_argument(flag, dest=opt.name, action="store_const", const="true", default=None, help=text)
-    else:
-        p.add_argument(flag, dest=opt.name, default=None, metavar=opt.type.upper(), help=text)
-
-
-def _given(args, options) -> dict:
-    """The options of ``options`` given on the command line, parsed by their declarations."""
-    return {o.name: o.parse(getattr(args, o.name)) for o in options if getattr(args, o.name, None) is not None}
-
-
-def cli_spelling(name: str, value: str | None) -> str:
-    """How this command line writes option ``name`` in a message (``--strength D``), so errors
-    raised deep in the engine name the flag the user typed, not a Python keyword."""
-    declared = {**{o.name: o for o in ENGINE_OPTIONS}, **_family_options()}
-    if name not in declared:  # a Python-only option (a callable): only -O could name it
-        return f"-O {name}={value}" if value is not None else name
-    flag = "--" + name.replace("_", "-")
-    if declared[name].type == "bool":
-        return flag if value in (None, "True", "true") else f"-O {name}={value}"
-    return flag if value is None else f"{flag} {value}"
 
 
 def _add_overwrite_args(p: argparse.ArgumentParser) -> None:
@@ -151,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("output")
     _add_overwrite_args(up)
     _add_engine_args(up)
+    from .distributed.cli import add_arguments as add_distributed_arguments
+
+    add_distributed_arguments(up)
 
     demo = sub.add_parser("demo", help="upscale the embedded sample photo (the README's main job)",
                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
@@ -175,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def model_options(args) -> dict:
     """Model options given on the command line (only those given), typed by their declaration."""
-    declared = _family_options()
-    options = _given(args, declared.values())
+    declared = family_options()
+    options = given(args, declared.values())
     for item in args.model_option:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -190,7 +133,7 @@ def model_options(args) -> dict:
 def _engine(args, progress):
     from .runtime.upscaler import Upscaler
 
-    return Upscaler(args.model, progress=progress, **_given(args, ENGINE_OPTIONS), **model_options(args))
+    return Upscaler(args.model, progress=progress, **given(args, ENGINE_OPTIONS), **model_options(args))
 
 
 def _upscale_image(src: Path, dst: Path, args) -> None:
@@ -379,6 +322,11 @@ def cmd_upscale(args) -> int:
     kind = _check_kinds(src, dst)
     _check_output(src, dst, getattr(args, "overwrite", None))
     try:
+        from .distributed.cli import run as run_distributed
+
+        status = run_distributed(args, src, dst)  # None unless --ray/--workers was given
+        if status is not None:
+            return status
         if kind == "image":
             _upscale_image(src, dst, args)
         else:
@@ -495,11 +443,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_models(args)
     except IncompleteInput as e:  # before SuperResError: it is one, but the output was written
         end_open_lines()
-        print(f"superres: error: {e.render(cli_spelling)}", file=sys.stderr)
+        print(f"superres: error: {e.render(flag_spelling)}", file=sys.stderr)
         return 4
     except SuperResError as e:
         end_open_lines()
-        print(f"superres: error: {e.render(cli_spelling)}", file=sys.stderr)
+        print(f"superres: error: {e.render(flag_spelling)}", file=sys.stderr)
         return 2
     except Terminated as e:
         end_open_lines()

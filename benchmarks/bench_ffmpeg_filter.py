@@ -1,0 +1,100 @@
+"""Speed and memory of ``superres-filter`` against the engine alone, on the same frames.
+
+    SUPERRES_WEIGHTS=../shared/weights python benchmarks/bench_ffmpeg_filter.py [--frames 8]
+        [--model ditn-real-x4] [--size 320x180] [--rss-frames 30,600] [--rss-model MODEL]
+
+For each carrier (y4m, Matroska) it times the filter process from its start line (the model is
+loaded, the first frame decoded) to its exit, reading ffmpeg-made ``testsrc2`` frames from a
+file on stdin and writing to /dev/null, and the engine's ``Upscaler.stream`` on the same
+frames already in memory; it prints frames per second, the ratio (target >= 0.95) and the
+per-frame overhead in ms. Then the filter's peak RSS for a short and a long clip (flat means
+memory does not grow with the video's length; ``--rss-model`` lets a fast model stand in,
+e.g. the tests' ``temporal-mean-x2`` with ``PYTHONPATH=tests SUPERRES_FAMILIES=families.temporal_mean``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_input(folder: Path, carrier: str, size: str, frames: int) -> Path:
+    path = folder / f"in-{carrier}-{frames}.{'y4m' if carrier == 'y4m' else 'mkv'}"
+    fmt = ["-f", "yuv4mpegpipe"] if carrier == "y4m" else ["-c:v", "ffv1", "-f", "matroska"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24",
+                    "-frames:v", str(frames), "-pix_fmt", "yuv420p", *fmt, str(path)], check=True)
+    return path
+
+
+def run_filter(path: Path, model: str, threads: int) -> tuple[float, int]:
+    """(seconds from the start line to exit, peak RSS in KiB) of one filter process."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with open(path, "rb") as source, open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.filter_cmd", "-m", model,
+                                 "--matrix", "bt709", "--device", "cpu", "-nostats"],
+                                stdin=source, stdout=sink, stderr=subprocess.PIPE, env=env)
+        assert proc.stderr is not None
+        while True:
+            line = proc.stderr.readline()
+            if not line or b"-> x" in line:
+                break
+        start = time.perf_counter()
+        proc.stderr.read()
+        _, code, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+    if code:
+        raise SystemExit(f"superres-filter failed on {path} (wait status {code})")
+    return elapsed, usage.ru_maxrss
+
+
+def engine_seconds(path: Path, model: str, threads: int) -> tuple[float, int]:
+    import torch
+
+    from vs_superres import Upscaler
+    from vs_superres.media import VideoReader
+
+    torch.set_num_threads(threads)
+    with VideoReader(path) as reader:
+        frames = [torch.from_numpy(f.rgb) for f in reader]
+    up = Upscaler(model, device="cpu")
+    next(iter(up.stream(iter(frames[:1]))))  # warm-up, as the filter's first frame is
+    start = time.perf_counter()
+    count = sum(1 for _ in up.stream(iter(frames), total=len(frames)))
+    return time.perf_counter() - start, count
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="ditn-real-x4")
+    p.add_argument("--size", default="320x180")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rss-frames", default="30,600")
+    p.add_argument("--rss-model", default=None, help="model for the RSS runs (default --model)")
+    p.add_argument("--skip-speed", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if not args.skip_speed:
+            for carrier in ("y4m", "matroska"):
+                path = make_input(folder, carrier, args.size, args.frames)
+                engine, count = engine_seconds(path, args.model, args.threads)
+                bridge, rss = run_filter(path, args.model, args.threads)
+                print(f"{carrier:9s} {args.model} {args.size} x{count}: engine {count / engine:.3f} fps, "
+                      f"filter {count / bridge:.3f} fps, ratio {engine / bridge:.3f}, overhead "
+                      f"{(bridge - engine) / count * 1000:+.1f} ms/frame, peak RSS {rss / 1024:.0f} MiB",
+                      flush=True)
+        model = args.rss_model or args.model
+        for frames in (int(n) for n in args.rss_frames.split(",")):
+            path = make_input(folder, "y4m", args.size, frames)
+            seconds, rss = run_filter(path, model, args.threads)
+            print(f"RSS       {model} {args.size} x{frames}: peak {rss / 1024:.0f} MiB ({seconds:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

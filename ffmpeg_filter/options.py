@@ -1,0 +1,110 @@
+"""The filter's options, derived from the declarations: ffmpeg's ``superres=key=value:...``
+syntax and ``--flag VALUE`` flags are two spellings of the same declared options.
+
+Nothing here lists a model's options: the engine's come from
+:data:`vs_superres.runtime.engine_options.ENGINE_OPTIONS`, the models' from every registered
+family's ``options.for_hosts()``, and each value is parsed and checked by its
+:meth:`Option.parse`, exactly as the ``superres`` CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from typing import Any
+
+from ..contracts.errors import InvalidOption
+from ..option_flags import add_engine_flags, add_family_flags, declared_options, given_text
+
+FILTER_NAME = "superres"
+DEFAULT_MODEL = "ditn-real-x4"
+
+
+def split_filter_args(text: str) -> list[str]:
+    """Split ``a=1:b='x:y':c=p\\:q`` at unescaped, unquoted colons, the way libavfilter
+    reads a filter's arguments (``\\`` escapes one character, ``'...'`` quotes)."""
+    parts, current, quoted, i = [], [], False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i + 1])
+            i += 2
+            continue
+        if ch == "'":
+            quoted = not quoted
+        elif ch == ":" and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if quoted:
+        raise InvalidOption(f"unbalanced quote in the filter arguments {text!r}; close every '...'")
+    parts.append("".join(current))
+    return parts
+
+
+def parse_filter(text: str) -> dict[str, str]:
+    """``superres=model=X:tile=256`` (the ``superres=`` prefix is optional) -> raw values.
+
+    A first argument without ``=`` is the model, as ffmpeg filters take their first option
+    positionally (``superres=ditn-real-x4:tile=256``).
+    """
+    text = text.strip()
+    name, sep, args = text.partition("=")
+    if sep and name == FILTER_NAME:
+        text = args
+    elif text == FILTER_NAME:
+        return {}
+    values: dict[str, str] = {}
+    for index, item in enumerate(split_filter_args(text)):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            if index == 0:
+                values["model"] = key
+                continue
+            raise InvalidOption(f"filter argument {item!r} has no value; write key=value "
+                                f"(e.g. tile=256)", option=item)
+        values[key.strip().replace("-", "_")] = value
+    return values
+
+
+def engine_arguments(values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(model, keyword arguments for Upscaler)`` from raw text values, each parsed by its
+    declaration; unknown names are refused with the list of known ones."""
+    declared = declared_options()
+    raw = dict(values)
+    model = str(raw.pop("model", None) or DEFAULT_MODEL)
+    unknown = sorted(k for k in raw if k not in declared)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(declared), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise InvalidOption(
+            f"unknown filter option {unknown[0]}{hint}; the options are: model, "
+            + ", ".join(declared) + "; see superres-filter --help", option=unknown[0])
+    return model, {k: declared[k].parse(str(v)) if isinstance(v, str) else v for k, v in raw.items()}
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and one ``--name-with-dashes`` flag per declared option, grouped as the
+    ``superres`` CLI groups them (engine, then each family with its models)."""
+    parser.add_argument("-m", "--model", default=None,
+                        help=f"registered model name or checkpoint path (default {DEFAULT_MODEL})")
+    add_engine_flags(parser.add_argument_group("engine options"))
+    add_family_flags(parser, model_flag="-m")
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The option flags given on the command line, as raw text (``model`` included)."""
+    return given_text(args, ["model", *declared_options()])
+
+
+def filter_syntax_help() -> str:
+    """The ``key=value`` names, for ``--help``'s epilog."""
+    lines = ["filter syntax: superres=model=NAME:key=value:... (the same names as the flags, "
+             "with underscores), e.g.", "  superres=model=ditn-real-x4:tile=256:dtype=fp16", "",
+             "options:", "  model: registered model name or checkpoint path"]
+    lines += ["  " + o.describe() for o in declared_options().values()]
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""``superres-ffmpeg``: ffmpeg's own command line with ``superres=...`` in the video chain.
+
+    superres-ffmpeg -i in.mp4 -vf "scale=iw/2:-2,superres=model=ditn-real-x4,unsharp" \\
+        -c:v libx264 -crf 18 -c:a copy out.mp4
+
+runs ``ffmpeg (front) -> the engine, in this process -> ffmpeg (back)`` (see
+:mod:`.cmdline` for how the command is split). Both ffmpeg processes write their own stderr
+to ours; the exit status is the first failing stage's (the front's, then the back's, then the
+engine's), 0 only when every frame was written. The output file is written under a
+temporary name and renamed when everything succeeded, so Ctrl-C, SIGTERM or an error never
+leave a half-written file under the final name. A command without our filter runs ffmpeg
+unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from ..contracts.errors import Cancelled, IncompleteInput, SuperResError
+from ..media.atomic import AtomicFile
+from ..media.colour import CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES
+from . import status
+from .carriers import CARRIERS, PeekedInput
+from .cmdline import Command, back_maps, find_filter, front_maps, parse
+from .options import engine_arguments, parse_filter
+from .pipeline import Bridge
+from .sink import PipeSink
+from .source import ColourOverrides, ContainerSource
+
+PROG = "superres-ffmpeg"
+
+
+def ffmpeg_binary() -> str:
+    exe = os.environ.get("SUPERRES_FFMPEG") or shutil.which("ffmpeg")
+    if not exe:
+        raise SuperResError("ffmpeg was not found on PATH; install it (apt-get install ffmpeg) "
+                            "or set SUPERRES_FFMPEG to its path")
+    return exe
+
+
+def _is_file(url: str) -> bool:
+    return url not in ("-",) and not url.startswith("pipe:") and "://" not in url
+
+
+def _global(cmd: Command, drop: tuple[str, ...]) -> list[str]:
+    out, opts = [], cmd.global_options
+    i = 0
+    while i < len(opts):
+        name = opts[i][1:]
+        takes = name not in ("y", "n", "hide_banner", "nostdin", "stdin", "stats", "nostats",
+                             "benchmark", "benchmark_all", "report", "ignore_unknown",
+                             "copy_unknown", "xerror", "debug_ts")
+        chunk = opts[i:i + 2] if takes else opts[i:i + 1]
+        if name not in drop:
+            out += chunk
+        i += len(chunk)
+    return out
+
+
+def front_command(exe: str, cmd: Command, before: str) -> list[str]:
+    args = [exe, "-nostdin", "-hide_banner", "-nostats",
+            *_global(cmd, ("y", "n", "stats", "nostats", "progress", "stats_period", "stdin", "nostdin"))]
+    if "-loglevel" not in args and "-v" not in args:
+        args += ["-loglevel", "error"]
+    for source in cmd.inputs:
+        args += [*source.options, "-i", source.url]
+    args += front_maps(cmd.output_options)
+    # Every decoded frame with its own time stamp (no CFR duplication before the model, no
+    # rounding to 1/fps); the back applies the output's frame-rate mode as ffmpeg alone would.
+    args += ["-an", "-sn", "-dn", "-fps_mode", "passthrough", "-enc_time_base:v", "-1"]
+    if before:
+        args += ["-vf", before]
+    return args + ["-c:v", "ffv1", "-level", "3", "-f", "matroska", "-"]
+
+
+def colour_input_options(info) -> list[str]:
+    """The colour tags of the upscaled video, as decoder options of the back's pipe input
+    (NUT carries none)."""
+    colour = info.colour
+    out = []
+    if colour.range:
+        out += ["-color_range", RANGE_NAMES[colour.range]]
+    if info.layout.kind == "rgb":
+        out += ["-colorspace", "rgb"]  # ffprobe calls it gbr, the option rgb
+    elif not colour.matrix_guessed and colour.matrix in MATRIX_NAMES and colour.matrix != 2:
+        out += ["-colorspace", MATRIX_NAMES[colour.matrix]]
+    if colour.primaries not in (0, 2) and colour.primaries in PRIMARIES_NAMES:
+        out += ["-color_primaries", PRIMARIES_NAMES[colour.primaries]]
+    if colour.transfer not in (0, 2) and colour.transfer in TRANSFER_NAMES:
+        out += ["-color_trc", TRANSFER_NAMES[colour.transfer]]
+    if info.layout.kind == "yuv" and not colour.chroma_location_guessed:
+        out += ["-chroma_sample_location", CHROMA_LOCATION_NAMES[colour.chroma_location]]
+    return out
+
+
+def back_command(exe: str, cmd: Command, after: str, output_options: list[str], target: str,
+                 info, stats: bool, start: float = 0.0) -> list[str]:
+    args = [exe, "-hide_banner", *_global(cmd, ("nostdin", "stdin", "y", "n")), "-y"]
+    if not stats:
+        args.append("-nostats")
+    for source in cmd.inputs:
+        args += [*source.options, "-vn", "-i", source.url]
+    # ffmpeg moves each input to start at 0; the pipe starts where the front's first frame
+    # was (e.g. after the audio's first sample), and -itsoffset keeps it there, as alone.
+    # NUT carries no aspect and no colour tags: they are given back here.
+    args += ["-f", "nut", *colour_input_options(info)]
+    if start:
+        args += ["-itsoffset", f"{start:.9f}"]
+    args += ["-i", "-"]
+    args += back_maps(output_options, len(cmd.inputs))
+    chain = [f"setsar={info.sample_aspect_ratio.numerator}/{info.sample_aspect_ratio.denominator}"]
+    if after:
+        chain.append(after)
+    return args + ["-vf", ",".join(chain), target]
+
+
+def _exists_refusal(cmd: Command) -> int | None:
+    """ffmpeg's answer to an existing output without -y (it never asks: stdin is not free)."""
+    if not _is_file(cmd.output) or not os.path.exists(cmd.output) or "-y" in cmd.global_options:
+        return None
+    print(f"File '{cmd.output}' already exists. Exiting (pass -y to overwrite).", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: SIGTERM stops like Ctrl-C; our own text never goes to stdout
+    (ffmpeg may be writing the video there, ``-``)."""
+    status.raise_on_sigterm()
+    sys.stdout = sys.stderr
+    return run_command(list(sys.argv[1:] if argv is None else argv))
+
+
+def run_command(argv: list[str]) -> int:
+    """Run one ffmpeg command line; returns the exit status."""
+    try:
+        exe = ffmpeg_binary()
+        cmd = parse(argv)
+        split = find_filter(cmd)
+    except SuperResError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return status.USER_ERROR
+    if split is None:  # nothing of ours: ffmpeg itself
+        return subprocess.call([exe, *argv])
+    refused = _exists_refusal(cmd)
+    if refused is not None:
+        return refused
+    return _run(exe, cmd, split)
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _run(exe: str, cmd: Command, split) -> int:
+    level = status.loglevel(next((cmd.global_options[i + 1] for i, a in enumerate(cmd.global_options[:-1])
+                                  if a in ("-loglevel", "-v")), None))
+    user_stats = "-stats" in cmd.global_options
+    front = None
+    children: dict = {}
+    atomic = AtomicFile(cmd.output) if _is_file(cmd.output) else None
+    target = str(atomic.tmp_path) if atomic else cmd.output
+    failure: BaseException | None = None
+    try:
+        model, kwargs = engine_arguments(parse_filter(split.ours))
+        from ..runtime.upscaler import Upscaler
+
+        holder: dict = {}
+        engine = Upscaler(model, cancel=lambda: bool(holder) and holder["bridge"].cancelled(), **kwargs)
+        front = subprocess.Popen(front_command(exe, cmd, split.before), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE)
+        assert front.stdout is not None
+        source = ContainerSource(PeekedInput(front.stdout), CARRIERS["matroska"], ColourOverrides())
+        info = source.info
+        progress = status.ProgressLine(PROG, float(info.fps), enabled=level >= 32 and "-nostats" not in cmd.global_options)
+
+        def open_sink(width: int, height: int, first_pts: int) -> PipeSink:
+            back = subprocess.Popen(back_command(exe, cmd, split.after, split.output_options, target, info,
+                                                 user_stats, float(first_pts * info.time_base)),
+                                    stdin=subprocess.PIPE)
+            children["back"] = back
+            assert back.stdin is not None
+            return PipeSink(back.stdin, CARRIERS["nut"], info, width, height, copy_streams=False)
+
+        bridge = Bridge(source, engine, open_sink, on_frame=progress)
+        holder["bridge"] = bridge
+        bridge.run()
+        progress.finish()
+    except BaseException as exc:  # decided below, once the children's statuses are known
+        failure = exc
+    finally:
+        back = children.get("back")
+        if back is not None and back.stdin is not None:
+            with contextlib.suppress(OSError):
+                back.stdin.close()
+        interrupted = isinstance(failure, (KeyboardInterrupt, status.Terminated, Cancelled))
+        if interrupted or (failure is not None and not status.is_broken_pipe(failure)):
+            _stop(front)
+            if interrupted:
+                _stop(back)
+        if front is not None and front.stdout is not None:
+            with contextlib.suppress(OSError):
+                front.stdout.close()
+        front_rc = front.wait() if front is not None else 0
+        back_rc = back.wait() if back is not None else 0
+    return _conclude(failure, front_rc, back_rc, atomic)
+
+
+def _conclude(failure, front_rc: int, back_rc: int, atomic: AtomicFile | None) -> int:
+    if isinstance(failure, status.Terminated):
+        code, text = status.TERMINATED, "terminated"
+    elif isinstance(failure, (KeyboardInterrupt, Cancelled)):
+        code, text = status.INTERRUPTED, "interrupted"
+    else:
+        code, text = 0, ""
+    if code:
+        if atomic:
+            atomic.abort()
+        print(f"\n{PROG}: {text}; no output file was written", file=sys.stderr)
+        return code
+    if front_rc:  # ffmpeg said why on stderr; what we saw after it is a consequence
+        code = front_rc if front_rc > 0 else 128 - front_rc
+    elif back_rc:
+        code = back_rc if back_rc > 0 else 128 - back_rc
+    elif isinstance(failure, IncompleteInput):
+        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        code = status.INCOMPLETE_INPUT
+    elif isinstance(failure, SuperResError):
+        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        code = status.USER_ERROR
+    elif failure is not None:
+        print(f"{PROG}: internal error: {type(failure).__name__}: {failure}; this is a bug in "
+              "vs-superres, please report it", file=sys.stderr)
+        code = status.INTERNAL_ERROR
+    if atomic:
+        if code:
+            atomic.abort()
+        else:
+            atomic.commit()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

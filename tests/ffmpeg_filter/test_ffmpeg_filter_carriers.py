@@ -1,0 +1,159 @@
+"""``superres-filter`` per carrier, as a real process fed by the real ffmpeg: the frames it
+writes are the engine's on the same input (bit-identical: every carrier is lossless), and
+counts, rates, time stamps, tags, bit depth and the other streams are kept."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from bridge_helpers import (assert_frames_equal, decode, engine_reference, ffmpeg_bytes, ffprobe,
+                            filter_cmd, make_clips, needs_ffmpeg, packets, run_filter, video_times)
+
+pytestmark = needs_ffmpeg
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return make_clips(tmp_path_factory.mktemp("bridge_clips"))
+
+
+def y4m_header(data: bytes) -> dict[str, str]:
+    line = data[: data.index(b"\n")].decode()
+    assert line.startswith("YUV4MPEG2 ")
+    return {f[0]: f[1:] for f in line.split()[1:]}
+
+
+@pytest.mark.parametrize("clip, model", [("420.mkv", "ditn"), ("420p10.mkv", "temporal-mean-x2"),
+                                         ("444.mkv", "ditn")])
+def test_y4m_frames_are_the_engines(clips, clip, model, tiny_ditn_path):
+    model = str(tiny_ditn_path) if model == "ditn" else model
+    y4m = ffmpeg_bytes("-i", clips[clip], "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "-")
+    src = y4m_header(y4m)
+    source_colour = ffprobe(clips[clip])["streams"][0]
+    matrix = source_colour["color_space"]
+    run = run_filter("-m", model, "--matrix", matrix, "--device", "cpu", input=y4m)
+    assert run.returncode == 0, run.stderr.decode()
+    out = run.stdout
+    head = y4m_header(out)
+    scale = 2 if model.endswith("x2") else 4
+    assert (int(head["W"]), int(head["H"])) == (scale * int(src["W"]), scale * int(src["H"]))
+    for field in ("F", "I", "A", "C", "X"):
+        assert head.get(field) == src.get(field), field  # rate, interlacing, aspect, chroma, range
+    frames = decode(out, "yuv4mpegpipe")
+    # the y4m's samples, read with the colour of the file they came from (y4m has no matrix)
+    _, info = engine_reference(clips[clip], "temporal-mean-x2")
+    reference, _ = engine_reference(y4m, model, colour=info.colour)
+    assert len(frames) == 8
+    assert frames[0].format.name == info.pix_fmt  # bit depth and subsampling kept
+    assert_frames_equal(frames, reference, info.colour)
+    assert b"no colour matrix" not in run.stderr  # --matrix was given: nothing assumed
+
+
+def test_y4m_without_matrix_says_what_it_assumed_once(clips):
+    y4m = ffmpeg_bytes("-i", clips["420.mkv"], "-fps_mode", "passthrough", "-f", "yuv4mpegpipe", "-")
+    run = run_filter("-m", "temporal-mean-x2", input=y4m)
+    assert run.returncode == 0, run.stderr.decode()
+    err = run.stderr.decode()
+    assert err.count("y4m carries no colour matrix; converting with smpte170m, the default for 32x24") == 1
+    assert "--matrix" in err
+    # the assumed matrix (SMPTE 170M at this size) is the one both directions convert with
+    _, info = engine_reference(clips["420.mkv"], "temporal-mean-x2")
+    colour = dataclasses.replace(info.colour, matrix=6)
+    reference, _ = engine_reference(clips["420.mkv"], "temporal-mean-x2", colour=colour)
+    assert_frames_equal(decode(run.stdout, "yuv4mpegpipe"), reference, colour)
+
+
+def test_y4m_header_fields_survive(clips):
+    """Interlacing, aspect, chroma siting and range of the y4m header are written back."""
+    y4m = ffmpeg_bytes("-i", clips["420.mkv"], "-vf", "setsar=4/3,setfield=tff",
+                       "-chroma_sample_location", "topleft", "-color_range", "pc",
+                       "-f", "yuv4mpegpipe", "-")
+    src = y4m_header(y4m)
+    assert (src["I"], src["A"], src["C"]) == ("t", "4:3", "420paldv")
+    run = run_filter("superres=model=temporal-mean-x2:device=cpu", "--matrix", "bt709", input=y4m)
+    assert run.returncode == 0, run.stderr.decode()
+    head = y4m_header(run.stdout)
+    assert (head["I"], head["A"], head["C"], head["F"]) == ("t", "4:3", "420paldv", "24:1")
+    assert "XCOLORRANGE=FULL" in run.stdout[: run.stdout.index(b"\n")].decode()
+
+
+@pytest.mark.parametrize("clip", ["420.mkv", "420p10.mkv", "444.mkv", "rgb.mkv"])
+def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
+    data = clips[clip].read_bytes()  # a Matroska file is a Matroska stream
+    run = run_filter("superres=model=temporal-mean-x2", input=data)
+    assert run.returncode == 0, run.stderr.decode()
+    out = run.stdout
+    src, dst = ffprobe(clips[clip]), ffprobe(out)
+    sv, dv = src["streams"][0], dst["streams"][0]
+    assert (dv["width"], dv["height"]) == (2 * sv["width"], 2 * sv["height"])
+    for key in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_transfer",
+                "chroma_location", "r_frame_rate"):
+        assert dv.get(key) == sv.get(key), key
+    # PyAV cannot set a stream's aspect: untagged means square, which is what the source says
+    assert dv.get("sample_aspect_ratio", "1:1") == sv.get("sample_aspect_ratio", "1:1") == "1:1"
+    assert video_times(out) == video_times(clips[clip])
+    reference, info = engine_reference(clips[clip], "temporal-mean-x2")
+    assert_frames_equal(decode(out), reference, info.colour)
+    others = [(s["codec_type"], s["codec_name"], s.get("tags", {}).get("language")) for s in src["streams"][1:]]
+    assert others == [(s["codec_type"], s["codec_name"], s.get("tags", {}).get("language"))
+                      for s in dst["streams"][1:]]
+    for kind in ("audio", "subtitle"):
+        assert packets(out, kind) == packets(clips[clip], kind)  # same bytes at the same times
+
+
+def test_nut_keeps_variable_frame_rate_and_packed_rgb(clips):
+    nut = ffmpeg_bytes("-i", clips["vfr.mkv"], "-fps_mode", "passthrough", "-enc_time_base", "-1",
+                       "-pix_fmt", "rgb24",
+                       "-c:v", "rawvideo", "-f", "nut", "-")
+    run = run_filter("-m", "temporal-mean-x2", input=nut)
+    assert run.returncode == 0, run.stderr.decode()
+    frames = decode(run.stdout, "nut")
+    assert frames[0].format.name == "rgb24" and len(frames) == 8
+    times = video_times(run.stdout)
+    assert times == video_times(nut)
+    assert times[4] - times[3] > 2 * (times[1] - times[0])  # the variable frame rate's gap is kept
+    reference, info = engine_reference(nut, "temporal-mean-x2")
+    assert_frames_equal(frames, reference, info.colour)
+
+
+def test_rawvideo_in_nut_out(clips):
+    raw = ffmpeg_bytes("-i", clips["420.mkv"], "-fps_mode", "passthrough", "-f", "rawvideo",
+                       "-pix_fmt", "yuv420p", "-")
+    assert len(raw) == 8 * 32 * 24 * 3 // 2
+    run = run_filter("-f", "rawvideo", "-s", "32x24", "-pix_fmt", "yuv420p", "-r", "24", "--matrix",
+                     "bt709", "--chroma-location", "left", "-i", "-", "-m", "temporal-mean-x2",
+                     "-f", "nut", "-", input=raw)
+    assert run.returncode == 0, run.stderr.decode()
+    frames = decode(run.stdout, "nut")
+    assert [(f.width, f.height, f.format.name) for f in frames] == [(64, 48, "yuv420p")] * 8
+    reference, info = engine_reference(clips["420.mkv"], "temporal-mean-x2")
+    assert_frames_equal(frames, reference, info.colour)
+
+
+def test_rawvideo_out_is_bare_frames(clips):
+    y4m = ffmpeg_bytes("-i", clips["444.mkv"], "-fps_mode", "passthrough", "-f", "yuv4mpegpipe", "-")
+    run = run_filter("-m", "temporal-mean-x2", "--matrix", "bt709", "--output-format", "rawvideo", input=y4m)
+    assert run.returncode == 0, run.stderr.decode()
+    assert len(run.stdout) == 8 * 64 * 48 * 3  # nothing but the samples: stdout is only video
+    frames = decode(run.stdout, "rawvideo", video_size="64x48", pixel_format="yuv444p", framerate="24")
+    assert len(frames) == 8
+
+
+def test_options_in_filter_syntax_and_flags_agree(clips, tiny_ditn_path):
+    y4m = ffmpeg_bytes("-i", clips["420.mkv"], "-frames:v", "2", "-f", "yuv4mpegpipe", "-")
+    a = run_filter(f"superres=model={tiny_ditn_path}:tile=16:overlap=4:device=cpu", "-nostats", input=y4m)
+    b = filter_cmd("--model", tiny_ditn_path, "--tile", "16", "--overlap", "4", "--device", "cpu", input=y4m)
+    assert a.returncode == b.returncode == 0, a.stderr.decode() + b.stderr.decode()
+    assert a.stdout == b.stdout
+    assert b"frame=" in b.stderr and b"frame=" not in a.stderr  # -nostats: no progress line
+    bad = run_filter("superres=model=temporal-mean-x2:window=0", input=y4m)
+    assert bad.returncode == 2 and b"window must be an integer >= 1, got 0" in bad.stderr, bad.stderr
+    assert bad.stdout == b""
+
+
+def test_rate_of_ntsc_y4m_is_kept(clips):
+    y4m = ffmpeg_bytes("-i", clips["420.mkv"], "-r", "30000/1001", "-f", "yuv4mpegpipe", "-")
+    run = filter_cmd("-m", "temporal-mean-x2", "--matrix", "bt709", input=y4m)  # the real process
+    assert run.returncode == 0
+    assert y4m_header(run.stdout)["F"] == "30000:1001"

@@ -1,0 +1,57 @@
+"""Distributed runs on a ``ray.cluster_utils.Cluster`` of two worker nodes (and a head without
+CPUs, so a worker runs on each node): the output is the single-process CLI's, and a node
+removed mid-run (a replacement joining) does not change it."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_distributed import make_video, single_process, streams
+
+ray = pytest.importorskip("ray")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+pytestmark = pytest.mark.skipif(not __import__("shutil").which("ffmpeg"), reason="needs the ffmpeg command")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [c.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_two_nodes_give_the_cli_output(tmp_path, cluster, tiny_ditn_path):
+    from vs_superres.distributed import upscale_video
+
+    src = make_video(tmp_path / "in.mkv", 15, cut_at=None)
+    for model in ("temporal-mean-x2", str(tiny_ditn_path)):
+        want = single_process(src, tmp_path / "ref.mkv", "--model", model, "--device", "cpu")
+        summary = upscale_video(src, tmp_path / "out.mkv", model=model, address="auto", segment_frames=3, device="cpu")
+        assert streams(tmp_path / "out.mkv") == want, model
+        assert len(summary.workers) == 2  # one per CPU of the cluster
+
+
+def test_a_node_removed_mid_run_is_replaced_and_the_output_is_identical(tmp_path, cluster):
+    from vs_superres.distributed import upscale_video
+
+    c, nodes = cluster
+    src = make_video(tmp_path / "in.mkv", 20)
+    want = single_process(src, tmp_path / "ref.mkv", "--model", "temporal-mean-x2", "--device", "cpu")
+    events: list[str] = []
+
+    def progress(report) -> None:
+        if not events:
+            events.append("replacement")
+            c.add_node(num_cpus=1)  # a machine joins, then one of the two with a worker goes away
+            c.remove_node(nodes[0], allow_graceful=False)
+            events.append("removed")
+
+    summary = upscale_video(src, tmp_path / "out.mkv", model="temporal-mean-x2", workers=2, segment_frames=3,
+                            device="cpu", progress=progress)
+    assert events == ["replacement", "removed"]
+    assert streams(tmp_path / "out.mkv") == want
+    assert summary.frames == 20

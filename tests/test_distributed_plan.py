@@ -1,0 +1,144 @@
+"""The distributed run's parts that need no Ray: the segment plan (a property test against the
+one window scheduler and a single-process stream), the integer output codes, and the errors
+given before Ray is reached (not installed, unreachable address, images)."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vs_superres.contracts.errors import InvalidOption, SuperResError
+from vs_superres.distributed.codes import OutputFormat, from_codes, to_codes
+from vs_superres.distributed.plan import SegmentPlan, choose_windows_per_segment
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.convert import rgb_to_frame
+from vs_superres.runtime.upscaler import Upscaler
+from vs_superres.runtime.windows import TemporalWindowPlan
+
+
+def _streamed(plan: SegmentPlan, num_frames: int) -> list:
+    """The segments in the order a driver reading ``num_frames`` frames one by one releases them."""
+    out: list = []
+    for read in range(1, num_frames + 1):
+        out += plan.settled(read, read == num_frames, start=len(out))
+    return out
+
+
+def test_streamed_segments_are_the_plan_of_the_whole_clip_and_cut_on_window_boundaries():
+    rng = random.Random(13)
+    for _ in range(400):
+        length = rng.randint(1, 9)
+        overlap = rng.randint(0, length - 1)
+        n = rng.randint(1, 60)
+        plan = SegmentPlan(length, overlap, rng.randint(1, 6))
+        whole = plan.of_clip(n)
+        assert _streamed(plan, n) == whole, (n, plan)
+        # The outputs partition the clip; every cut is on the window grid.
+        assert [f for s in whole for f in s.outputs] == list(range(n))
+        grid = TemporalWindowPlan.for_clip(n, length, overlap)
+        for s in whole[1:]:
+            first_owned = s.windows[0] + (1 if grid.overlap else 0)  # the window before is for the crossfade
+            assert s.outputs.start == first_owned * grid.stride
+            assert s.inputs.start == s.windows[0] * grid.stride
+
+
+def _frames(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 6, 8, generator=g)
+
+
+@pytest.mark.parametrize("window,overlap", [(5, 2), (4, 0), (6, 3)])
+def test_any_segment_size_gives_the_single_process_frames(window, overlap):
+    """Every segment size, every clip length (shorter than a window too), with and without a
+    scene cut: the segments' frames are the stream's, bit for bit."""
+    up = Upscaler("temporal-mean-x2", device="cpu", window=window, window_overlap=overlap)
+    for n in (1, 3, window, 11, 17):
+        x = _frames(n, n)
+        for cuts in (None, [i == n // 2 and i > 0 for i in range(n)]):
+            ref = torch.stack(list(up.stream(iter(x), scene_starts=cuts, total=n)))
+            for wps in (1, 2, 3, 7):
+                plan = SegmentPlan(window, overlap, wps)
+                got = []
+                for seg in _streamed(plan, n):
+                    inputs = {i: x[i] for i in seg.inputs}
+                    got += list(up.render_segment(seg, n, inputs, cuts, None))
+                assert torch.equal(torch.stack(got), ref), (n, wps, cuts)
+
+
+def test_segment_size_follows_clip_length_workers_and_the_override():
+    # about four segments per worker
+    assert choose_windows_per_segment(1000, 2, 5, 2) == -(-125 // 3)
+    assert choose_windows_per_segment(1000, 8, 5, 2) < choose_windows_per_segment(1000, 2, 5, 2)
+    # big frames cap a segment so one worker's memory does not grow with the video
+    assert choose_windows_per_segment(10**6, 1, 1, 0, output_frame_bytes=1 << 28) == 8
+    assert choose_windows_per_segment(10, 1, 5, 2, segment_frames=9) == 3
+    with pytest.raises(InvalidOption, match="segment_frames must be an integer >= 1, got 0"):
+        choose_windows_per_segment(10, 1, 5, 2, segment_frames=0)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le", "yuv444p16le", "gbrp", "gray"])
+def test_output_codes_rebuild_the_writers_frame_exactly(pix_fmt):
+    rgb = np.random.default_rng(1).random((3, 10, 14), dtype=np.float32)
+    colour = ColourInfo(matrix=1, range=1, primaries=1, transfer=1, chroma_location=1)
+    fmt = OutputFormat(pix_fmt, colour, 14, 10)
+    want = rgb_to_frame(rgb, pix_fmt, colour)
+    got = from_codes(to_codes(rgb, fmt), fmt)
+    sample = 2 if pix_fmt.endswith("le") else 1
+    for a, b in zip(want.planes, got.planes, strict=True):
+        rows = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width * sample] for p in (a, b)]
+        assert np.array_equal(*rows)
+    assert (got.colorspace, got.color_range) == (want.colorspace, want.color_range)
+    with pytest.raises(SuperResError, match="NaN or infinite"):
+        to_codes(np.full((3, 10, 14), np.nan, np.float32), fmt)
+
+
+def test_without_ray_the_error_says_how_to_install_it(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from vs_superres.distributed import upscale_video\n"
+            "from vs_superres.contracts.errors import SuperResError\n"
+            "try:\n"
+            "    upscale_video('in.mkv', 'out.mkv', model='temporal-mean-x2', workers=2)\n"
+            "except SuperResError as e:\n"
+            "    print(e)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "need Ray, which is not installed" in run.stdout and "`pip install vs-superres[ray]`" in run.stdout
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_importing_the_package_imports_neither_ray_nor_torch():
+    code = ("import sys; import vs_superres.distributed, vs_superres.distributed.cli; "
+            "print('ray' in sys.modules, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["False", "False"], run.stderr
+
+
+def test_an_unreachable_address_is_refused_in_seconds():
+    from vs_superres.distributed.cluster import check_reachable
+
+    with pytest.raises(SuperResError, match=r"cannot reach the Ray cluster at '127.0.0.1:9' .*ray start --head"):
+        check_reachable("127.0.0.1:9", timeout=2)
+    with pytest.raises(SuperResError, match="cannot reach the Ray cluster at 'ray://127.0.0.1:9'"):
+        check_reachable("ray://127.0.0.1:9", timeout=2)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    from vs_superres.cli import build_parser
+
+    return build_parser().parse_args(["upscale", "in", "out", *argv])
+
+
+def test_cli_runs_on_this_machine_alone_without_the_flags_and_refuses_images(tmp_path):
+    from vs_superres.distributed.cli import run
+
+    assert run(_args(), tmp_path / "in.mkv", tmp_path / "out.mkv") is None
+    with pytest.raises(InvalidOption, match="'in.png' is an image, so upscale it without them"):
+        run(_args("--workers", "2"), tmp_path / "in.png", tmp_path / "out.png")
+    with pytest.raises(InvalidOption, match="--workers must be >= 1, got 0"):
+        run(_args("--workers", "0"), tmp_path / "in.mkv", tmp_path / "out.mkv")

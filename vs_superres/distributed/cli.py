@@ -1,0 +1,73 @@
+"""``superres upscale ... --ray ADDRESS | --workers N``: the command line of a distributed run.
+
+:func:`add_arguments` adds the flags to the ``upscale`` parser; :func:`run` does the run when
+one of them was given and returns its exit status, or None to let the CLI upscale on this
+machine alone. Neither imports Ray (or torch) before a distributed run is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..contracts.errors import InvalidOption
+from ..option_flags import given
+from ..runtime.engine_options import ENGINE_OPTIONS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "distributed (Ray)", "run a video on several GPUs or machines (needs `pip install vs-superres[ray]`); "
+        "the output is the single-machine output, bit for bit")
+    group.add_argument("--ray", metavar="ADDRESS", default=None,
+                       help="join the Ray cluster at ADDRESS: auto (the one this node belongs to), HOST:6379, "
+                            "or ray://HOST:10001")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="number of workers (default with --ray: one per GPU, else one per CPU); without "
+                            "--ray, start a local Ray instance with N workers")
+    group.add_argument("--worker-threads", type=int, default=1, metavar="N",
+                       help="torch threads and Ray CPUs of each CPU worker (default 1)")
+    group.add_argument("--segment-frames", type=int, default=None, metavar="N",
+                       help="frames per segment, rounded to whole windows (default: about four segments per worker)")
+    group.add_argument("--transport", choices=("store", "path"), default="store",
+                       help="store: the driver decodes and ships frames through Ray's object store (default); "
+                            "path: each worker decodes its own segment (the input must be at the same path on every node)")
+    group.add_argument("--retries", type=int, default=3, metavar="N",
+                       help="times a segment is run again after its worker or node died (default 3)")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    return getattr(args, "ray", None) is not None or getattr(args, "workers", None) is not None
+
+
+def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
+    """The distributed run asked for by ``args`` (exit status 0), or None when none was."""
+    if not wanted(args):
+        return None
+    from ..media.images import IMAGE_READ_EXTENSIONS
+
+    if src.suffix.lower() in IMAGE_READ_EXTENSIONS:
+        raise InvalidOption(f"--ray and --workers split videos across workers; {src.name!r} is an image, "
+                            "so upscale it without them", option="workers")
+    if args.workers is not None and args.workers < 1:
+        raise InvalidOption(f"--workers must be >= 1, got {args.workers}", option="workers")
+    from ..cli import model_options
+    from ..progress_bar import ProgressBar
+    from . import upscale_video
+
+    engine = given(args, ENGINE_OPTIONS)
+    bar = ProgressBar(src.name) if not args.quiet else None
+    try:
+        summary = upscale_video(src, dst, model=args.model, address=args.ray, workers=args.workers,
+                                threads=args.worker_threads, segment_frames=args.segment_frames,
+                                transport=args.transport, retries=args.retries, progress=bar,
+                                **engine, **model_options(args))
+    finally:
+        if bar:
+            bar.close()
+    if not args.quiet:
+        for line in summary.lines():
+            print(f"superres: {line}", file=sys.stderr)
+    print(f"{src} -> {summary.path} with {args.model} on {len(summary.workers)} Ray workers", file=sys.stderr)
+    return 0

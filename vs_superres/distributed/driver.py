@@ -1,0 +1,301 @@
+"""The driver of a distributed run: read, hand out segments, write in order.
+
+The driver opens the input with the one :class:`~vs_superres.media.video.VideoReader` and the
+output with the one writer (:class:`.output.CodeWriter`), exactly as the single-process CLI
+does, before any worker starts, so a bad input or an output the container refuses fails in
+milliseconds. It then reads frames as a stream, releases each segment of the plan
+(:mod:`.plan`) once it is settled, and writes the finished segments' frames in order.
+
+Memory is bounded by the number of workers, not by the video: at most ``2 * workers``
+segments are out at a time (one computing and one queued per worker), counted from the oldest
+one not yet written, so the reorder buffer of finished segments waiting for an earlier one, the
+input frames kept for segments not yet sent and the timestamps not yet written all stay within
+that many segments.
+
+Faults: Ray restarts a dead worker (``max_restarts``) and re-runs the call it was making
+(``max_task_retries``); when Ray gives up (a node gone for good), the driver sends the segment
+to another worker, up to ``retries`` times, then stops with an error naming the segment and its
+frames. Any exception, ``KeyboardInterrupt`` included, kills the workers and aborts the writer,
+which removes its temporary file: nothing appears under the final name.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..contracts.errors import InternalError, SuperResError
+from ..contracts.progress import Progress, ProgressFn
+from ..media.transcoding import incomplete_input_error
+from ..media.video import VideoReader
+from ..runtime.windows import ClipSegment
+from .cluster import connected, import_ray, start_workers, worker_slots
+from .output import CodeWriter
+from .plan import SegmentPlan, choose_windows_per_segment, frames_text
+
+log = logging.getLogger("vs_superres")
+
+TRANSPORTS = ("store", "path")
+
+
+class SegmentFailed(SuperResError):
+    """A segment failed on every attempt (its workers or their nodes kept dying)."""
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    """What one worker did: ``seconds`` is time spent computing its segments."""
+
+    worker: int
+    node: str
+    segments: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"worker {self.worker} on {self.node}: {self.segments} segments, {self.frames} frames "
+                f"in {self.seconds:.1f} s ({self.fps:.2f} frames/s)")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """The result of :func:`~vs_superres.distributed.upscale_video`."""
+
+    path: Path | None
+    frames: int
+    segments: int
+    seconds: float
+    workers: list[WorkerStats]
+    retried: int = 0
+    #: driver seconds spent outside waiting for workers (reading, sending, writing)
+    driver_seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        head = (f"{self.frames} frames in {self.segments} segments on {len(self.workers)} workers: "
+                f"{self.seconds:.1f} s ({fps:.2f} frames/s)" + (f", {self.retried} segment(s) retried" if self.retried else ""))
+        return [head] + [w.line() for w in self.workers]
+
+
+@dataclasses.dataclass
+class _Job:
+    index: int
+    segment: ClipSegment
+    num_frames: int
+    inputs: Any  # an object ref of the input frames, or the input's path
+    attempts: int = 0
+    worker: int = -1
+
+
+def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None, workers: int | None,
+        threads: int = 1, segment_frames: int | None = None, transport: str = "store", retries: int = 3,
+        scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
+        startup_timeout: float = 300.0) -> RunSummary:
+    """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring)."""
+    from ..runtime.loading import resolve_model
+
+    import_ray()  # before any work: a missing extra is the first thing to hear about
+    if transport not in TRANSPORTS:
+        raise SuperResError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", option="transport")
+    started = time.monotonic()
+    with VideoReader(src, passthrough=True) as reader:
+        scale = resolve_model(model)[0].scale
+        writer = CodeWriter(dst, reader.info, reader.info.width * scale, reader.info.height * scale,
+                            packets=reader.passthrough_packets)
+        try:
+            local_cpus = (workers or 1) * threads
+            with connected(address, local_cpus) as ray:
+                device = str(options.get("device", "auto"))
+                count, need = worker_slots(ray, device, workers, threads)
+                if "num_gpus" in need and device.startswith("cuda:"):
+                    options = {**options, "device": "cuda"}  # Ray gives each worker its own GPU
+                actors, infos = start_workers(ray, count, need, model, options,
+                                              threads if "num_cpus" in need else None, retries, startup_timeout)
+                try:
+                    summary = _Run(ray, reader, writer, actors, infos, src, segment_frames, transport,
+                                   retries, scene_starts, progress).go()
+                finally:
+                    for actor in actors:
+                        ray.kill(actor, no_restart=True)
+        except BaseException:
+            writer.abort()
+            raise
+        summary.path = writer.close()
+        summary.seconds = time.monotonic() - started
+        if reader.truncation is not None:
+            raise incomplete_input_error(reader.name, reader.truncation, summary.path)
+    return summary
+
+
+class _Run:
+    """One run's state: the input stream, the jobs out, the reorder buffer."""
+
+    def __init__(self, ray, reader: VideoReader, writer: CodeWriter, actors: list, infos: list[dict], src: Path,
+                 segment_frames: int | None, transport: str, retries: int,
+                 scene_starts: Sequence[bool] | None, progress: ProgressFn | None):
+        self.ray, self.reader, self.writer, self.actors = ray, reader, writer, actors
+        self.src, self.transport, self.retries, self.progress = src, transport, retries, progress
+        first = infos[0]
+        self.kind = first["kind"]
+        self.total = reader.frame_count or None
+        out_bytes = 3 * 4 * writer.width * writer.height
+        wps = choose_windows_per_segment(self.total, len(actors), first["window"], first["window_overlap"],
+                                         out_bytes, segment_frames)
+        self.plan = SegmentPlan(first["window"], first["window_overlap"], wps)
+        self.cuts = frozenset(i for i, flag in enumerate(scene_starts or ()) if flag)
+        self.frames = iter(reader)
+        self.buffer: dict[int, np.ndarray] = {}
+        self.pts: collections.deque = collections.deque()
+        self.read, self.ended = 0, False
+        self.stats = [WorkerStats(i, info["node"]) for i, info in enumerate(infos)]
+        self.alive = set(range(len(actors)))
+        self.limit = 2 * len(actors)
+        self.retried = 0
+        self.waiting = 0.0
+
+    # ------------------------------------------------------------------ input
+    def fill(self, upto: int) -> None:
+        """Read until frame ``upto`` is buffered or the clip has ended (as ``WindowStream.fill``)."""
+        while not self.ended and self.read <= upto:
+            decoded = next(self.frames, None)
+            if decoded is None:
+                self.ended = True
+                if self.read == 0:
+                    raise SuperResError("the clip has no frames")
+                return
+            self.pts.append(decoded.pts)
+            if self.transport == "store":
+                self.buffer[self.read] = decoded.rgb
+            self.read += 1
+
+    def next_segment(self, index: int) -> tuple[ClipSegment, int] | None:
+        """Segment ``index`` once it is settled, and the frame count its plan is made with."""
+        while True:
+            settled = self.plan.settled(self.read, self.ended, start=index)
+            if settled:
+                return settled[0], self.read
+            if self.ended:
+                return None
+            self.fill(self.plan.input_end(index))
+
+    def clip_state(self) -> Any:
+        """The per-clip state, computed once (by the first worker, on the workers' device type,
+        so it is the state the single-process run computes) and shared by every segment; the
+        frames it reads and the count it is given follow ``Upscaler.stream``."""
+        if self.kind != "video":
+            return None
+        ray, worker = self.ray, self.actors[0]
+        needed = ray.get(worker.clip_frames.remote(self.total))
+        if needed:
+            self.fill(max(needed))
+            if self.ended and max(needed) >= self.read:
+                needed = ray.get(worker.clip_frames.remote(self.read))
+        num_frames = self.read if self.ended else self.total
+        if self.transport == "path" and needed:
+            from .worker import read_inputs
+
+            got = read_inputs(self.src, ClipSegment(range(0), range(0), range(0, max(needed) + 1)))
+            frames = {i: got[i] for i in needed}
+        else:
+            frames = {i: self.buffer[i] for i in needed}
+        return ray.put(ray.get(worker.clip_state.remote(num_frames, frames)))
+
+    # ------------------------------------------------------------------ the loop
+    def go(self) -> RunSummary:
+        ray = self.ray
+        began = time.monotonic()
+        state = self.clip_state()
+        fmt = self.writer.output_format
+        out: dict[Any, _Job] = {}  # object ref -> job
+        done: dict[int, dict] = {}  # the reorder buffer: segment index -> its result
+        next_send = next_write = 0
+        last: int | None = None  # number of segments, once the clip has ended
+        written = 0
+
+        def send(job: _Job) -> None:
+            load = collections.Counter(j.worker for j in out.values())
+            choices = sorted(self.alive, key=lambda w: (load[w], w))
+            if not choices:
+                raise SegmentFailed(f"every worker has died; segment {job.index} ({frames_text(job.segment)}) "
+                                    "and the ones after it were not computed; check the nodes (`ray status`)")
+            job.worker, job.attempts = choices[0], job.attempts + 1
+            ref = self.actors[job.worker].render.remote(job.segment, job.num_frames, job.inputs, fmt, self.cuts, state)
+            out[ref] = job
+
+        while last is None or next_write < last:
+            while last is None and next_send < next_write + self.limit:
+                found = self.next_segment(next_send)
+                if found is None:
+                    last = next_send
+                    break
+                segment, num_frames = found
+                inputs: Any = str(self.src)
+                if self.transport == "store":
+                    inputs = ray.put(np.stack([self.buffer[i] for i in segment.inputs]))
+                    for i in [i for i in self.buffer if i < segment.outputs.stop - self.plan.length]:
+                        del self.buffer[i]  # no later segment reads frames this far back
+                send(_Job(next_send, segment, num_frames, inputs))
+                next_send += 1
+            if last is not None and next_write >= last:
+                break
+            waited = time.monotonic()
+            ready, _ = ray.wait(list(out), num_returns=1, timeout=1.0)
+            self.waiting += time.monotonic() - waited
+            for ref in ready:
+                job = out.pop(ref)
+                result = self.result(ref, job, send)
+                if result is not None:
+                    done[job.index] = result
+                    stat = self.stats[job.worker]
+                    stat.node, stat.segments = result["node"], stat.segments + 1
+                    stat.frames += len(result["codes"])
+                    stat.seconds += result["seconds"]
+            while next_write in done:
+                result = done.pop(next_write)
+                for planes in result["codes"]:
+                    self.writer.write_codes(planes, self.pts.popleft())
+                    written += 1
+                    if self.progress is not None:
+                        self.progress(Progress(written, max(self.total or 0, written), "frames"))
+                next_write += 1
+        if self.pts or not self.ended:
+            raise InternalError(f"the distributed run wrote {written} frames of {self.read} read")
+        busy = time.monotonic() - began - self.waiting
+        return RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy)
+
+    def result(self, ref, job: _Job, send: Callable[[_Job], None]) -> dict | None:
+        """The segment's result, or None after sending it again; raises when it cannot be had."""
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SuperResError):
+                raise cause from None
+            raise InternalError(
+                f"segment {job.index} ({frames_text(job.segment)}) failed on worker {job.worker} "
+                f"({self.stats[job.worker].node}): {type(cause).__name__ if cause else 'error'}: {cause or exc}") from exc
+        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError) as exc:
+            self.alive.discard(job.worker)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if job.attempts > self.retries:
+                raise SegmentFailed(
+                    f"segment {job.index} ({frames_text(job.segment)}) failed {job.attempts} times: its worker "
+                    f"or node died each time (last: {reason}); check the nodes (`ray status`, their logs under "
+                    "/tmp/ray), or allow more with retries=N") from None
+            log.warning("segment %d (%s) is sent to another worker: worker %d died (%s)",
+                        job.index, frames_text(job.segment), job.worker, reason)
+            self.retried += 1
+            send(job)
+            return None

@@ -1,0 +1,89 @@
+"""The segment plan of a distributed run, taken from the one window scheduler.
+
+A clip is cut with :meth:`~vs_superres.runtime.windows.TemporalWindowPlan.split` into
+:class:`~vs_superres.runtime.windows.ClipSegment` s of ``windows_per_segment`` windows; each
+segment computes one window of overlap before its first, so its crossfaded frames equal those
+of one process computing the whole clip. Nothing here imports Ray or torch.
+
+The driver reads its input as a stream and the exact frame count is known only at the end, so
+segments are released as soon as they are *settled*: a segment whose inputs end before the last
+frame read is not the clip's last one, and then it is the same segment in the plan of any clip
+at least that long (its windows, weights and inputs do not depend on where the clip ends).
+:meth:`SegmentPlan.settled` gives those; once the clip has ended it gives the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..contracts.errors import InvalidOption, option_ref
+from ..runtime.windows import ClipSegment, TemporalWindowPlan
+
+#: segments per worker when the size is chosen from the clip length: enough that a slow
+#: worker or a retried segment does not leave the others idle at the end, few enough that
+#: the one window each segment recomputes stays a small share
+SEGMENTS_PER_WORKER = 4
+#: float32 output bytes a worker may hold for one segment (its window outputs): this caps the
+#: segment length for large frames, so memory does not grow with the video
+SEGMENT_OUTPUT_BUDGET = 2 << 30
+
+
+def choose_windows_per_segment(total_frames: int | None, workers: int, length: int, overlap: int,
+                               output_frame_bytes: int = 0, segment_frames: int | None = None) -> int:
+    """Windows per segment, from the clip length and the number of workers.
+
+    ``segment_frames`` (the user's override) is rounded to whole windows; otherwise each
+    worker gets about :data:`SEGMENTS_PER_WORKER` segments, capped by
+    :data:`SEGMENT_OUTPUT_BUDGET` of output per segment (``output_frame_bytes`` per frame).
+    """
+    stride = length - overlap
+    if segment_frames is not None:
+        if isinstance(segment_frames, bool) or not isinstance(segment_frames, int) or segment_frames < 1:
+            raise InvalidOption(f"{option_ref('segment_frames')} must be an integer >= 1, got {segment_frames!r}",
+                                option="segment_frames")
+        return max(1, round(segment_frames / stride))
+    total = total_frames or 0
+    wanted = -(-total // max(1, workers * SEGMENTS_PER_WORKER)) if total else 256
+    if output_frame_bytes:
+        wanted = min(wanted, max(1, SEGMENT_OUTPUT_BUDGET // output_frame_bytes))
+    return max(1, -(-wanted // stride))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentPlan:
+    """Segments of ``windows_per_segment`` windows on the grid of ``length``/``overlap``."""
+
+    length: int
+    overlap: int
+    windows_per_segment: int
+
+    @property
+    def stride(self) -> int:
+        return self.length - self.overlap
+
+    def input_end(self, index: int) -> int:
+        """One past the last input frame segment ``index`` reads, were the clip long enough."""
+        last_window = (index + 1) * self.windows_per_segment - 1
+        return last_window * self.stride + self.length
+
+    def of_clip(self, num_frames: int) -> list[ClipSegment]:
+        """Every segment of a clip of ``num_frames`` frames."""
+        return TemporalWindowPlan.for_clip(num_frames, self.length, self.overlap).split(self.windows_per_segment)
+
+    def settled(self, frames_read: int, ended: bool, start: int = 0) -> list[ClipSegment]:
+        """Segments from index ``start`` that are final with ``frames_read`` frames read
+        (all remaining ones when the clip has ``ended`` at ``frames_read`` frames)."""
+        if ended:
+            return self.of_clip(frames_read)[start:]
+        out = []
+        index = start
+        while self.input_end(index) < frames_read:
+            index += 1
+        if index > start:
+            out = self.of_clip(frames_read)[start:index]
+        return out
+
+
+def frames_text(segment: ClipSegment) -> str:
+    """``frames 40-59`` for messages (inclusive, as a user counts)."""
+    return f"frames {segment.outputs.start}-{segment.outputs.stop - 1}"

@@ -1,0 +1,116 @@
+"""What runs on each Ray worker: one model, loaded once, rendering segments.
+
+:class:`SegmentWorker` is a plain class; :mod:`.cluster` makes it a Ray actor (``num_gpus=1``
+per GPU, or ``num_cpus`` per CPU slot). It never raises from ``__init__``: a model that cannot
+load on this node (weights missing there, an option its family refuses) is kept and reported by
+:meth:`SegmentWorker.describe`, so the driver can say which node failed and why instead of Ray
+restarting an actor that can never start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..contracts.errors import SuperResError
+from ..runtime.windows import ClipSegment
+from .codes import OutputFormat, to_codes
+
+
+def node_name() -> str:
+    """``host (ip)`` of this machine, for messages and the throughput summary."""
+    host = socket.gethostname()
+    try:
+        import ray
+
+        ip = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 (outside Ray, or no address yet: the host name is enough)
+        return host
+    return f"{host} ({ip})"
+
+
+class SegmentWorker:
+    """Loads ``model`` with the engine and model ``options`` once; renders segments on demand."""
+
+    def __init__(self, model: str, options: Mapping[str, Any], threads: int | None = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.node = node_name()
+        self.error: tuple[str, str] | None = None
+        self.up = None
+        try:
+            from ..runtime.upscaler import Upscaler
+
+            self.up = Upscaler(model, **dict(options))
+        except SuperResError as exc:
+            self.error = (type(exc).__name__, str(exc))
+
+    def describe(self) -> dict:
+        """Where this worker runs and what its model needs, or the error that stopped it."""
+        info: dict[str, Any] = {"node": self.node, "pid": os.getpid(), "error": self.error}
+        if self.up is not None:
+            info.update(name=self.up.descriptor.name, kind=self.up.descriptor.kind, scale=self.up.scale,
+                        window=self.up.window, window_overlap=self.up.window_overlap, device=str(self.up.device))
+        return info
+
+    def clip_frames(self, total: int | None) -> list[int]:
+        return self._up().clip_frames(total)
+
+    def clip_state(self, num_frames: int, frames: Mapping[int, np.ndarray]) -> Any:
+        import torch
+
+        return self._up().clip_state(num_frames, {i: torch.from_numpy(np.array(f)) for i, f in frames.items()})
+
+    def render(self, segment: ClipSegment, num_frames: int, frames: np.ndarray | str,
+               fmt: OutputFormat, cuts: frozenset[int], clip_state: Any) -> dict:
+        """Segment ``segment``'s output frames as integer codes (:mod:`.codes`).
+
+        ``frames``: its input frames ``[T, 3, H, W]`` float32 (``segment.inputs`` in order),
+        or the path of the input video, which this worker then decodes itself.
+        """
+        import torch
+
+        started = time.monotonic()
+        up = self._up()
+        if isinstance(frames, str):
+            frames = read_inputs(Path(frames), segment)
+        frames = np.array(frames)  # the store's arrays are read-only views; the model gets its own
+        inputs = {i: torch.from_numpy(frames[i - segment.inputs.start]) for i in segment.inputs}
+        flags = (lambda i: i in cuts) if cuts else None
+        codes = [to_codes(out.numpy(), fmt) for out in up.render_segment(segment, num_frames, inputs, flags, clip_state)]
+        return {"codes": codes, "node": self.node, "pid": os.getpid(), "seconds": time.monotonic() - started}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _up(self):
+        if self.up is None:
+            assert self.error is not None
+            raise SuperResError(self.error[1])
+        return self.up
+
+
+def read_inputs(path: Path, segment: ClipSegment) -> np.ndarray:
+    """Decode ``segment.inputs`` of the video at ``path`` with the one reader (from its start:
+    the reader has no exact seek, and a frame-exact seek is what bit-identical output needs)."""
+    from ..media.video import VideoReader
+
+    wanted = segment.inputs
+    got = []
+    with VideoReader(path) as reader:
+        for index, decoded in enumerate(reader):
+            if index >= wanted.stop:
+                break
+            if index >= wanted.start:
+                got.append(decoded.rgb)
+    if len(got) != len(wanted):
+        raise SuperResError(f"{path} holds {wanted.start + len(got)} frames on node {node_name()}, but frames "
+                            f"{wanted.start}-{wanted.stop - 1} were planned; every node must see the same input file")
+    return np.stack(got)
