@@ -153,9 +153,6 @@ def test_bad_values_are_exit_2_in_cli_spelling(release, photo, tmp_path, capsys)
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models/patchscaler/autoencoder.py and checkpoint.py write 'autoencoder=DIR' / 'checkpoint=PATH' "
-    "literally instead of through contracts.errors.option_ref, so the CLI cannot respell them"))
 def test_bad_files_name_the_flags_in_cli_spelling(release, photo, tmp_path, capsys):
     ckpt, vae = release
     out = tmp_path / "out.png"

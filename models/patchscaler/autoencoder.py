@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from vs_superres.contracts.errors import WeightsError
+from vs_superres.contracts.errors import WeightsError, option_ref
 from vs_superres.numerics.checkpoints import load_tensors
 
 from .configs import LATENT_CHANNELS, LATENT_FACTOR, SD_LATENT_SCALE
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _GET_IT = ("PatchScaler needs Stable Diffusion's KL-f8 autoencoder in diffusers format, e.g. "
-           "`hf download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse` (MIT), passed as autoencoder=DIR.")
+           "`hf download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse` (MIT), passed as " + option_ref("autoencoder", "DIR") + ".")
 
 
 def load_autoencoder(folder: str | os.PathLike):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vs_superres.contracts.errors import WeightsError
+from vs_superres.contracts.errors import WeightsError, option_ref
 from vs_superres.numerics.checkpoints import read_safetensors
 
 from .configs import PatchScalerConfig
@@ -23,7 +23,7 @@ from .networks import PatchScalerNetworks
 FORMAT = "vs-superres/patchscaler"
 FORMAT_VERSION = "1"
 _GET_IT = ("PatchScaler has no released weights: train a checkpoint with "
-           "`python -m vs_superres.models.patchscaler.train` (see docs/patchscaler.md) and pass it as checkpoint=PATH.")
+           "`python -m vs_superres.models.patchscaler.train` (see docs/patchscaler.md) and pass it as " + option_ref("checkpoint", "PATH") + ".")
 _NET_PREFIX = "net."
 _OPT_PREFIX = "optim."
 
