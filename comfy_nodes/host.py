@@ -13,6 +13,8 @@ from typing import Iterator
 from vs_superres.contracts.errors import Cancelled, SuperResError
 from vs_superres.contracts.progress import Progress
 
+from .model_files import ModelFileFilter
+
 log = logging.getLogger("vs_superres.comfy")
 #: ComfyUI model folder kind for our checkpoints (``models/superres``), next to the stock
 #: ``upscale_models`` (where DITN checkpoints may also live).
@@ -39,15 +41,25 @@ def register_folders() -> None:
         folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
 
 
-def folder_files(kind: str) -> list[str]:
+def folder_files(kind: str, contains: str = "") -> list[str]:
+    """Checkpoint files in ComfyUI's ``kind`` model folder that can be picked as a model: not
+    the files of a diffusers folder nor our family-format checkpoints, which options take
+    (:mod:`.model_files`). ``contains``: only names holding it (any case)."""
     import folder_paths
 
     register_folders()
     try:
         names = folder_paths.get_filename_list(kind)
+        roots = folder_paths.get_folder_paths(kind)
     except KeyError:
         return []
-    return [n for n in names if os.path.splitext(n)[1].lower() in EXTENSIONS]
+    keep = ModelFileFilter()
+
+    def is_model(name: str) -> bool:
+        root = next((r for r in roots if os.path.isfile(os.path.join(r, name))), None)
+        return root is None or keep.is_model(root, name)
+
+    return [n for n in names if os.path.splitext(n)[1].lower() in EXTENSIONS and contains in n.lower() and is_model(n)]
 
 
 def folder_file(kind: str, name: str) -> str:

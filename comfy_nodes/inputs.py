@@ -15,7 +15,7 @@ from vs_superres.contracts.options import Option, OptionSet
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import Registry, default_registry
 
-from .spec import Port
+from .spec import FRONTEND_SEED_NAMES, Port
 
 AUTO = -1
 INT_MAX = 2**31 - 1
@@ -30,13 +30,22 @@ def _auto(opt: Option) -> bool:
     return opt.default is None or opt.nullable
 
 
-def port_for(opt: Option, *, family: str = "") -> Port:
-    """The widget for ``opt``; the tooltip is the declared help (and its family)."""
+def port_for(opt: Option, *, family: str = "", also: Iterable[tuple[str, Option]] = ()) -> Port:
+    """The widget for ``opt``; the tooltip is the declared help (and its family).
+
+    ``also``: ``(family title, its option)`` for the other families that declare the same name
+    (one widget serves them all), so the tooltip says what the widget means to each, as the
+    command line's help does ("...; for UltraVSR: ...").
+    """
     who = f"{family}: " if family else ""
     tip = who + opt.help
     rng = opt.range_text()
     if rng:
         tip += f" ({rng})"
+    for other_family, other in also:
+        tip += f"; for {other_family}: {other.help}"
+        if other.range_text() and other.range_text() != rng:
+            tip += f" ({other.range_text()})"
     if opt.type == "bool":
         return Port(opt.name, "BOOLEAN", default=bool(opt.default), tooltip=tip)
     if opt.choices:
@@ -47,10 +56,12 @@ def port_for(opt: Option, *, family: str = "") -> Port:
             tip += f"; {AUTO} = default"
         lo = AUTO if auto else opt.minimum
         if opt.type == "int":
+            # A seed is a setting like any other: the frontend must not randomise it after each run.
+            control = False if opt.name in FRONTEND_SEED_NAMES else None
             return Port(opt.name, "INT", default=AUTO if opt.default is None else opt.default,
                         minimum=int(lo) if lo is not None else -INT_MAX,
                         maximum=int(opt.maximum) if opt.maximum is not None else INT_MAX,
-                        step=opt.multiple, tooltip=tip)
+                        step=opt.multiple, tooltip=tip, control_after_generate=control)
         return Port(opt.name, "FLOAT", default=float(AUTO if opt.default is None else opt.default),
                     minimum=float(lo) if lo is not None else -FLOAT_MAX,
                     maximum=float(opt.maximum) if opt.maximum is not None else FLOAT_MAX,
@@ -88,6 +99,18 @@ def family_options(registry: Registry | None = None) -> list[tuple[str, Option]]
                 seen.add(opt.name)
                 out.append((fam.title or fam.name, opt))
     return out
+
+
+def family_ports(registry: Registry | None = None) -> tuple[Port, ...]:
+    """The loader's family widgets, in :func:`family_options`' order; a widget that several
+    families share explains itself for each of them."""
+    registry = registry or default_registry()
+    ports = []
+    for family, opt in family_options(registry):
+        also = [(fam.title or fam.name, o) for fam in registry.families()
+                for o in fam.options.for_hosts() if o.name == opt.name and (fam.title or fam.name) != family]
+        ports.append(port_for(opt, family=family, also=also))
+    return tuple(ports)
 
 
 def family_values(options: OptionSet, widgets: Mapping[str, Any], *, model: str) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from typing import Any
 from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
 from vs_superres.runtime import weights as weights_mod
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
-from vs_superres.runtime.registry import default_registry
+from vs_superres.runtime.registry import Registry, default_registry
 
 from . import host
 from .handle import ModelHandle, follow_comfy_unloads, replace_for_loader
-from .inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_options, family_values, port_for, value_of
+from .inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_ports, family_values, port_for, value_of
 from .spec import MODEL_TYPE, SCENES_TYPE, NodeSpec, Port
 
 LOADER = "SuperResModelLoader"
@@ -50,7 +50,7 @@ def model_choices() -> list[str]:
     ``models/superres`` and the DITN files (name containing "ditn") in ``models/upscale_models``."""
     names = [d.name for d in default_registry().models(include_diagnostic=True) if _weights_available(d)]
     names += [f"{host.FOLDER}/{n}" for n in host.folder_files(host.FOLDER)]
-    names += [f"{host.UPSCALE_MODELS}/{n}" for n in host.folder_files(host.UPSCALE_MODELS) if "ditn" in n.lower()]
+    names += [f"{host.UPSCALE_MODELS}/{n}" for n in host.folder_files(host.UPSCALE_MODELS, contains="ditn")]
     return names
 
 
@@ -63,19 +63,23 @@ def device_choices() -> list[str]:
     return choices
 
 
-def loader_inputs() -> tuple[Port, ...]:
-    models = model_choices()
+def loader_ports(models: tuple[str, ...], devices: tuple[str, ...], registry: Registry | None = None) -> tuple[Port, ...]:
+    """The loader's inputs for these model and device choices (the example workflows are
+    generated from this: tools/comfy_workflows.py)."""
     dtype = ENGINE_OPTIONS.get("dtype")
     ports = [
-        Port("model", "COMBO", default=models[0] if models else None, choices=tuple(models),
+        Port("model", "COMBO", default=models[0] if models else None, choices=models,
              tooltip="a registered model whose weights are installed, or a checkpoint in models/superres "
                      "or models/upscale_models"),
-        Port("device", "COMBO", default="auto", choices=tuple(device_choices()), tooltip=ENGINE_OPTIONS.get("device").help),
+        Port("device", "COMBO", default="auto", choices=devices, tooltip=ENGINE_OPTIONS.get("device").help),
         port_for(dtype),
     ]
     assert [p.name for p in ports[1:]] == list(LOADER_ENGINE_OPTIONS)
-    ports += [port_for(opt, family=fam) for fam, opt in family_options()]
-    return tuple(ports)
+    return (*ports, *family_ports(registry))
+
+
+def loader_inputs() -> tuple[Port, ...]:
+    return loader_ports(tuple(model_choices()), tuple(device_choices()))
 
 
 def _model_target(choice: str) -> str:

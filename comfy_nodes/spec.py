@@ -18,6 +18,9 @@ MODEL_TYPE = "SUPERRES_MODEL"
 #: Scene cuts: a tuple of bools, True where a frame starts a scene.
 SCENES_TYPE = "SUPERRES_SCENE_CUTS"
 WIDGETS = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
+#: INT inputs that ComfyUI's frontend gives a "control after generate" widget (randomize after
+#: every run, an extra ``widgets_values`` entry) unless the input says ``control_after_generate``.
+FRONTEND_SEED_NAMES = ("seed", "noise_seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Port:
     tooltip: str = ""
     optional: bool = False
     multiline: bool = False
+    #: ``None``: the frontend's rule (:data:`FRONTEND_SEED_NAMES`); ``False``: never changed after a run.
+    control_after_generate: bool | None = None
 
     @property
     def is_widget(self) -> bool:

@@ -22,6 +22,8 @@ def v1_input(port: Port) -> tuple:
         for key, value in (("min", port.minimum), ("max", port.maximum), ("step", port.step)):
             if value is not None:
                 opts[key] = value
+    if port.kind == "INT" and port.control_after_generate is not None:
+        opts["control_after_generate"] = port.control_after_generate
     if port.kind == "STRING":
         opts["multiline"] = port.multiline
     if port.kind == "COMBO":

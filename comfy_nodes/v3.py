@@ -21,7 +21,8 @@ def _socket(kind: str):
 def v3_input(port: Port):
     common = {"optional": port.optional, "tooltip": port.tooltip or None}
     if port.kind == "INT":
-        return io.Int.Input(port.name, default=port.default, min=port.minimum, max=port.maximum, step=port.step, **common)
+        return io.Int.Input(port.name, default=port.default, min=port.minimum, max=port.maximum, step=port.step,
+                            control_after_generate=port.control_after_generate, **common)
     if port.kind == "FLOAT":
         return io.Float.Input(port.name, default=port.default, min=port.minimum, max=port.maximum, step=port.step, **common)
     if port.kind == "BOOLEAN":

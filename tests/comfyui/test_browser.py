@@ -70,6 +70,40 @@ class DevTools:
         raise TimeoutError(f"never true: {expression}")
 
 
+# Dialogs ComfyUI's frontend shows over the canvas (PrimeVue): the first visit opens "Templates".
+OPEN_DIALOGS = ("[...document.querySelectorAll('.p-dialog, [role=dialog]')]"
+                ".filter(d => d.getClientRects().length).map(d => d.innerText.split('\\n')[0])")
+# A dialog's close button: the last visible button in its top-right corner (the templates dialog
+# labels none of its buttons; PrimeVue's own dialogs mark theirs with a class).
+CLICK_CLOSE = """[...document.querySelectorAll('.p-dialog, [role=dialog]')].filter(d => d.getClientRects().length)
+    .forEach(d => { const box = d.getBoundingClientRect();
+        const b = d.querySelector('.p-dialog-close-button, .p-dialog-header-close') || [...d.querySelectorAll('button')]
+            .filter(b => { const r = b.getBoundingClientRect(); return r.width && getComputedStyle(b).opacity !== '0'
+                && r.top - box.top < 80 && box.right - r.right < 80; }).pop();
+        if (b) b.click(); })"""
+
+
+def press_escape(browser: DevTools) -> None:
+    for kind in ("keyDown", "keyUp"):
+        browser.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27,
+                     nativeVirtualKeyCode=27)
+
+
+def close_dialogs(browser: DevTools, timeout: float = 10) -> None:
+    """Close whatever dialog covers the canvas (Escape, as a user would; its close button if
+    Escape does not do it), and fail unless none is left for the screenshot."""
+    for attempt in (lambda: press_escape(browser), lambda: browser.js(CLICK_CLOSE)):
+        if not browser.js(OPEN_DIALOGS):
+            break
+        attempt()
+        deadline = time.monotonic() + timeout
+        while browser.js(OPEN_DIALOGS) and time.monotonic() < deadline:
+            time.sleep(0.25)
+    time.sleep(0.3)  # the closing animation
+    assert browser.js(OPEN_DIALOGS) == [], "a dialog still covers the canvas"
+    assert not browser.js("!!document.querySelector('[aria-labelledby=global-workflow-template-selector]')")
+
+
 @pytest.fixture
 def browser(tmp_path):
     proc = subprocess.Popen([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -112,6 +146,13 @@ def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser
     before = set(comfy.get("/history"))
     browser.js(f"app.loadGraphData({json.dumps(workflow)})")
     browser.wait_for("app.graph._nodes.length === 4")
+    # The frontend took every saved value into the widget of its position: same names as the
+    # server's, no "control after generate" widget (none stored), nothing shifted.
+    loaded = browser.js("(() => { const n = app.graph._nodes.find(n => n.type === 'SuperResModelLoader');"
+                        " return n.widgets.map(w => [w.name, w.value]); })()")
+    saved = next(n for n in workflow["nodes"] if n["type"] == "SuperResModelLoader")["widgets_values"]
+    assert [name for name, _ in loaded] == list(comfy.object_info("SuperResModelLoader")["input"]["required"])
+    assert [value for _, value in loaded][1:] == saved[1:]  # the model: the server's list may lack it
     # Point the example at this server's files: the test image and the tiny DITN checkpoint.
     browser.js("""(() => {
         const set = (type, name, value) => { const n = app.graph._nodes.find(n => n.type === type);
@@ -126,9 +167,7 @@ def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser
     assert width == 160  # 40 px wide, x4
     new = [pid for pid in comfy.get("/history") if pid not in before]
     assert len(new) == 1
-    # The first visit opens the templates dialog over the canvas: close it for the picture.
-    browser.js("document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(b => b.click())")
-    time.sleep(0.5)
+    close_dialogs(browser)
     shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
     path = tmp_path / "comfyui_upscale_image.png"
     path.write_bytes(shot)

@@ -31,13 +31,14 @@ def comfy_v3(comfy_env, installed_layout, tiny_ditn_path, tmp_path_factory):
 
 
 def _widgets(info: dict) -> dict:
-    """Inputs with the parts both APIs must agree on: type or choices, default, range."""
+    """Inputs with the parts both APIs must agree on: type or choices, default, range, tooltip,
+    and whether the frontend may change the value after a run."""
     out = {}
     for section in ("required", "optional"):
         for name, spec in info["input"].get(section, {}).items():
             opts = spec[1] if len(spec) > 1 else {}
             kind = opts.get("options") if spec[0] == "COMBO" else spec[0]  # V3 writes combos as ("COMBO", {"options"})
-            out[name] = (section, kind, {k: opts.get(k) for k in ("default", "min", "max", "step")})
+            out[name] = (section, kind, {k: opts.get(k) for k in ("default", "min", "max", "step", "tooltip", "control_after_generate")})
     return out
 
 

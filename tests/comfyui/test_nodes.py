@@ -17,7 +17,7 @@ from graphs import image_prompt, node, video_prompt
 from conftest import error_message
 
 from vs_superres import Upscaler
-from vs_superres.comfy_nodes.inputs import AUTO, family_options, port_for
+from vs_superres.comfy_nodes.inputs import AUTO, family_ports
 from vs_superres.comfy_nodes.v1 import v1_input
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 
@@ -75,8 +75,8 @@ def test_widgets_are_the_declared_options(comfy):
     assert required["dtype"][0] == list(ENGINE_OPTIONS.get("dtype").choices)
     assert {"auto", "cpu"} <= set(required["device"][0])
     assert "superres/tiny_ditn.pth" in required["model"][0] and "temporal-mean-x2" in required["model"][0]
-    for family, opt in family_options():
-        assert required[opt.name] == json.loads(json.dumps(v1_input(port_for(opt, family=family)))), opt.name
+    for port in family_ports():
+        assert required[port.name] == json.loads(json.dumps(v1_input(port))), port.name
     # spot checks against the declarations as a user reads them
     assert required["strength"][1]["max"] == 1.0 and required["strength"][1]["default"] == AUTO
     assert required["unet_tile"][1]["min"] == 8 and required["unet_tile"][1]["default"] == 96
