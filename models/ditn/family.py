@@ -47,9 +47,12 @@ class DITNConfig(FrozenConfig):
 
 
 def _build(config: DITNConfig):
-    from .arch import build
+    """The runtime's network: :class:`~.fast.DITNInference`, the checkpoint-true DITN with a
+    fused gradient-free forward (``docs/benchmarks.md``: same state dict, output within 1e-4)."""
+    from .arch import DEFAULT_CONFIG
+    from .fast import DITNInference
 
-    return build(config.to_dict())
+    return DITNInference(**{**DEFAULT_CONFIG, **config.to_dict()})
 
 
 def _config_from_state_dict(state_dict) -> DITNConfig:

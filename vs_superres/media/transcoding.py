@@ -4,6 +4,12 @@ The one module that knows both ends: :mod:`.video` and :mod:`.writer` never impo
 other, they meet here through a :class:`~.streaminfo.StreamInfo` and the pass-through
 packets the reader demuxes in the same single pass as the video (so a pipe works).
 
+Decoding (with colour conversion to RGB) runs in a reader thread and encoding in a writer
+thread, each a bounded queue of a few frames away from ``process`` (:data:`_QUEUE_FRAMES`), so
+inference never waits for either and memory stays flat in the clip's length. An error in
+either thread is raised in the caller, unchanged, where it would have been raised without
+threads; Ctrl-C stops both threads before the partial output is removed.
+
 Order of work, so that nothing is computed for an output that cannot be made: the input is
 opened and probed; with ``output_size`` the output is opened and its header written (the
 encoder and the container accept this size, pixel format and these streams) before
@@ -19,6 +25,8 @@ the frames read and expected and the output's path.
 from __future__ import annotations
 
 import collections
+import queue
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
@@ -106,27 +114,38 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
     """
     pending_pts: collections.deque = collections.deque()
     copy_streams = writer_options.get("copy_streams", True)
+    # Pass-through packets travel with the frames: the reader thread takes them from the
+    # reader (its queue is not safe to share across threads) and they become visible to the
+    # writer when ``process`` pulls the frame they were demuxed before.
+    ready_packets: collections.deque = collections.deque()
+
+    def packets_so_far() -> list:
+        return [ready_packets.popleft() for _ in range(len(ready_packets))]
 
     with VideoReader(src, passthrough=copy_streams, format=src_format) as reader:
         total = reader.frame_count or None
-
         consumed = {"all": False}
+        decoding = _Ahead(_decoded(reader), _QUEUE_FRAMES, "decoding")
 
         def decode() -> Iterator[np.ndarray]:
-            for decoded in reader:
-                pending_pts.append(decoded.pts)
-                yield decoded.rgb
+            for pts, rgb, packets in decoding:
+                ready_packets.extend(packets)
+                if rgb is None:  # the end: the last packets, demuxed after the last frame
+                    break
+                pending_pts.append(pts)
+                yield rgb
             consumed["all"] = True
 
         inputs = _CountedFrames(decode(), total)
 
         writer = None
+        encoding: _Behind | None = None
         done = 0
         try:
+            decoding.start()
             if output_size is not None:
                 width, height = output_size(reader.info) if callable(output_size) else output_size
-                writer = VideoWriter(dst, reader.info, width, height,
-                                     packets=reader.passthrough_packets, **writer_options)
+                writer = VideoWriter(dst, reader.info, width, height, packets=packets_so_far, **writer_options)
             for output in process(inputs):
                 if not pending_pts:
                     raise SuperResError(
@@ -135,11 +154,13 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
                 if writer is None:
                     first = _to_chw(output)
                     writer = VideoWriter(dst, reader.info, first.shape[2], first.shape[1],
-                                         packets=reader.passthrough_packets, **writer_options)
-                writer.write(_to_chw(output, writer.width, writer.height), pending_pts.popleft())
+                                         packets=packets_so_far, **writer_options)
+                if encoding is None:
+                    encoding = _Behind(_encoder(writer, total, on_progress), _QUEUE_FRAMES, "encoding")
+                encoding.put((_to_chw(output, writer.width, writer.height), pending_pts.popleft()))
                 done += 1
-                if on_progress is not None:
-                    on_progress(Progress(done, max(total or 0, done), "transcode"))
+            if encoding is not None:
+                encoding.finish()
             if pending_pts or writer is None or not consumed["all"]:
                 given = done + len(pending_pts)
                 raise SuperResError(
@@ -147,10 +168,151 @@ def transcode(src: MediaFile, dst: MediaFile, process: ProcessFn, *,
                     + ("" if consumed["all"] else " and stopped reading before the last frame")
                     + "; it must read every input frame and yield one output frame for each")
         except BaseException:
+            decoding.stop()
+            if encoding is not None:
+                encoding.stop()
             if writer is not None:
                 writer.abort()
             raise
+        decoding.stop()
         path = writer.close()
         if reader.truncation is not None:
             raise incomplete_input_error(reader.name, reader.truncation, path)
         return path
+
+
+#: Frames the decoder may run ahead of ``process``, and the encoder behind it. Two each keep
+#: both threads busy while inference runs (a frame takes far longer to infer than to decode or
+#: encode) and bound memory to a few frames whatever the clip's length.
+_QUEUE_FRAMES = 2
+_POLL_S = 0.1  # how often a blocked thread looks whether it should stop
+
+
+def _decoded(reader: VideoReader) -> Iterator[tuple]:
+    """``(pts, rgb, packets)`` per frame, then ``(None, None, last packets)``."""
+    for decoded in reader:
+        yield decoded.pts, decoded.rgb, reader.passthrough_packets()
+    yield None, None, reader.passthrough_packets()
+
+
+def _encoder(writer: VideoWriter, total: int | None, on_progress: ProgressFn | None) -> Callable:
+    done = 0
+
+    def encode(item: tuple) -> None:
+        nonlocal done
+        writer.write(*item)
+        done += 1
+        if on_progress is not None:
+            on_progress(Progress(done, max(total or 0, done), "transcode"))
+
+    return encode
+
+
+class _Ahead:
+    """Runs an iterator in a thread, at most ``depth`` items ahead of the consumer.
+
+    An exception in the thread is re-raised, unchanged, to the consumer at the item where it
+    happened (so it surfaces as if the iteration ran in the caller; nothing is printed by the
+    thread). :meth:`stop` ends the thread early and waits for it.
+    """
+
+    def __init__(self, items: Iterator, depth: int, name: str):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"superres-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _offer(self, item) -> bool:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._offer((True, item)):
+                    return
+            self._offer((False, None))
+        except BaseException as exc:  # handed to the consumer, never printed here
+            self._offer((False, exc))
+
+    def __iter__(self) -> Iterator:
+        while True:
+            ok, item = self._queue.get()
+            if ok:
+                yield item
+                continue
+            if item is not None:
+                raise item
+            return
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class _Behind:
+    """Calls ``consume(item)`` in a thread for every :meth:`put` item, at most ``depth`` behind.
+
+    The first exception ``consume`` raises is re-raised, unchanged, by the next :meth:`put` or
+    by :meth:`finish` (which waits for every item to be consumed); later items are dropped.
+    """
+
+    _END = object()
+
+    def __init__(self, consume: Callable, depth: int, name: str):
+        self._consume = consume
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._halt = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"superres-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is self._END:
+                return
+            if self._error is None:
+                try:
+                    self._consume(item)
+                except BaseException as exc:  # handed to the producer, never printed here
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self.stop()
+            raise error
+
+    def put(self, item) -> None:
+        self._raise_error()
+        while True:
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                break
+            except queue.Full:
+                self._raise_error()
+                if not self._thread.is_alive():
+                    raise SuperResError("the encoding thread ended unexpectedly; run again") from None
+
+    def finish(self) -> None:
+        self._queue.put(self._END)
+        self._thread.join()
+        self._raise_error()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join()
