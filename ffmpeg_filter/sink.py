@@ -27,6 +27,7 @@ from ..media.colour import CHROMA_LOCATION_NAMES, guess_matrix
 from ..media.convert import pixel_layout, rgb_to_frame
 from ..media.streaminfo import StreamInfo
 from .carriers import Carrier
+from .stream_aspect import set_stream_aspect
 
 log = logging.getLogger("vs_superres.ffmpeg_filter")
 
@@ -56,23 +57,26 @@ def output_pix_fmt(carrier: Carrier, source_pix_fmt: str) -> str:
 
 
 class _AspectPatch:
-    """FFmpeg's y4m muxer writes the ``A`` field from the stream's aspect, which PyAV cannot
-    set; this file object rewrites that one field of the header line as it passes."""
+    """FFmpeg's y4m muxer writes the ``A`` field from the stream's aspect; where that cannot be
+    set (:func:`~.stream_aspect.set_stream_aspect` refused), this file object rewrites that one
+    field of the header line as it passes. With ``aspect`` None it passes bytes unchanged."""
 
-    def __init__(self, raw: IO[bytes], aspect: Fraction):
-        self._raw, self._aspect, self._done = raw, aspect, False
+    def __init__(self, raw: IO[bytes]):
+        self._raw, self._done = raw, False
+        self.aspect: Fraction | None = None
 
     def write(self, data) -> int:
         data = bytes(data)
-        if not self._done:
+        if not self._done and self.aspect is not None:
             self._done = True
             end = data.find(b"\n")
             head = data[:end].split(b" ")
-            head = [f"A{self._aspect.numerator}:{self._aspect.denominator}".encode()
+            head = [f"A{self.aspect.numerator}:{self.aspect.denominator}".encode()
                     if f.startswith(b"A") else f for f in head]
             patched = b" ".join(head) + data[end:]
             self._raw.write(patched)
             return len(data)
+        self._done = True
         self._raw.write(data)
         return len(data)
 
@@ -84,6 +88,13 @@ class _AspectPatch:
 
     def seekable(self) -> bool:
         return False
+
+
+def output_aspect(source_aspect: Fraction, source_size: tuple[int, int], size: tuple[int, int]) -> Fraction:
+    """The sample aspect that keeps the source's display aspect at the output's size (the
+    same as the source's when both axes scale alike)."""
+    (sw, sh), (w, h) = source_size, size
+    return Fraction(source_aspect) * Fraction(sw * h, sh * w)
 
 
 class PipeSink:
@@ -117,9 +128,11 @@ class PipeSink:
             self._encoder.time_base = time_base
             self._container = None
             return
+        self.aspect = output_aspect(info.sample_aspect_ratio, (info.width, info.height), (width, height))
         target = out
+        patch = None
         if carrier.name == "y4m":
-            target = _AspectPatch(out, info.sample_aspect_ratio)  # type: ignore[assignment]
+            target = patch = _AspectPatch(out)  # type: ignore[assignment]
         options = {"strict": "-1"} if carrier.name == "y4m" else {}
         self._container = av.open(target, "w", format=carrier.av_format, options=options)
         stream: Any = self._container.add_stream(carrier.video_codec, rate=info.fps)
@@ -128,7 +141,15 @@ class PipeSink:
         ctx.width, ctx.height, ctx.pix_fmt = width, height, self.pix_fmt
         ctx.time_base = time_base
         ctx.framerate = info.fps
-        ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        ctx.sample_aspect_ratio = self.aspect
+        if not set_stream_aspect(stream, self.aspect):
+            if patch is not None:
+                patch.aspect = self.aspect
+            elif self.aspect != 1:
+                log.warning("the sample aspect ratio %s:%s is not written: this PyAV/FFmpeg build's "
+                            "stream layout is unknown; give the receiving ffmpeg -vf setsar=%s/%s",
+                            self.aspect.numerator, self.aspect.denominator,
+                            self.aspect.numerator, self.aspect.denominator)
         ctx.colorspace = colour.matrix if layout.kind != "rgb" else 0
         ctx.color_range = colour.range
         ctx.color_primaries = colour.primaries

@@ -103,6 +103,9 @@ def test_video_model_on_two_workers_is_the_cli_output(tmp_path, frames, segment)
     assert streams(tmp_path / "out.mkv") == want
     assert summary.frames == frames and sum(w.frames for w in summary.workers) == frames
     assert len(summary.lines()) == 3 and "frames/s" in summary.lines()[1]
+    # input travelled as the decoder's 8-bit yuv420p planes (1.5 bytes a pixel), not float32
+    assert summary.sent_as_integers and summary.sent_frames >= frames
+    assert summary.sent_bytes == summary.sent_frames * 24 * 16 * 3 // 2
 
 
 def test_scene_cut_is_respected_as_in_one_process(tmp_path):

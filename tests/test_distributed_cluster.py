@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_distributed import make_video, single_process, streams
+from test_distributed import distributed_cli, make_video, single_process, streams
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -33,6 +33,29 @@ def test_two_nodes_give_the_cli_output(tmp_path, cluster, tiny_ditn_path):
         summary = upscale_video(src, tmp_path / "out.mkv", model=model, address="auto", segment_frames=3, device="cpu")
         assert streams(tmp_path / "out.mkv") == want, model
         assert len(summary.workers) == 2  # one per CPU of the cluster
+
+
+@pytest.fixture(scope="module")
+def tiny_ultravsr(tmp_path_factory):
+    from vs_superres.models.ultravsr.tiny import write_tiny_clip, write_tiny_release
+
+    folder = tmp_path_factory.mktemp("ultravsr")
+    base, ckpt = write_tiny_release(folder)
+    return base, ckpt, write_tiny_clip(folder / "clip.safetensors")
+
+
+def test_tiny_ultravsr_on_two_nodes_is_the_cli_output(tmp_path, cluster, tiny_ultravsr):
+    """The clip state (CLIP-IQA's degradation factor, the prompt) is computed once on one node
+    and handed to the workers on both; 10-bit input travels as its integer planes."""
+    base, ckpt, clip = tiny_ultravsr
+    src = make_video(tmp_path / "in.mkv", 9, pix_fmt="yuv420p10le", cut_at=None)
+    model = ("--model", "ultravsr", "--base", str(base), "--checkpoint", str(ckpt), "--clip-iqa", str(clip),
+             "--window", "6", "--window-overlap", "2", "--device", "cpu", "-O", "decoder_tile=64", "--prompt", "a test card")
+    want = single_process(src, tmp_path / "ref.mkv", *model)
+    assert distributed_cli(src, tmp_path / "out.mkv", *model, "--ray", "auto", "--segment-frames", "4", "-q") == 0
+    got = streams(tmp_path / "out.mkv")
+    assert got == want
+    assert "pix_fmt=yuv420p10le" in got[0]
 
 
 def test_a_node_removed_mid_run_is_replaced_and_the_output_is_identical(tmp_path, cluster):

@@ -1,6 +1,7 @@
 """The distributed run's parts that need no Ray: the segment plan (a property test against the
-one window scheduler and a single-process stream), the integer output codes, and the errors
-given before Ray is reached (not installed, unreachable address, images)."""
+one window scheduler and a single-process stream), the integer output codes and input planes,
+the writer's ``write_frame``, and the errors given before Ray is reached (not installed,
+unreachable address, images)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,74 @@ def test_output_codes_rebuild_the_writers_frame_exactly(pix_fmt):
     assert (got.colorspace, got.color_range) == (want.colorspace, want.color_range)
     with pytest.raises(SuperResError, match="NaN or infinite"):
         to_codes(np.full((3, 10, 14), np.nan, np.float32), fmt)
+
+
+_INPUT_BYTES = {"yuv420p": 26 * 18 * 3 // 2, "yuv420p10le": 26 * 18 * 3, "nv12": 26 * 18 * 3 // 2,
+                "yuyv422": 26 * 18 * 2, "rgb24": 26 * 18 * 3, "gray": 26 * 18}
+
+
+@pytest.mark.parametrize("pix_fmt", sorted(_INPUT_BYTES))
+def test_input_planes_convert_on_a_worker_to_the_readers_frames_exactly(tmp_path, pix_fmt):
+    """Packed integer planes (what the driver ships) give the reader's float R'G'B' bit for bit,
+    at 1.5-3 bytes a pixel instead of float32's 12."""
+    import pickle
+
+    from vs_superres.distributed.inputs import PackedInputs, pack, packs_exactly, rgb_of
+    from vs_superres.media.video import VideoReader
+
+    src = tmp_path / "in.nut"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=26x18:rate=12:duration=0.25",
+                    "-pix_fmt", pix_fmt, "-c:v", "rawvideo", str(src)], check=True)
+    with VideoReader(src) as reader:
+        decoded = list(reader)
+        colour = reader.info.colour
+    assert decoded[0].frame is not None and decoded[0].frame.format.name == pix_fmt
+    assert packs_exactly(decoded[0].frame, decoded[0].rgb, colour)
+    batch = pickle.loads(pickle.dumps(PackedInputs(colour, tuple(pack(d.frame) for d in decoded))))
+    assert batch.nbytes == len(decoded) * _INPUT_BYTES[pix_fmt] < np.stack([d.rgb for d in decoded]).nbytes / 3
+    rgb = rgb_of(batch)
+    assert rgb.dtype == np.float32 and np.array_equal(rgb, np.stack([d.rgb for d in decoded]))
+
+
+def test_a_palette_input_is_not_packed_and_travels_as_float(tmp_path):
+    from vs_superres.distributed.inputs import packs_exactly
+    from vs_superres.media.video import VideoReader
+
+    src = tmp_path / "in.nut"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=26x18:rate=12:duration=0.1",
+                    "-pix_fmt", "pal8", "-c:v", "rawvideo", str(src)], check=True)
+    with VideoReader(src) as reader:
+        first = next(iter(reader))
+        assert not packs_exactly(first.frame, first.rgb, reader.info.colour)
+
+
+def test_writer_write_frame_takes_the_frame_write_would_make_and_refuses_others(tmp_path):
+    """``write(rgb)`` is ``write_frame(rgb_to_frame(rgb, ...))``: the two videos' packets are
+    identical (the files differ in Matroska's random segment UID only)."""
+    from vs_superres.media.video import VideoReader
+    from vs_superres.media.writer import VideoWriter
+
+    src = tmp_path / "in.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=24x16:rate=12:duration=0.5",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src)], check=True)
+    with VideoReader(src) as reader:
+        frames = list(reader)
+        info = reader.info
+    outs = []
+    for name, use_frame in (("a.mkv", False), ("b.mkv", True)):
+        with VideoWriter(tmp_path / name, info, 24, 16, codec="ffv1") as writer:
+            for d in frames:
+                if use_frame:
+                    writer.write_frame(rgb_to_frame(d.rgb, writer.pix_fmt, writer.colour), d.pts)
+                else:
+                    writer.write(d.rgb, d.pts)
+            with pytest.raises(SuperResError, match=r"a 12x8 yuv420p frame given to a 24x16 \S+ writer; make it with "
+                                                    r"rgb_to_frame\(rgb, writer.pix_fmt, writer.colour\)"):
+                writer.write_frame(rgb_to_frame(np.zeros((3, 8, 12), np.float32), "yuv420p", writer.colour))
+            assert writer.frames_written == len(frames)
+        outs.append(subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / name), "-map", "0:v", "-c", "copy",
+                                    "-f", "md5", "-"], capture_output=True, text=True, check=True).stdout)
+    assert outs[0] == outs[1] and outs[0].startswith("MD5=")
 
 
 def test_without_ray_the_error_says_how_to_install_it(tmp_path):

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from graphs import image_prompt
-from conftest import error_message
+from conftest import REPO, error_message  # at import: later, `conftest` may name another folder's
 
 from vs_superres import Upscaler
 from vs_superres.comfy_nodes.inputs import family_options, family_ports
@@ -185,7 +185,6 @@ def _misfits(slots, values) -> list[str]:
 
 
 def test_shipped_workflows_fit_the_loader_widgets(comfy):
-    from conftest import REPO
 
     slots = _frontend_slots(comfy.object_info("SuperResModelLoader")["input"]["required"])
     problems = {}

@@ -78,6 +78,53 @@ def test_y4m_header_fields_survive(clips):
     assert "XCOLORRANGE=FULL" in run.stdout[: run.stdout.index(b"\n")].decode()
 
 
+@pytest.mark.parametrize("fmt, args", [("yuv4mpegpipe", ["--matrix", "bt709"]),
+                                       ("nut", ["-c:v", "rawvideo"]),
+                                       ("matroska", ["-c:v", "ffv1"])])
+def test_sample_aspect_ratio_is_kept_in_every_carrier(clips, fmt, args):
+    """A 4:3 sample aspect comes out 4:3 at twice the size: the same display aspect."""
+    ff_args = [a for a in args if not a.startswith("--") and a != "bt709"]
+    data = ffmpeg_bytes("-i", clips["420.mkv"], "-map", "0:v", "-fps_mode", "passthrough",
+                        "-vf", "setsar=4/3", *ff_args, "-f", fmt, "-")
+    src = ffprobe(data)["streams"][0]
+    assert (src["sample_aspect_ratio"], src["display_aspect_ratio"]) == ("4:3", "16:9")
+    bridge_args = [a for a in args if a.startswith("--") or a == "bt709"]
+    run = run_filter("-m", "temporal-mean-x2", *bridge_args, input=data)
+    assert run.returncode == 0, run.stderr.decode()
+    assert b"not written" not in run.stderr
+    out = ffprobe(run.stdout)["streams"][0]
+    assert (out["width"], out["height"]) == (64, 48)
+    assert (out["sample_aspect_ratio"], out["display_aspect_ratio"]) == ("4:3", "16:9")
+    assert len(decode(run.stdout)) == 8  # the carrier is still well-formed
+
+
+def test_output_aspect_keeps_the_display_aspect():
+    from fractions import Fraction
+
+    from vs_superres.ffmpeg_filter.sink import output_aspect
+
+    assert output_aspect(Fraction(4, 3), (32, 24), (64, 48)) == Fraction(4, 3)
+    assert output_aspect(Fraction(1), (32, 24), (64, 24)) == Fraction(1, 2)
+    assert output_aspect(Fraction(4, 3), (720, 576), (1440, 1152)) == Fraction(4, 3)
+
+
+def test_stream_aspect_setter_refuses_what_it_does_not_know():
+    import io
+    from fractions import Fraction
+
+    import av
+
+    from vs_superres.ffmpeg_filter.stream_aspect import set_stream_aspect
+
+    assert set_stream_aspect(object(), Fraction(4, 3)) is False  # not a PyAV stream: untouched
+    with av.open(io.BytesIO(), "w", format="nut") as container:
+        audio = container.add_stream("pcm_s16le", rate=48000)
+        video = container.add_stream("rawvideo", rate=24)
+        assert set_stream_aspect(video, Fraction(4, 3)) is True
+        assert set_stream_aspect(audio, Fraction(1)) is True  # each stream its own field
+        assert video.index == 1 and audio.index == 0
+
+
 @pytest.mark.parametrize("clip", ["420.mkv", "420p10.mkv", "444.mkv", "rgb.mkv"])
 def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
     data = clips[clip].read_bytes()  # a Matroska file is a Matroska stream
@@ -90,7 +137,6 @@ def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
     for key in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_transfer",
                 "chroma_location", "r_frame_rate"):
         assert dv.get(key) == sv.get(key), key
-    # PyAV cannot set a stream's aspect: untagged means square, which is what the source says
     assert dv.get("sample_aspect_ratio", "1:1") == sv.get("sample_aspect_ratio", "1:1") == "1:1"
     assert video_times(out) == video_times(clips[clip])
     reference, info = engine_reference(clips[clip], "temporal-mean-x2")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from bridge_helpers import (assert_frames_equal, decode, engine_reference, ffmpeg_bytes,
-                            make_clips, needs_ffmpeg, run_filter)
+                            filter_cmd, make_clips, needs_ffmpeg, run_filter)
 
 pytestmark = needs_ffmpeg
 
@@ -51,13 +51,47 @@ def test_cut_raw_frames(clips):
     assert len(run.stdout) == 6 * 64 * 48 * 3 // 2
 
 
-def test_cut_matroska_is_not_a_success(clips):
+def complete_video_frames(path, cut: int) -> int:
+    """Video packets of the whole file that lie entirely within its first ``cut`` bytes."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for p in container.demux(video=0) if p.size and p.pos + p.size <= cut)
+
+
+@pytest.mark.parametrize("through", ["pipe", "file"])
+@pytest.mark.parametrize("fraction", [1 / 3, 1 / 2, 2 / 3, 0.9])
+def test_cut_matroska_is_not_a_success(clips, tmp_path, fraction, through):
+    """Wherever the bytes stop, the cut is found (the video track's own end, not the end of
+    the audio and subtitles demuxed past it) and every complete frame is written."""
     data = clips["420.mkv"].read_bytes()
-    run = run_filter("-m", "temporal-mean-x2", input=data[: len(data) // 2])
+    cut = data[: int(len(data) * fraction)]
+    if through == "pipe":
+        run = filter_cmd("-m", "temporal-mean-x2", "-nostats", input=cut)
+    else:
+        path = tmp_path / "cut.mkv"
+        path.write_bytes(cut)
+        with path.open("rb") as stdin:
+            run = subprocess.run([sys.executable, "-m", "vs_superres.ffmpeg_filter.filter_cmd",
+                                  "-m", "temporal-mean-x2", "-nostats"], stdin=stdin,
+                                 capture_output=True, timeout=120)
     err = run.stderr.decode()
     assert run.returncode == 4, err
-    assert "the input stream was cut" in err and "complete frames were processed and written" in err
-    assert len(decode(run.stdout)) >= 1
+    complete = complete_video_frames(clips["420.mkv"], len(cut))
+    assert 1 <= complete < 8
+    assert "the input stream was cut" in err and "its video track announces 0.357 s" in err
+    assert f"{complete} complete frames were processed and written" in err
+    assert f"the last complete one is frame {complete - 1} (counting from 0)" in err
+    frames = decode(run.stdout)
+    reference, info = engine_reference(cut, "temporal-mean-x2")
+    assert len(reference) == complete
+    assert_frames_equal(frames, reference, info.colour)
+
+
+def test_whole_matroska_is_not_taken_for_a_cut(clips):
+    run = run_filter("-m", "temporal-mean-x2", "-nostats", input=clips["420.mkv"].read_bytes())
+    assert run.returncode == 0, run.stderr.decode()
+    assert len(decode(run.stdout)) == 8
 
 
 def test_garbage_names_the_carriers(capfd):

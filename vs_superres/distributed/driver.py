@@ -36,6 +36,7 @@ from ..media.transcoding import incomplete_input_error
 from ..media.video import VideoReader
 from ..runtime.windows import ClipSegment
 from .cluster import connected, import_ray, start_workers, worker_slots
+from .inputs import PackedInputs, pack, packs_exactly
 from .output import CodeWriter
 from .plan import SegmentPlan, choose_windows_per_segment, frames_text
 
@@ -79,6 +80,11 @@ class RunSummary:
     retried: int = 0
     #: driver seconds spent outside waiting for workers (reading, sending, writing)
     driver_seconds: float = 0.0
+    #: input frames put in the object store (overlaps counted again), and their bytes
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    #: whether input frames travelled as the decoder's integer planes (else float32 R'G'B')
+    sent_as_integers: bool = False
 
     def lines(self) -> list[str]:
         fps = self.frames / self.seconds if self.seconds else 0.0
@@ -154,7 +160,9 @@ class _Run:
         self.plan = SegmentPlan(first["window"], first["window_overlap"], wps)
         self.cuts = frozenset(i for i, flag in enumerate(scene_starts or ()) if flag)
         self.frames = iter(reader)
-        self.buffer: dict[int, np.ndarray] = {}
+        self.buffer: dict[int, Any] = {}  # frame index -> its PackedFrame (or float R'G'B')
+        self.packed: bool | None = None  # settled at the first frame (inputs.packs_exactly)
+        self.sent_frames = self.sent_bytes = 0
         self.pts: collections.deque = collections.deque()
         self.read, self.ended = 0, False
         self.stats = [WorkerStats(i, info["node"]) for i, info in enumerate(infos)]
@@ -175,7 +183,13 @@ class _Run:
                 return
             self.pts.append(decoded.pts)
             if self.transport == "store":
-                self.buffer[self.read] = decoded.rgb
+                frame = decoded.frame
+                if self.packed is None:
+                    self.packed = frame is not None and packs_exactly(frame, decoded.rgb, self.reader.info.colour)
+                    if not self.packed:
+                        log.info("input frames of %s travel as float32: its %s planes do not rebuild exactly",
+                                 self.reader.name, self.reader.info.pix_fmt)
+                self.buffer[self.read] = pack(frame) if self.packed and frame is not None else decoded.rgb
             self.read += 1
 
     def next_segment(self, index: int) -> tuple[ClipSegment, int] | None:
@@ -201,14 +215,26 @@ class _Run:
             if self.ended and max(needed) >= self.read:
                 needed = ray.get(worker.clip_frames.remote(self.read))
         num_frames = self.read if self.ended else self.total
+        frames: Any
         if self.transport == "path" and needed:
             from .worker import read_inputs
 
             got = read_inputs(self.src, ClipSegment(range(0), range(0), range(0, max(needed) + 1)))
-            frames = {i: got[i] for i in needed}
+            frames = np.stack([got[i] for i in needed]) if needed else None
         else:
-            frames = {i: self.buffer[i] for i in needed}
-        return ray.put(ray.get(worker.clip_state.remote(num_frames, frames)))
+            frames = self.inputs(needed)
+        return ray.put(ray.get(worker.clip_state.remote(num_frames, list(needed), frames)))
+
+    def inputs(self, indices) -> Any:
+        """The buffered frames ``indices``, as they travel: :class:`~.inputs.PackedInputs`, or
+        float32 ``[T, 3, H, W]`` when the planes do not rebuild exactly."""
+        got = [self.buffer[i] for i in indices]
+        if not got:
+            return None
+        batch: Any = PackedInputs(self.reader.info.colour, tuple(got)) if self.packed else np.stack(got)
+        self.sent_frames += len(got)
+        self.sent_bytes += batch.nbytes
+        return batch
 
     # ------------------------------------------------------------------ the loop
     def go(self) -> RunSummary:
@@ -241,7 +267,7 @@ class _Run:
                 segment, num_frames = found
                 inputs: Any = str(self.src)
                 if self.transport == "store":
-                    inputs = ray.put(np.stack([self.buffer[i] for i in segment.inputs]))
+                    inputs = ray.put(self.inputs(segment.inputs))
                     for i in [i for i in self.buffer if i < segment.outputs.stop - self.plan.length]:
                         del self.buffer[i]  # no later segment reads frames this far back
                 send(_Job(next_send, segment, num_frames, inputs))
@@ -271,7 +297,8 @@ class _Run:
         if self.pts or not self.ended:
             raise InternalError(f"the distributed run wrote {written} frames of {self.read} read")
         busy = time.monotonic() - began - self.waiting
-        return RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy)
+        return RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy,
+                          self.sent_frames, self.sent_bytes, bool(self.packed))
 
     def result(self, ref, job: _Job, send: Callable[[_Job], None]) -> dict | None:
         """The segment's result, or None after sending it again; raises when it cannot be had."""

@@ -7,35 +7,17 @@ writer's own, so a distributed output is the single-process CLI's, byte for byte
 
 from __future__ import annotations
 
-import av
-
-from ..contracts.errors import SuperResError
 from ..media.writer import VideoWriter
 from .codes import OutputFormat, from_codes
 
 
 class CodeWriter(VideoWriter):
-    """A :class:`VideoWriter` that also takes frames already converted to its codes.
-
-    ``write_codes`` is :meth:`VideoWriter.write` from the point where ``rgb_to_frame`` has
-    made the frame (a worker made it, with the same function and this writer's format).
-    """
+    """A :class:`VideoWriter` that also takes frames already converted to its codes (a worker
+    made them with ``rgb_to_frame`` and this writer's :attr:`output_format`)."""
 
     @property
     def output_format(self) -> OutputFormat:
         return OutputFormat(self.pix_fmt, self.colour, self.width, self.height)
 
     def write_codes(self, planes, pts: int | None) -> None:
-        frame = from_codes(planes, self.output_format)
-        source_pts = self._next_pts if pts is None else int(pts)
-        self._next_pts = source_pts + self.info.frame_step
-        frame.pts = self._fit_pts(source_pts)
-        frame.time_base = self._time_base
-        try:
-            self._mux_video(self._video.encode(frame))
-        except (av.FFmpegError, OSError) as exc:
-            full = self._full_disk(exc)
-            if full is not None:
-                raise full from exc
-            raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
-        self.frames_written += 1
+        self.write_frame(from_codes(planes, self.output_format), pts)

@@ -20,6 +20,7 @@ import numpy as np
 from ..contracts.errors import SuperResError
 from ..runtime.windows import ClipSegment
 from .codes import OutputFormat, to_codes
+from .inputs import PackedInputs, rgb_of
 
 
 def node_name() -> str:
@@ -63,17 +64,21 @@ class SegmentWorker:
     def clip_frames(self, total: int | None) -> list[int]:
         return self._up().clip_frames(total)
 
-    def clip_state(self, num_frames: int, frames: Mapping[int, np.ndarray]) -> Any:
+    def clip_state(self, num_frames: int, indices: list[int], frames: PackedInputs | np.ndarray | None) -> Any:
+        """The per-clip state from the input frames ``indices`` (``frames``, in that order)."""
         import torch
 
-        return self._up().clip_state(num_frames, {i: torch.from_numpy(np.array(f)) for i, f in frames.items()})
+        rgb = rgb_of(frames) if frames is not None else ()
+        return self._up().clip_state(num_frames, {i: torch.from_numpy(f) for i, f in zip(indices, rgb)})
 
-    def render(self, segment: ClipSegment, num_frames: int, frames: np.ndarray | str,
+    def render(self, segment: ClipSegment, num_frames: int, frames: PackedInputs | np.ndarray | str,
                fmt: OutputFormat, cuts: frozenset[int], clip_state: Any) -> dict:
         """Segment ``segment``'s output frames as integer codes (:mod:`.codes`).
 
-        ``frames``: its input frames ``[T, 3, H, W]`` float32 (``segment.inputs`` in order),
-        or the path of the input video, which this worker then decodes itself.
+        ``frames``: its input frames (``segment.inputs`` in order) as the decoder's integer
+        planes (:class:`~.inputs.PackedInputs`, converted here as the reader converts them) or
+        float32 ``[T, 3, H, W]``, or the path of the input video, which this worker then
+        decodes itself.
         """
         import torch
 
@@ -81,8 +86,8 @@ class SegmentWorker:
         up = self._up()
         if isinstance(frames, str):
             frames = read_inputs(Path(frames), segment)
-        frames = np.array(frames)  # the store's arrays are read-only views; the model gets its own
-        inputs = {i: torch.from_numpy(frames[i - segment.inputs.start]) for i in segment.inputs}
+        rgb = rgb_of(frames)
+        inputs = {i: torch.from_numpy(rgb[i - segment.inputs.start]) for i in segment.inputs}
         flags = (lambda i: i in cuts) if cuts else None
         codes = [to_codes(out.numpy(), fmt) for out in up.render_segment(segment, num_frames, inputs, flags, clip_state)]
         return {"codes": codes, "node": self.node, "pid": os.getpid(), "seconds": time.monotonic() - started}

@@ -98,11 +98,13 @@ class _TailEvidence:
 class DecodedFrame(NamedTuple):
     """One decoded frame: ``rgb`` float32 ``[3, H, W]`` in ``[0, 1]``; ``pts`` in the
     stream's ``time_base`` (synthesised from the frame rate when the container has none);
-    ``time`` in seconds."""
+    ``time`` in seconds; ``frame`` the decoded ``av.VideoFrame`` ``rgb`` was converted from
+    (its integer planes, for callers that ship or keep the exact samples)."""
 
     rgb: np.ndarray
     pts: int
     time: float
+    frame: av.VideoFrame | None = None
 
 
 def probe_chroma_location(stream, packets: list) -> int | None:
@@ -136,6 +138,17 @@ def probe_chroma_location(stream, packets: list) -> int | None:
     lines = result.stdout.decode(errors="replace").split()
     by_name = {name: value for value, name in CHROMA_LOCATION_NAMES.items()}
     return by_name.get(lines[0]) if lines else None
+
+
+def _tag_seconds(value: str | None) -> float | None:
+    """Seconds in a Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``), or None."""
+    if not value:
+        return None
+    try:
+        hours, minutes, seconds = value.strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 class VideoReader:
@@ -286,7 +299,7 @@ class VideoReader:
                         "-c:a copy OUT`, or cut the video where the size changes")
                 pts = frame.pts if frame.pts is not None else next_pts
                 next_pts = pts + step
-                yield DecodedFrame(frame_to_rgb(frame, colour), pts, float(pts * time_base))
+                yield DecodedFrame(frame_to_rgb(frame, colour), pts, float(pts * time_base), frame)
                 index += 1
                 frame = next(frames, None)
             if self._tail.finished:
@@ -305,16 +318,31 @@ class VideoReader:
             reasons.append(f"the container announces {expected} frames")
         fmt = container.format.name
         announced, ends = None, None
+        # how far short of the announced end the packets may stop: the video's own end is
+        # computed by the muxer as the packets' (pts + duration), so only millisecond rounding
+        # separates a whole stream from its tag, and a missing last frame stands out; the end
+        # of all streams (when the video has no end of its own) is looser, audio and subtitles
+        # end where they like
+        slack = 2 / float(info.fps) + 0.01
+        what = "the container announces"
         if "matroska" in fmt or "webm" in fmt:
+            own = _tag_seconds(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+            start = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
             if stream.duration and stream.time_base:
-                start = float((stream.start_time or 0) * stream.time_base)
                 announced, ends = float(stream.duration * stream.time_base), tail.video_end_time
+            elif own:
+                # ffmpeg tags each track with its end: the last packet's pts + duration (from 0,
+                # not from the track's start); the video's, not the container's, which audio
+                # or subtitles may set
+                start, announced, ends = 0.0, own, tail.video_end_time
+                slack = 0.5 / float(info.fps) + 0.002
+                what = "its video track announces"
             elif container.duration:
                 start = (container.start_time or 0) / 1_000_000
                 announced, ends = container.duration / 1_000_000, tail.end_time
         if announced and ends is not None:
-            if announced - (ends - start) > 2 / float(info.fps) + 0.01:
-                reasons.append(f"the container announces {announced:.3f} s but its packets end "
+            if announced - (ends - start) > slack:
+                reasons.append(f"{what} {announced:.3f} s but its packets end "
                                f"at {ends - start:.3f} s")
                 expected = expected or max(frames_read, round(announced * info.fps))
         if fmt == "nut" and self._source.path is not None and not container.duration:

@@ -440,7 +440,19 @@ class VideoWriter:
             raise SuperResError(
                 "frame contains NaN or infinite values; check the model output (fp16 "
                 "overflow is a common cause; try fp32)")
-        frame = rgb_to_frame(array, self.pix_fmt, self.colour)
+        self.write_frame(rgb_to_frame(array, self.pix_fmt, self.colour), pts)
+
+    def write_frame(self, frame: av.VideoFrame, pts: int | None = None) -> None:
+        """Encode one frame already in the writer's ``pix_fmt``, ``width`` x ``height`` and
+        colour tags (as :func:`rgb_to_frame` makes it with ``pix_fmt`` and ``colour``), at
+        ``pts`` (source time base; default: one frame after the previous one). Its timestamp
+        is fitted to the container as :meth:`write` does; a full disk and encoder errors are
+        reported the same way."""
+        if (frame.width, frame.height, frame.format.name) != (self.width, self.height, self.pix_fmt):
+            raise SuperResError(
+                f"a {frame.width}x{frame.height} {frame.format.name} frame given to a "
+                f"{self.width}x{self.height} {self.pix_fmt} writer; make it with "
+                "rgb_to_frame(rgb, writer.pix_fmt, writer.colour)")
         source_pts = self._next_pts if pts is None else int(pts)
         self._next_pts = source_pts + self.info.frame_step
         frame.pts = self._fit_pts(source_pts)
