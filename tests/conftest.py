@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-# The diagnostic video model lives with the tests and is registered by them only, in this
-# process and in every subprocess (CLI, vspipe) they start.
+# The diagnostic models (a video model, an image model that runs out of memory on large
+# tiles) live with the tests and are registered by them only, in this process and in every
+# subprocess (CLI, vspipe, the ComfyUI server) they start.
 TESTS_DIR = Path(__file__).resolve().parent
-DIAGNOSTIC_FAMILIES = "families.temporal_mean"
+DIAGNOSTIC_FAMILIES = os.pathsep.join(["families.temporal_mean", "families.oom_probe"])
 os.environ["SUPERRES_FAMILIES"] = DIAGNOSTIC_FAMILIES
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
 

@@ -41,3 +41,18 @@ def test_host_adapter_packages_import():
     import vs_superres.ffmpeg_filter  # noqa: F401
 
     assert isinstance(comfy.NODE_CLASS_MAPPINGS, dict)
+
+
+def test_pyproject_has_what_the_comfy_registry_reads():
+    """`comfy node publish` reads [project] (name, version, description, licence, dependencies)
+    and [tool.comfy]; pip reads the same [project], so the two can never disagree."""
+    import tomllib
+    from pathlib import Path
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    project = data["project"]
+    assert project["name"] == "vs-superres" and project["version"] and project["description"]
+    assert project["license"] == "Apache-2.0" and any(d.startswith("torch") for d in project["dependencies"])
+    assert set(project["scripts"]) == {"superres", "superres-filter", "superres-ffmpeg"}
+    comfy = data["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"]

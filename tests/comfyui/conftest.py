@@ -81,7 +81,7 @@ class ComfyServer:
         run_env.update(
             PYTHONPATH=os.pathsep.join(str(p) for p in [*pythonpath, env / "standins"]),
             OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
-            SUPERRES_FAMILIES=os.environ.get("SUPERRES_FAMILIES", "families.temporal_mean"),
+            SUPERRES_FAMILIES=os.environ.get("SUPERRES_FAMILIES", os.pathsep.join(["families.temporal_mean", "families.oom_probe"])),
         )
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
