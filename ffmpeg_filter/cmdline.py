@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Callable
 
 from ..contracts.errors import InvalidOption
 from .options import FILTER_NAME
@@ -180,16 +181,41 @@ def split_chain_loose(chain: str) -> list[str]:
     return [p for p in re.split(r",(?![^\[]*\])", chain) if p.strip()]
 
 
-def _stream_spec_is_video(spec: str) -> bool:
-    """``0:v``, ``1:v:0``, ``0:V`` (not ``0``, ``0:1`` or ``0:a``)."""
-    parts = spec.lstrip("-").split(":")
-    return len(parts) > 1 and parts[1] in ("v", "V")
+#: ``-map`` naming one stream by its index: ``0:1``, ``-0:1``, ``0:1?``
+_INDEX_MAP = re.compile(r"^(-?)(\d+):(\d+)(\??)$")
+
+#: ``(input index, stream index) -> is that stream a video stream``; what the wrapper learns by
+#: probing the inputs, since a map by index says nothing about the stream's type
+VideoIndex = Callable[[int, int], bool]
 
 
-def back_maps(output_options: list[str], pipe: int) -> list[str]:
+def _stream_spec_is_video(spec: str, is_video: VideoIndex | None = None) -> bool:
+    """``0:v``, ``1:v:0``, ``0:V``, and ``0:N`` when stream N of input 0 is a video stream
+    (not ``0``, ``0:a`` or a negative map)."""
+    by_index = _INDEX_MAP.match(spec)
+    if by_index:
+        negative, source, index, _ = by_index.groups()
+        return not negative and is_video is not None and is_video(int(source), int(index))
+    parts = spec.split(":")
+    return not spec.startswith("-") and len(parts) > 1 and parts[1] in ("v", "V")
+
+
+def index_maps(output_options: list[str]) -> list[tuple[int, int]]:
+    """The ``(input, stream)`` pairs the output's maps name by index (``-map 0:1``)."""
+    found = []
+    for i, arg in enumerate(output_options[:-1]):
+        if arg == "-map":
+            by_index = _INDEX_MAP.match(output_options[i + 1])
+            if by_index and not by_index.group(1):
+                found.append((int(by_index.group(2)), int(by_index.group(3))))
+    return found
+
+
+def back_maps(output_options: list[str], pipe: int, is_video: VideoIndex | None = None) -> list[str]:
     """The output options with video maps pointed at the pipe (input ``pipe``): maps of a
-    video stream are replaced by ``-map PIPE:v`` at the first of them; without one, it goes
-    before the first map (so the video stays the output's first stream, as alone)."""
+    video stream (by type, or by index where ``is_video`` says so) are replaced by ``-map
+    PIPE:v`` at the first of them; without one, it goes before the first map (so the video
+    stays the output's first stream, as alone)."""
     out, placed, has_map = [], False, False
     i = 0
     while i < len(output_options):
@@ -197,7 +223,7 @@ def back_maps(output_options: list[str], pipe: int) -> list[str]:
         if arg == "-map" and i + 1 < len(output_options):
             has_map = True
             spec = output_options[i + 1]
-            if _stream_spec_is_video(spec):
+            if _stream_spec_is_video(spec, is_video):
                 if not placed:
                     out += ["-map", f"{pipe}:v:0"]
                     placed = True

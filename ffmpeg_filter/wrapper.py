@@ -21,12 +21,14 @@ import signal
 import subprocess
 import sys
 
-from ..contracts.errors import Cancelled, IncompleteInput, SuperResError
+import av
+
+from ..contracts.errors import Cancelled, IncompleteInput, InvalidOption, SuperResError
 from ..media.atomic import AtomicFile
 from ..media.colour import CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES
 from . import status
 from .carriers import CARRIERS, PeekedInput
-from .cmdline import Command, back_maps, find_filter, front_maps, parse
+from .cmdline import Command, VideoIndex, back_maps, find_filter, front_maps, index_maps, parse
 from .options import engine_arguments, parse_filter
 from .pipeline import Bridge
 from .sink import PipeSink
@@ -60,6 +62,38 @@ def _global(cmd: Command, drop: tuple[str, ...]) -> list[str]:
             out += chunk
         i += len(chunk)
     return out
+
+
+def probe_video_index(cmd: Command, output_options: list[str]) -> VideoIndex:
+    """Which of the streams the output maps by index (``-map 0:1``) are video streams: the
+    back must take those from the pipe. Only the inputs such maps name are opened (the
+    front reads every input once more anyway); an input that cannot be read twice (a pipe)
+    is refused with the spelling that needs no probe."""
+    wanted = index_maps(output_options)
+    kinds: dict[tuple[int, int], bool] = {}
+    for source, index in wanted:
+        spelling = f"-map {source}:{index}"
+        if source >= len(cmd.inputs):
+            raise InvalidOption(f"{spelling} names input {source}, but the command has "
+                                f"{len(cmd.inputs)} input(s)", option="-map")
+        url = cmd.inputs[source].url
+        if not _is_file(url):
+            raise InvalidOption(f"{spelling} names a stream of {url!r} by index, which cannot be "
+                                f"read twice; name it by type instead: -map {source}:v:0 (video) "
+                                f"or -map {source}:a:0 (audio)", option="-map")
+        options = cmd.inputs[source].options
+        fmt = next((options[i + 1] for i, o in enumerate(options[:-1]) if o == "-f"), None)
+        try:
+            with av.open(url, format=fmt) as container:
+                types = [stream.type for stream in container.streams]
+        except (av.FFmpegError, OSError) as exc:
+            raise InvalidOption(f"cannot read {url!r} to resolve {spelling}: {exc}",
+                                option="-map") from exc
+        if index >= len(types):
+            raise InvalidOption(f"{spelling}: {url!r} has {len(types)} stream(s) (0 to "
+                                f"{len(types) - 1})", option="-map")
+        kinds[(source, index)] = types[index] == "video"
+    return lambda source, index: kinds.get((source, index), False)
 
 
 def front_command(exe: str, cmd: Command, before: str) -> list[str]:
@@ -99,7 +133,7 @@ def colour_input_options(info) -> list[str]:
 
 
 def back_command(exe: str, cmd: Command, after: str, output_options: list[str], target: str,
-                 info, stats: bool, start: float = 0.0) -> list[str]:
+                 info, stats: bool, start: float = 0.0, is_video: VideoIndex | None = None) -> list[str]:
     args = [exe, "-hide_banner", *_global(cmd, ("nostdin", "stdin", "y", "n")), "-y"]
     if not stats:
         args.append("-nostats")
@@ -112,7 +146,7 @@ def back_command(exe: str, cmd: Command, after: str, output_options: list[str], 
     if start:
         args += ["-itsoffset", f"{start:.9f}"]
     args += ["-i", "-"]
-    args += back_maps(output_options, len(cmd.inputs))
+    args += back_maps(output_options, len(cmd.inputs), is_video)
     chain = [f"setsar={info.sample_aspect_ratio.numerator}/{info.sample_aspect_ratio.denominator}"]
     if after:
         chain.append(after)
@@ -175,6 +209,7 @@ def _run(exe: str, cmd: Command, split) -> int:
     failure: BaseException | None = None
     try:
         model, kwargs = engine_arguments(parse_filter(split.ours))
+        is_video = probe_video_index(cmd, split.output_options)
         from ..runtime.upscaler import Upscaler
 
         holder: dict = {}
@@ -188,7 +223,7 @@ def _run(exe: str, cmd: Command, split) -> int:
 
         def open_sink(width: int, height: int, first_pts: int) -> PipeSink:
             back = subprocess.Popen(back_command(exe, cmd, split.after, split.output_options, target, info,
-                                                 user_stats, float(first_pts * info.time_base)),
+                                                 user_stats, float(first_pts * info.time_base), is_video),
                                     stdin=subprocess.PIPE)
             children["back"] = back
             assert back.stdin is not None

@@ -8,6 +8,7 @@ gives; the pixels must be the engine's.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,44 @@ def test_streams_packets_and_times_are_ffmpeg_alones(clips, tmp_path, maps, capf
     assert_frames_equal(decode(out.read_bytes()), reference, info.colour)  # FFV1: bit for bit
     assert b"superres-ffmpeg: frame=" in capfd.readouterr().err.encode()  # the progress line
     assert leftovers(tmp_path) == []
+
+
+def test_streams_mapped_by_index_as_alone(clips, tmp_path, capfd):
+    """``-map 0:N`` says nothing about the stream's type: the wrapper probes the input, so the
+    video mapped by index comes from the pipe, in the place the user gave it."""
+    args = ["-i", clips["420.mkv"], "-map", "0:2", "-map", "0:0", "-map", "0:3", "-vf", OURS,
+            "-c:v", "ffv1", "-c:a", "copy", "-c:s", "copy"]
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", *args, out) == 0, capfd.readouterr().err
+    ref = alone(tmp_path, *args, out)
+    assert [s[0] for s in streams(out)] == ["audio", "video", "subtitle"]
+    assert streams(out) == streams(ref)
+    assert packets(out, "audio") == packets(ref, "audio")
+    reference, info = engine_reference(clips["420.mkv"], "temporal-mean-x2")
+    assert_frames_equal(decode(out.read_bytes()), reference, info.colour)
+
+
+@pytest.mark.parametrize("maps, match", [
+    (["-map", "0:9"], r"-map 0:9: .* has 4 stream\(s\) \(0 to 3\)"),
+    (["-map", "3:0"], "-map 3:0 names input 3, but the command has 1 input"),
+])
+def test_maps_by_index_that_name_nothing(clips, tmp_path, capfd, maps, match):
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", "-i", clips["420.mkv"], *maps, "-vf", OURS, out) == 2
+    assert re.search(match, capfd.readouterr().err)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_map_by_index_of_a_pipe_asks_for_a_type(clips, tmp_path):
+    """A pipe cannot be read twice (once to probe, once by the front): the message says how to
+    map without a probe."""
+    out = tmp_path / "out.mkv"
+    proc = subprocess.run([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-y", "-i", "-",
+                           "-map", "0:0", "-vf", OURS, str(out)], input=clips["420.mkv"].read_bytes(),
+                          capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH="tests"))
+    assert proc.returncode == 2
+    assert "name it by type instead: -map 0:v:0" in proc.stderr.decode()
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("clip", ["420p10.mkv", "444.mkv", "rgb.mkv", "vfr.mkv"])
@@ -213,6 +252,11 @@ def test_command_line_is_read_as_ffmpeg_reads_it():
     assert "-vf" not in split.output_options
     assert cmdline.back_maps(split.output_options, 2)[:4] == ["-map", "2:v:0", "-map", "1:a"]
     assert cmdline.back_maps(["-map", "0", "-c", "copy"], 1) == ["-map", "1:v:0", "-map", "0", "-c", "copy"]
+    video_is_0 = lambda source, index: index == 0  # noqa: E731
+    assert cmdline.back_maps(["-map", "0:1", "-map", "0:0?"], 1, video_is_0) == ["-map", "0:1", "-map", "1:v:0"]
+    assert cmdline.back_maps(["-map", "0:1", "-map", "-0:0"], 1, video_is_0) == [
+        "-map", "1:v:0", "-map", "0:1", "-map", "-0:0"]  # a negative map removes, it maps nothing
+    assert cmdline.index_maps(["-map", "0:1", "-map", "-0:2", "-map", "1:0?", "-map", "0:v"]) == [(0, 1), (1, 0)]
     assert cmdline.find_filter(cmdline.parse(["-i", "a", "-filter:v", "superres", "o.mkv"])).ours == "superres"
     assert cmdline.find_filter(cmdline.parse(["-i", "a", "-vf", "scale=2:2", "o.mkv"])) is None
 
