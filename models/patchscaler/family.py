@@ -52,6 +52,8 @@ def _load(request) -> Any:
 FAMILY = ModelFamily(
     name="patchscaler", config_type=PatchScalerConfig, build=_build, options=OPTIONS, load=_load,
     title="PatchScaler", default_model="patchscaler-x4",
+    # the metadata our own safetensors checkpoints carry (checkpoint.py writes it)
+    checkpoint_format="vs-superres/patchscaler",
     description="PatchScaler (Liu et al.): patch-adaptive group sampling with a Patch-DiT and texture prompts",
 )
 

@@ -74,6 +74,8 @@ def _load(request) -> Any:
 FAMILY = ModelFamily(
     name="ultravsr", config_type=UltraVSRConfig, build=_build, options=OPTIONS, load=_load,
     title="UltraVSR", default_model="ultravsr",
+    # the metadata our own safetensors checkpoints carry (checkpoint.py writes it)
+    checkpoint_format="vs-superres/ultravsr",
     description="UltraVSR (Liu et al.): one-step diffusion video SR on SD-2.1-base with DRS, RTS and TAI",
 )
 

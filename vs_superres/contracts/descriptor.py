@@ -31,7 +31,9 @@ class WeightFile:
     the model option through which a user gives its path instead of the search (UltraVSR's
     ``checkpoint``, ``clip_iqa``, ``base``); ``required=False`` files are looked up but may be
     absent (the family decides what their absence means); ``folder`` marks a directory (a
-    diffusers base model).
+    diffusers base model). ``pinned`` is a file the user named as the model itself
+    (``--model my.safetensors``): it is used as given, not searched, and not held to
+    ``sha256``.
     """
 
     relpath: str
@@ -43,6 +45,7 @@ class WeightFile:
     option: str | None = None
     required: bool = True
     folder: bool = False
+    pinned: str | None = None
 
     @property
     def filename(self) -> str:
@@ -68,6 +71,11 @@ class ModelFamily:
     template
         The descriptor an unregistered checkpoint of this family inherits (kind, alignment,
         tiling defaults), with the config read from the checkpoint.
+    checkpoint_format
+        Optional: the ``format`` metadata of the family's own safetensors checkpoints
+        (``vs-superres/patchscaler``). A file carrying it, given as the model
+        (``--model file.safetensors``), runs as the family's default model with that file as
+        its ``checkpoint`` weight; for checkpoints that shapes alone cannot describe.
     title, default_model
         How hosts name the family (``core.superres.DITN``, a ComfyUI menu entry) and the model
         they pick when the user names none.
@@ -80,6 +88,7 @@ class ModelFamily:
     options: OptionSet = OptionSet()
     load: Callable[..., Any] | None = None
     template: "ModelDescriptor | None" = None
+    checkpoint_format: str | None = None
     description: str = ""
     title: str = ""
     default_model: str | None = None

@@ -87,6 +87,24 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
     return tensors, metadata
 
 
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file, read from its header alone (``{}`` when the file
+    has none or is not a safetensors file: the caller decides what that means)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100_000_000:
+                return {}
+            header = json.loads(f.read(size))
+    except (OSError, struct.error, ValueError):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
 def _first_foreign_global(path: Path) -> str | None:
     """The first callable a pickle imports beyond torch's tensor rebuilders, read from its
     opcodes with :mod:`pickletools` (which decodes, never executes)."""

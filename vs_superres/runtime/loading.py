@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..contracts.descriptor import ModelDescriptor, WeightFile
 from ..contracts.errors import InvalidOption, WeightsError, option_ref
 from ..contracts.runners import LoadRequest
-from ..numerics.checkpoints import load_state_dict
+from ..numerics.checkpoints import load_state_dict, safetensors_metadata
 from . import weights as weights_mod
 from .registry import Registry, default_registry
 
@@ -36,9 +36,30 @@ def resolve_model(model: str | os.PathLike | ModelDescriptor, registry: Registry
     return registry.get(text), None
 
 
-def descriptor_from_checkpoint(path: Path, registry: Registry | None = None) -> tuple[ModelDescriptor, dict]:
-    """A descriptor for an unregistered checkpoint, by reading its shapes."""
+def descriptor_from_own_format(path: Path, registry: Registry) -> ModelDescriptor | None:
+    """The descriptor of one of our own safetensors checkpoints (its ``format`` metadata names
+    a family's :attr:`~.descriptor.ModelFamily.checkpoint_format`): the family's default model
+    with ``path`` pinned as its ``checkpoint`` weight; None for any other file."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    fmt = safetensors_metadata(path).get("format")
+    family = next((f for f in registry.families() if fmt and f.checkpoint_format == fmt), None)
+    if family is None or family.default_model is None:
+        return None
+    base = registry.get(family.default_model)
+    weights = tuple(dataclasses.replace(wf, pinned=str(path)) if wf.option == "checkpoint" else wf
+                    for wf in base.weights)
+    return dataclasses.replace(base, name=path.stem, weights=weights,
+                               description=f"{base.name} with the checkpoint {path.name}")
+
+
+def descriptor_from_checkpoint(path: Path, registry: Registry | None = None) -> tuple[ModelDescriptor, dict | None]:
+    """A descriptor for an unregistered checkpoint: one of our own formats by its metadata
+    (weights loaded by the family, so no state dict), any other by reading its shapes."""
     registry = registry or default_registry()
+    own = descriptor_from_own_format(path, registry)
+    if own is not None:
+        return own, None
     sd = load_state_dict(path)
     tried = []
     for family in registry.families():
@@ -78,6 +99,12 @@ def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike]
     given = dict(zip((wf.relpath for wf in required), explicit))
     found: dict[str, Path | None] = {}
     for wf in desc.weights:
+        if wf.pinned and wf.option and options.get(wf.option) is not None:
+            raise InvalidOption(
+                f"the model file {wf.pinned!r} is the {desc.family} {wf.option} already; drop "
+                f"{option_ref(wf.option, 'PATH')} or name the registered model instead of the file",
+                option=wf.option, model=desc.name,
+            )
         if wf.option and options.get(wf.option) is not None:
             if wf.relpath in given:
                 raise InvalidOption(
@@ -87,7 +114,7 @@ def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike]
             found[wf.relpath] = None
             continue
         try:
-            found[wf.relpath] = weights_mod.resolve(wf, given.get(wf.relpath), model_name=desc.name)
+            found[wf.relpath] = weights_mod.resolve(wf, given.get(wf.relpath) or wf.pinned, model_name=desc.name)
         except WeightsError:
             if wf.required or wf.relpath in given:
                 raise
