@@ -1,12 +1,14 @@
 """The four pipe carriers, told apart by a stream's first bytes.
 
-Each carrier is a PyAV (FFmpeg) format plus the video codec the bridge writes into it:
+Each carrier is a PyAV (FFmpeg) format plus the video codec its frames are written in; the
+media layer's :class:`~vs_superres.media.writer.VideoWriter` writes them all (see ``sink.py``):
 
 - ``y4m`` (``yuv4mpegpipe``): planar Y'CbCr/grey, 8 to 16 bits; written as ``wrapped_avframe``
-  (what FFmpeg's muxer takes);
+  (uncompressed: what FFmpeg's muxer takes);
 - ``nut``: any pixel format, written as ``rawvideo``;
-- ``matroska``: written as FFV1 (lossless, every bit depth; FFmpeg 5.1's Matroska muxer stores
-  ``rawvideo`` only in a VFW mode that loses the pixel format), with every colour tag;
+- ``matroska``: ``rawvideo`` for the pixel formats its muxer stores natively
+  (:data:`MATROSKA_RAW_PIX_FMTS`: their fourcc is written and read back), FFV1 (lossless,
+  every bit depth) for the others, which it refuses as ``rawvideo``; every colour tag;
 - ``rawvideo``: bare frames; geometry, pixel format and rate come from ``-s``/``-pix_fmt``/``-r``.
 """
 
@@ -18,19 +20,37 @@ from typing import IO
 
 from ..contracts.errors import UnsupportedFormat
 
+#: pixel formats FFmpeg's Matroska muxer stores as ``rawvideo`` (``V_UNCOMPRESSED`` with a
+#: fourcc its demuxer maps back to the same format) in both PyAV's FFmpeg, which writes, and
+#: FFmpeg 5.1, which may read (PyAV's also keeps ``y210le``, which 5.1 cannot read; it refuses
+#: ``rawvideo`` in every other format); a test checks the list against both
+MATROSKA_RAW_PIX_FMTS = frozenset({"yuv420p", "yuyv422", "yuv422p", "yuv410p", "yuv411p", "gray",
+                                   "uyvy422", "nv12", "nv21", "rgba", "yvyu422"})
+
 
 @dataclasses.dataclass(frozen=True)
 class Carrier:
+    """``uncompressed`` is the codec of frames stored as they are; ``uncompressed_pix_fmts``
+    the pixel formats stored so (None: every one), the others are written as FFV1."""
+
     name: str
     av_format: str
-    video_codec: str
+    uncompressed: str
     description: str
+    uncompressed_pix_fmts: frozenset[str] | None = None
+
+    def video_codec(self, pix_fmt: str) -> str:
+        """The codec the bridge writes ``pix_fmt`` frames in (lossless either way)."""
+        if self.uncompressed_pix_fmts is None or pix_fmt in self.uncompressed_pix_fmts:
+            return self.uncompressed
+        return "ffv1"
 
 
 CARRIERS = {
     "y4m": Carrier("y4m", "yuv4mpegpipe", "wrapped_avframe", "YUV4MPEG2 (ffmpeg -f yuv4mpegpipe)"),
     "nut": Carrier("nut", "nut", "rawvideo", "NUT (ffmpeg -f nut)"),
-    "matroska": Carrier("matroska", "matroska", "ffv1", "Matroska (ffmpeg -f matroska)"),
+    "matroska": Carrier("matroska", "matroska", "rawvideo", "Matroska (ffmpeg -f matroska)",
+                        MATROSKA_RAW_PIX_FMTS),
     "rawvideo": Carrier("rawvideo", "rawvideo", "rawvideo", "raw frames (ffmpeg -f rawvideo)"),
 }
 #: ffmpeg's ``-f`` names and common spellings

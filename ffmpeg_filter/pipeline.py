@@ -38,7 +38,8 @@ class Bridge:
 
     ``open_sink(width, height, first_pts)`` makes the sink once the first output frame's size
     and time stamp are known;
-    it needs ``write(rgb, pts)``, ``remux(packets)``, ``close()`` and ``abort()``.
+    it needs ``write(rgb, pts)``, ``remux(packets)``, ``close()`` and ``abort()`` (a
+    :class:`~.sink.PipeSink`, i.e. the media layer's ``VideoWriter``, has them).
     ``on_frame(done)`` is called after each written frame (progress). ``stop`` is the event the
     engine's ``cancel`` should watch (:meth:`cancelled`).
     """

@@ -391,6 +391,87 @@ def test_attachments_are_carried_into_matroska(clips, tmp_path, caplog):
     assert "attachment" in caplog.text and ".mkv" in caplog.text
 
 
+def _carrier_info(pix_fmt: str, sar=Fraction(1)) -> StreamInfo:
+    from vs_superres.media.convert import pixel_layout
+
+    return StreamInfo(width=32, height=24, fps=Fraction(24), time_base=Fraction(1, 24),
+                      pix_fmt=pix_fmt, layout=pixel_layout(pix_fmt),
+                      colour=ColourInfo(matrix=1, range=1, primaries=1, transfer=1,
+                                        chroma_location=1), sample_aspect_ratio=sar)
+
+
+def _photo_frames(count: int) -> list[np.ndarray]:
+    photo = skdata.coffee().astype(np.float32) / 255
+    return [np.ascontiguousarray(photo[10 * i: 10 * i + 48, 100: 164].transpose(2, 0, 1))
+            for i in range(count)]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("fmt, codec, pix_fmt", [
+    ("yuv4mpegpipe", "wrapped_avframe", "yuv420p10le"),  # 9-16 bit y4m: the muxer's strict -1
+    ("nut", "rawvideo", "nv12"),                          # semi-planar: filled planar, repacked
+    ("matroska", "rawvideo", "yuyv422"),                  # packed, stored uncompressed
+    ("rawvideo", "rawvideo", "rgb24")])                   # bare frames
+def test_writer_writes_uncompressed_carriers(tmp_path, fmt, codec, pix_fmt):
+    """Explicit ``codec``/``pix_fmt``/``format``, an explicit sample aspect and field order:
+    what the FFmpeg bridge writes its pipes with. Samples are exactly ``rgb_to_frame``'s."""
+    from vs_superres.media.convert import pixel_layout
+
+    info = _carrier_info(pix_fmt)
+    frames = _photo_frames(3)
+    sink = PipeSink()
+    with VideoWriter(sink, info, 64, 48, codec=codec, pix_fmt=pix_fmt, format=fmt,
+                     sample_aspect_ratio=Fraction(4, 3), field_order="tt") as writer:
+        for index, rgb in enumerate(frames):
+            writer.write(rgb, index)
+    data = bytes(sink.data)
+    options = {"video_size": "64x48", "pixel_format": pix_fmt, "framerate": "24"} if fmt == "rawvideo" else {}
+    with av.open(io.BytesIO(data), format=fmt, options=options) as container:
+        stream = container.streams.video[0]
+        decoded_frames = list(container.decode(stream))
+        sar = stream.sample_aspect_ratio
+    assert [f.format.name for f in decoded_frames] == [pix_fmt] * 3
+    from vs_superres.media.writer import fill_format
+
+    planar = fill_format(pix_fmt)  # what write() fills before swscale repacks it
+    assert planar == pixel_layout(pix_fmt).planar_name()
+    for got, rgb in zip(decoded_frames, frames):
+        want = rgb_to_frame(rgb, planar, writer.colour)
+        assert np.array_equal(got.reformat(format=planar).to_ndarray(), want.to_ndarray())
+    if fmt == "rawvideo":
+        assert len(data) == 3 * 64 * 48 * 3  # nothing but the samples
+        return
+    assert sar == Fraction(4, 3)
+    if fmt == "yuv4mpegpipe":
+        line = data[: data.index(b"\n")]
+        assert b" A4:3 " in line and b" It " in line  # aspect and top field first
+        return
+    probed = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", "-"], input=data,
+        capture_output=True, check=True).stdout)["streams"][0]
+    assert (probed["pix_fmt"], probed["sample_aspect_ratio"]) == (pix_fmt, "4:3")
+    if fmt == "matroska":  # NUT has no field for the field order
+        assert probed.get("field_order") == "tt"
+
+
+@needs_ffmpeg
+def test_writer_y4m_file_and_rawvideo_without_a_pixel_format(tmp_path):
+    """A ``.y4m`` path gets y4m at 10 bits too; ``codec="rawvideo"`` alone keeps the source's
+    own pixel format, packed as it came."""
+    dst = tmp_path / "out.y4m"
+    with VideoWriter(dst, _carrier_info("yuv422p10le"), 64, 48, codec="wrapped_avframe") as writer:
+        for rgb in _photo_frames(2):
+            writer.write(rgb)
+    with av.open(str(dst)) as container:
+        assert [f.format.name for f in container.decode(video=0)] == ["yuv422p10le"] * 2
+    writer = VideoWriter(io.BytesIO(), _carrier_info("p010le"), 64, 48, codec="rawvideo", format="nut")
+    assert (writer.codec, writer.pix_fmt) == ("rawvideo", "p010le")
+    writer.abort()
+    with pytest.raises(SuperResError, match="pixel format 'yuv444p' cannot be written by libx264rgb"):
+        VideoWriter(io.BytesIO(), _carrier_info("gbrp"), 64, 48, codec="libx264rgb",
+                    pix_fmt="yuv444p", format="matroska")
+
+
 def test_media_modules_import_no_cycle():
     """``media/*.py`` import one another in one direction only (writer never imports video)."""
     folder = Path(vs_superres.media.__file__).parent

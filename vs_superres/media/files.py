@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Any, Callable, Union
 
 import av
 
@@ -28,7 +28,7 @@ FORMAT_OF_SUFFIX = {
     ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
     ".nut": "nut", ".ts": "mpegts", ".avi": "avi", ".y4m": "yuv4mpegpipe",
 }
-_SUFFIX_OF_FORMAT = {"matroska": ".mkv", "mpegts": ".ts", "ipod": ".m4v"}
+_SUFFIX_OF_FORMAT = {"matroska": ".mkv", "mpegts": ".ts", "ipod": ".m4v", "yuv4mpegpipe": ".y4m"}
 _MP4_FAMILY = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2"}
 _STREAMABLE_HINT = ("a pipe needs a streamable container: mkv, nut, mpegts, or an MP4 whose "
                     "index comes first (`-movflags +faststart`; ffmpeg can send `-f nut -` "
@@ -216,7 +216,20 @@ class OutputTarget:
         else:
             raise TypeError(f"expected a path or a writable binary file object, got {type(target).__name__}")
 
+    def route_writes(self, through: Callable[[Any], Any]) -> Any:
+        """Send a file object's bytes through ``through(handle)`` (a file object that may
+        rewrite them on their way), from :meth:`open` on; returns it. A path: None, nothing
+        changes (FFmpeg writes the file itself)."""
+        if self._handle is None:
+            return None
+        self._handle = through(self._handle)
+        return self._handle
+
     def _options(self) -> dict:
+        if self.format == "yuv4mpegpipe" or (self.format is None and self.suffix == ".y4m"):
+            # y4m above 8 bits is FFmpeg's own extension of the format: its muxer writes it
+            # only when told that non-standard output is wanted
+            return {"strict": "-1"}
         mp4 = self.suffix in (".mp4", ".mov", ".m4v") or self.format in _MP4_FAMILY
         if not mp4:
             return {}

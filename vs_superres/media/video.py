@@ -121,6 +121,9 @@ def probe_chroma_location(stream, packets: list) -> int | None:
     try:
         with av.open(buffer, "w", format="matroska") as head:
             out = head.add_stream_from_template(stream, opaque=True)
+            # The template drops rawvideo's fourcc, without which Matroska refuses the packets.
+            if stream.codec_context.name == "rawvideo" and stream.codec_context.codec_tag:
+                out.codec_context.codec_tag = stream.codec_context.codec_tag
             for packet in packets:
                 if packet.size:
                     packet.stream = out

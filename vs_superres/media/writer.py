@@ -8,6 +8,20 @@ audio and subtitle packets handed to it are remuxed (never re-encoded) and inter
 time, attachments are re-attached. A file appears under its final name only when
 :meth:`VideoWriter.close` succeeds; a file object (pipe) is written as it goes.
 
+The encoder and pixel format are chosen among lossy file encoders unless given. Given, any
+encoder of the build goes, ``rawvideo`` and ``wrapped_avframe`` (y4m) included, with any
+pixel format it takes that has a planar twin :func:`~.convert.rgb_to_frame` fills: packed and
+semi-planar layouts (``rgb24``, ``nv12``, ``p010le``, ``bgr0``) are filled in that twin and
+repacked by swscale (the same samples, no colour maths). That is how the FFmpeg bridge writes
+its pipe carriers: y4m (``wrapped_avframe``; 9-16 bit with the muxer's ``strict -1``, which
+:class:`~.files.OutputTarget` sets for y4m), NUT and Matroska (``rawvideo`` or FFV1) and bare
+frames (FFmpeg's ``rawvideo`` muxer).
+
+The sample aspect ratio (the source's, or ``sample_aspect_ratio=``) is written to the encoder
+and to the output stream itself, which is where the Matroska, NUT and y4m muxers read it
+(:mod:`.stream_aspect`); where this build's layout forbids that, a y4m file object gets the
+header's ``A`` field rewritten on its way out, other outputs a warning.
+
 Everything the output container can refuse is checked when the writer is made, before a
 single frame is computed: the encoder opens at the final size and the container header is
 written. Timestamps are then fitted to what the container stores, so a muxer never refuses a
@@ -35,6 +49,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from fractions import Fraction
@@ -49,6 +64,7 @@ from .atomic import disk_full_error
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import PixelLayout, pixel_layout, rgb_to_frame
 from .files import MediaFile, OutputTarget
+from .stream_aspect import Y4MAspectField, set_stream_aspect
 from .streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
 log = logging.getLogger(__name__)
@@ -138,6 +154,43 @@ def _writable_formats(encoder: str) -> list[str]:
     return names
 
 
+def _direct_planar(pix_fmt: str) -> bool:
+    """Whether :func:`rgb_to_frame` fills ``pix_fmt`` itself (one plane per component)."""
+    fmt = av.video.format.VideoFormat(pix_fmt)
+    planes = [c.plane for c in fmt.components]
+    return fmt.is_planar and len(set(planes)) == len(planes) and not fmt.is_big_endian
+
+
+@functools.lru_cache(maxsize=None)
+def fill_format(pix_fmt: str) -> str | None:
+    """The format :meth:`VideoWriter.write` fills to make a ``pix_fmt`` frame: ``pix_fmt``
+    itself when planar, else its planar twin (same kind, depth and subsampling; swscale
+    repacks it); None for formats no R'G'B' frame becomes (float, palette, Bayer, bitstream,
+    hardware)."""
+    try:
+        fmt = av.video.format.VideoFormat(pix_fmt)
+        layout = pixel_layout(pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return None
+    if (layout.is_float or fmt.has_palette or fmt.is_bayer or fmt.is_bit_stream
+            or not fmt.components or pix_fmt.startswith("xyz")):
+        return None
+    if _direct_planar(pix_fmt):
+        return pix_fmt
+    try:  # swscale has no output path for a few packed layouts (uyyvyy411, y210be, ...)
+        av.video.frame.VideoFrame(16, 16, layout.planar_name()).reformat(format=pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return None
+    return layout.planar_name()
+
+
+def _encoder_takes(encoder: str, pix_fmt: str) -> bool:
+    """``encoder`` lists ``pix_fmt`` (or lists none: ``rawvideo``, ``wrapped_avframe``) and
+    the writer can fill it."""
+    listed = av.codec.Codec(encoder, "w").video_formats
+    return (not listed or pix_fmt in {f.name for f in listed}) and fill_format(pix_fmt) is not None
+
+
 def best_pix_fmt(source: PixelLayout, candidates: list[str]) -> str | None:
     """The candidate closest to ``source``: enough bits, same kind, same subsampling."""
     def score(name: str):
@@ -173,12 +226,15 @@ def choose_encoder(suffix: str, source: StreamInfo, supported_codecs: set[str],
             f"no available video encoder can write '{suffix}' files; use .mp4 or .mkv")
     if pix_fmt is not None:
         for name, formats in usable:
-            if pix_fmt in formats:
+            if pix_fmt in formats or _encoder_takes(name, pix_fmt):
                 return name, pix_fmt
         raise SuperResError(
             f"pixel format '{pix_fmt}' cannot be written by {usable[0][0]}; it takes "
             + ", ".join(usable[0][1]))
     for name, formats in usable:  # first encoder keeping every source bit wins
+        if not av.codec.Codec(name, "w").video_formats:  # takes any: the source's own format
+            own = getattr(source, "pix_fmt", "")
+            formats = [own if own and fill_format(own) else source.layout.planar_name()]
         chosen = best_pix_fmt(source.layout, formats)
         if chosen and pixel_layout(chosen).bits >= source.bit_depth:
             return name, chosen
@@ -212,8 +268,11 @@ class VideoWriter:
     and its :meth:`~VideoReader.passthrough_packets`), which supplies frame rate, time base,
     colour tags, sample aspect ratio, rotation and the streams to copy. ``packets``: the
     source packets of those streams (see :data:`PacketSource`); :meth:`remux` hands over more.
-    ``codec``/``pix_fmt`` override the automatic choice, ``crf`` and ``preset`` the encoder's
-    quality settings, ``options`` adds raw FFmpeg encoder options; ``copy_streams=False``
+    ``codec``/``pix_fmt`` override the automatic choice (see the module docstring), ``crf``
+    and ``preset`` the encoder's quality settings, ``options`` adds raw FFmpeg encoder
+    options; ``sample_aspect_ratio`` replaces the source's (a caller that changes the shape of
+    the picture keeps its display aspect so), ``field_order`` (FFmpeg's name:
+    ``progressive``, ``tt``, ``bb``, ``tb``, ``bt``) tags interlacing; ``copy_streams=False``
     writes video only. Use as a context manager: an exception (or ``KeyboardInterrupt``)
     inside the block calls :meth:`abort`, which removes all traces of a file.
     """
@@ -222,13 +281,20 @@ class VideoWriter:
                  *, codec: str | None = None, pix_fmt: str | None = None,
                  crf: int | None = None, preset: str | None = None,
                  options: dict | None = None, copy_streams: bool = True,
-                 packets: PacketSource | None = None, format: str | None = None):
+                 packets: PacketSource | None = None, format: str | None = None,
+                 sample_aspect_ratio: Fraction | None = None, field_order: str | None = None):
         self.info = require_info(source)
         if packets is None and not isinstance(source, StreamInfo):
             packets = getattr(source, "passthrough_packets", None)
         self.width, self.height = int(width), int(height)
         self._target = OutputTarget(target, format)
         self.path: Path | None = self._target.path
+        self._y4m_field: Y4MAspectField | None = None
+        if self._target.format == "yuv4mpegpipe":
+            self._y4m_field = self._target.route_writes(Y4MAspectField)
+        self.sample_aspect_ratio = Fraction(
+            sample_aspect_ratio if sample_aspect_ratio is not None else self.info.sample_aspect_ratio)
+        self._field_order = field_order
         self._pending: collections.deque = collections.deque()
         self._poll: Callable[[], Iterable[av.Packet]] | None = None
         self._pull: Iterator[av.Packet] | None = None
@@ -301,6 +367,7 @@ class VideoWriter:
         self.codec, self.pix_fmt = choose_encoder(
             self._target.suffix, source, supported, codec, pix_fmt)
         layout = pixel_layout(self.pix_fmt)
+        self._fill = fill_format(self.pix_fmt) or self.pix_fmt
         colour = source.colour
         if layout.kind != "rgb" and colour.matrix == 0:  # RGB source into a Y'CbCr format
             colour = dataclasses.replace(colour, matrix=guess_matrix(self.width, self.height))
@@ -322,7 +389,8 @@ class VideoWriter:
         ctx.color_range = colour.range
         ctx.color_primaries = colour.primaries
         ctx.color_trc = colour.transfer
-        ctx.sample_aspect_ratio = source.sample_aspect_ratio
+        ctx.sample_aspect_ratio = self.sample_aspect_ratio
+        self._write_stream_aspect(stream)
         if self.codec == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner otherwise
         merged = dict(ENCODERS.get(self.codec, ("", {}))[1])
@@ -332,12 +400,26 @@ class VideoWriter:
             merged["preset"] = str(preset)
         if not colour.chroma_location_guessed and (layout.log2_w or layout.log2_h):
             merged["chroma_sample_location"] = CHROMA_LOCATION_NAMES[colour.chroma_location]
+        if self._field_order:
+            merged["field_order"] = self._field_order
         merged.update({k: str(v) for k, v in options.items()})
         ctx.options = merged
         stream.thread_type = "AUTO"
         if source.rotation:
             stream.set_display_rotation(source.rotation)
         self._video = stream
+
+    def _write_stream_aspect(self, stream) -> None:
+        aspect = self.sample_aspect_ratio
+        if set_stream_aspect(stream, aspect):
+            return
+        if self._y4m_field is not None:
+            self._y4m_field.aspect = aspect
+        elif aspect != 1:
+            log.warning("the sample aspect ratio %s:%s is not written to the %s container: this "
+                        "PyAV/FFmpeg build's stream layout is unknown; give the receiving ffmpeg "
+                        "-vf setsar=%s/%s", aspect.numerator, aspect.denominator,
+                        self._target.suffix, aspect.numerator, aspect.denominator)
 
     def _open_copies(self) -> None:
         supported = set(self._container.supported_codecs)
@@ -440,7 +522,10 @@ class VideoWriter:
             raise SuperResError(
                 "frame contains NaN or infinite values; check the model output (fp16 "
                 "overflow is a common cause; try fp32)")
-        self.write_frame(rgb_to_frame(array, self.pix_fmt, self.colour), pts)
+        frame = rgb_to_frame(array, self._fill, self.colour)
+        if self._fill != self.pix_fmt:
+            frame = frame.reformat(format=self.pix_fmt)  # a repack: the same samples, new layout
+        self.write_frame(frame, pts)
 
     def write_frame(self, frame: av.VideoFrame, pts: int | None = None) -> None:
         """Encode one frame already in the writer's ``pix_fmt``, ``width`` x ``height`` and

@@ -1,11 +1,13 @@
-"""Setting an output stream's sample aspect ratio, which PyAV 18 offers no setter for.
+"""An output stream's sample aspect ratio, which PyAV 18 offers no setter for.
 
 FFmpeg's Matroska, NUT and y4m muxers read only ``AVStream.sample_aspect_ratio`` (not the
 codec parameters that PyAV copies from the encoder), and PyAV exposes that field read-only.
-This module writes the one field through ``ctypes``, guarded so that it never writes
-anywhere else: it touches memory only when PyAV's object layout and the stream it points to
-are exactly what it expects (the class of the ``AVStream`` says "AVStream", its index is the
-stream's), and otherwise reports failure so the caller can fall back and say so.
+:func:`set_stream_aspect` writes the one field through ``ctypes``, guarded so that it never
+writes anywhere else: it touches memory only when PyAV's object layout and the stream it
+points to are exactly what it expects (the class of the ``AVStream`` says "AVStream", its
+index is the stream's), and otherwise reports failure so the caller can fall back and say so.
+For y4m the fallback is :class:`Y4MAspectField`, which rewrites the header's ``A`` field on
+its way out.
 
 The ``AVStream`` fields up to ``sample_aspect_ratio`` are libavformat's public ABI (the same in
 majors 61 and 62, FFmpeg 7 and 8); the ``AVStream*`` is the first field of PyAV's ``Stream``
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 from fractions import Fraction
-from typing import Any
+from typing import IO, Any
 
 import av
 
@@ -70,3 +72,45 @@ def set_stream_aspect(stream: Any, aspect: Fraction) -> bool:
     native.sample_aspect_ratio.num = aspect.numerator
     native.sample_aspect_ratio.den = aspect.denominator
     return True
+
+
+class Y4MAspectField:
+    """A write-only file object in front of ``raw`` for FFmpeg's y4m muxer: once ``aspect``
+    is set, the ``A`` field of the header line (the stream's aspect, which the muxer writes as
+    ``A0:0`` when :func:`set_stream_aspect` could not set it) is rewritten to it as the line
+    passes; every later byte goes through untouched. With ``aspect`` None nothing changes."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._head = b""  # the header line so far, held back until it is complete
+        self._done = False
+        self.aspect: Fraction | None = None
+
+    def write(self, data) -> int:
+        if self._done:
+            self._raw.write(data)
+            return len(data)
+        self._head += bytes(data)
+        end = self._head.find(b"\n")
+        if end >= 0:
+            self._done = True
+            line, rest = self._head[:end], self._head[end:]
+            self._head = b""
+            if self.aspect is not None:
+                field = f"A{self.aspect.numerator}:{self.aspect.denominator}".encode()
+                line = b" ".join(field if f.startswith(b"A") else f for f in line.split(b" "))
+            self._raw.write(line + rest)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._done and self._head:  # a header line that never ended: pass it on as is
+            self._done = True
+            self._raw.write(self._head)
+            self._head = b""
+        self._raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
