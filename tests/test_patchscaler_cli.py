@@ -20,7 +20,7 @@ from vs_superres.media import read_image, write_image
 from vs_superres.models.patchscaler.options import OPTIONS
 from vs_superres.numerics.resample import upscale_bicubic
 
-CLI_METAVARS = {"path": "PATH", "int": "INT", "float": "FLOAT", "str": "STR"}
+CLI_METAVARS = {"path": "PATH", "int": "INT", "float": "FLOAT", "str": "STR", "bool": ""}
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ def test_help_lists_the_patchscaler_options(capsys):
     assert "PatchScaler:" in text and "options of patchscaler-x4 (--model patchscaler-x4)" in text
     section = text[text.index("PatchScaler:"):]
     for opt in OPTIONS:  # every declared option, as a flag with its type
-        flag = f"--{opt.name.replace('_', '-')} {CLI_METAVARS[opt.type]}"
+        flag = f"--{opt.name.replace('_', '-')} {CLI_METAVARS[opt.type]}".rstrip()
         assert flag in section, (flag, section[:2000])
     assert "in [0, 1]; default 0.95" in section  # gamma_simple's range and the paper's default
     assert "one of wavelet, adain, none; default 'wavelet'" in section
@@ -142,7 +142,8 @@ def test_bad_values_are_exit_2_in_cli_spelling(release, photo, tmp_path, capsys)
         (["--color-fix", "lab"], "--color-fix must be one of wavelet, adain, none, got 'lab'"),
         (["--tau-simple", "900"], "tau_simple <= tau_medium <= tau_hard is required"),
         (["--tile", "64"], "--tile and --overlap do not apply to patchscaler-x4: it tiles by itself; set its own "
-                            "tiling options instead (--patch-stride, --patches-per-batch)"),
+                            "tiling options instead (--patch-stride, --patches-per-batch, --decoder-tile, --decoder-overlap)"),
+        (["--decoder-tile", "8"], "--decoder-tile must be 0 (one piece) or at least 16 latent pixels, got 8"),
         (["--dtype", "fp16"], "model 'patchscaler-x4' does not support fp16; it supports fp32, bf16"),
     ]
     for extra, expected in cases:

@@ -17,7 +17,7 @@ from .configs import PatchScalerConfig
 from .options import OPTIONS
 
 UPSTREAM = "https://github.com/yongliuy/PatchScaler (paper only: no code or weights released)"
-TILING_OPTIONS = ("patch_stride", "patches_per_batch")
+TILING_OPTIONS = ("patch_stride", "patches_per_batch", "decoder_tile", "decoder_overlap")
 CHECKPOINT = WeightFile(
     relpath="patchscaler/patchscaler-x4.safetensors", sha256=None, option="checkpoint",
     licence="yours (no released weights: train it with python -m vs_superres.models.patchscaler.train)",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from vs_superres.contracts.errors import InvalidOption
+from vs_superres.contracts.errors import InvalidOption, option_ref
 from vs_superres.contracts.options import check_fields, declare, option
 
 COLOR_FIX_CHOICES = ("wavelet", "adain", "none")
 GROUPS = ("simple", "medium", "hard")
+#: Smallest VAE-decoder tile (latent pixels): below it the decoder's GroupNorm statistics and
+#: mid-block attention see too little of the image.
+MIN_DECODER_TILE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,9 @@ class PatchScalerLoadOptions:
     autoencoder: str | None = option(
         None, "diffusers AutoencoderKL folder in SD's KL-f8 layout, e.g. stabilityai/sd-vae-ft-mse "
         "(default: sd-vae-ft-mse in the weight path)", type="path")
+    ignore_ema: bool = option(
+        False, "load the raw trained weights instead of the checkpoint's EMA of them (GRM, Patch-DiT, texture "
+        "encoder; by default the EMA is used when the checkpoint has one)")
     devices: str | None = option(
         None, "comma-separated devices for the Patch-DiT groups, e.g. 'cuda:0,cuda:1' (the paper's dual-GPU "
         "mode: the hard group on one, simple and medium on the other); default: the engine's device")
@@ -47,6 +53,10 @@ class PatchScalerSettings:
     steps_medium: int = option(14, "sampling steps N2 of the medium group", minimum=1, maximum=1000)
     steps_hard: int = option(20, "sampling steps N3 of the hard group", minimum=1, maximum=1000)
     patches_per_batch: int = option(64, "patches of one group denoised together (memory, not output)", minimum=1)
+    decoder_tile: int = option(
+        128, "VAE-decoder tile side in latent pixels (x8 output pixels); a latent no larger decodes in one piece; "
+        "0: one piece unless out of memory", minimum=0)
+    decoder_overlap: int = option(16, "VAE-decoder tile overlap in latent pixels (less than decoder_tile)", minimum=0)
     seed: int = option(0, "seed of the per-patch start noise (patch i uses (seed, i))", minimum=0)
     color_fix: str = option("wavelet", "colour normalisation against the bicubic-upscaled input (paper: wavelet)",
                             choices=COLOR_FIX_CHOICES)
@@ -57,6 +67,14 @@ class PatchScalerSettings:
             raise InvalidOption(
                 f"gamma_medium ({self.gamma_medium}) must be less than gamma_simple ({self.gamma_simple})",
                 option="gamma_medium", model="patchscaler")
+        if 0 < self.decoder_tile < MIN_DECODER_TILE:
+            raise InvalidOption(
+                f"{option_ref('decoder_tile')} must be 0 (one piece) or at least {MIN_DECODER_TILE} latent pixels, got "
+                f"{self.decoder_tile}", option="decoder_tile", model="patchscaler")
+        if self.decoder_tile and self.decoder_overlap >= self.decoder_tile:
+            raise InvalidOption(
+                f"{option_ref('decoder_overlap')} ({self.decoder_overlap}) must be less than "
+                f"{option_ref('decoder_tile')} ({self.decoder_tile}); lower the one or raise the other", option="decoder_overlap", model="patchscaler")
         for kind in ("tau", "steps"):
             values = [getattr(self, f"{kind}_{g}") for g in GROUPS]
             if values != sorted(values):

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 from typing import Callable, Mapping, Sequence
 
 import torch
+
+from vs_superres.contracts.errors import Cancelled
+from vs_superres.contracts.progress import Progress, ProgressFn
 
 from .schedule import GroupPlan, NoiseSchedule, ddim_step, next_steps, truncated_start
 
@@ -68,6 +72,42 @@ def assign_devices(jobs: Sequence[GroupJob], num_devices: int) -> list[list[Grou
     return out
 
 
+class StepReporter:
+    """Patch-evaluations done of ``total``, reported to ``on_step`` after every Patch-DiT step.
+
+    The unit is one patch through one sampling step, so ``total`` (``sum M_g * N_g``) and every
+    count do not depend on ``patches_per_batch`` or the device split. ``on_step`` may raise
+    (the engine's reporter raises :class:`Cancelled` when the caller cancels); the device
+    threads call it one at a time, and once it has raised every other thread stops at its next
+    step instead of finishing its groups.
+    """
+
+    def __init__(self, on_step: ProgressFn | None, total: int, phase: str = "sampling"):
+        self.on_step, self.total, self.phase = on_step, total, phase
+        self.done = 0
+        self._lock = threading.Lock()
+        #: what ``on_step`` raised, re-raised by :func:`sample_patches` whichever thread stopped first
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """The first report (0 done): a cancel request before any Patch-DiT work stops here."""
+        self.advance(0, "")
+
+    def advance(self, patches: int, group: str) -> None:
+        with self._lock:
+            if self.error is not None:
+                raise Cancelled("stopped: another device's sampling was cancelled")
+            self.done += patches
+            if self.on_step is None:
+                return
+            phase = f"{self.phase}: {group} group" if group else self.phase
+            try:
+                self.on_step(Progress(self.done, self.total, phase, "patch-steps"))
+            except BaseException as exc:
+                self.error = exc
+                raise
+
+
 #: Texture prompts are computed in chunks of this many patches, whatever the sampling batch, so
 #: a patch's prompt does not depend on ``patches_per_batch`` or the device split.
 PROMPT_CHUNK = 256
@@ -81,12 +121,12 @@ def texture_prompts(networks, patches: torch.Tensor, chunk: int = PROMPT_CHUNK) 
 
 @torch.no_grad()
 def sample_group(networks, y0: torch.Tensor, prompts: torch.Tensor, job: GroupJob, schedule: NoiseSchedule, *,
-                 seed: int, batch: int, on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+                 seed: int, batch: int, on_step: Callable[[int, str], None] | None = None) -> torch.Tensor:
     """Denoise one group's patches ``y0 [M_g, c, V, V]`` (on the networks' device) -> ``x0_hat [M_g, c, V, V]``.
 
     ``prompts [M_g, L_p, D]`` are the patches' texture prompts. Per batch: the per-block prompt
     keys/values once, the start ``y_tau`` of Eq. 7, then ``N_g`` DDIM steps, each one Patch-DiT
-    evaluation.
+    evaluation; ``on_step(patches, group)`` after each (progress and cancellation).
     """
     out = torch.empty_like(y0)
     dit = networks.dit
@@ -99,18 +139,19 @@ def sample_group(networks, y0: torch.Tensor, prompts: torch.Tensor, job: GroupJo
         for t, t_next in next_steps(job.plan.timesteps):
             x0 = dit(y, t, y0b, kv)
             y = ddim_step(y, x0, t, t_next, schedule)
+            if on_step is not None:
+                on_step(len(idx), job.plan.name)
         out[lo:lo + len(idx)] = y
-        if on_batch is not None:
-            on_batch(len(idx))
     return out
 
 
 def sample_patches(replicas: Mapping[int, object], devices: Sequence[torch.device], patches: torch.Tensor,
                    prompts: torch.Tensor, jobs: Sequence[GroupJob], schedule: NoiseSchedule, *, seed: int,
-                   batch: int) -> torch.Tensor:
+                   batch: int, reporter: StepReporter | None = None) -> torch.Tensor:
     """All groups: ``patches [M, c, V, V]`` (and their ``prompts``) -> ``x0_hat [M, c, V, V]`` on ``patches``' device.
 
     ``replicas[d]`` is the networks on ``devices[d]``; each device's jobs run in one thread.
+    ``reporter`` hears of every sampling step (see :class:`StepReporter`).
     """
     out = torch.empty_like(patches)
     plan = assign_devices([j for j in jobs if j.indices], len(devices))
@@ -120,15 +161,21 @@ def sample_patches(replicas: Mapping[int, object], devices: Sequence[torch.devic
         for job in plan[d]:
             rows = list(job.indices)
             y0, p = patches[rows].to(devices[d]), prompts[rows].to(devices[d])
-            results.append((job, sample_group(replicas[d], y0, p, job, schedule, seed=seed, batch=batch)))
+            results.append((job, sample_group(replicas[d], y0, p, job, schedule, seed=seed, batch=batch,
+                                              on_step=reporter.advance if reporter else None)))
         return results
 
     busy = [d for d in range(len(devices)) if plan[d]]
     if len(busy) <= 1:
         finished = [run(d) for d in busy]
     else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(busy)) as pool:
-            finished = list(pool.map(run, busy))
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(busy)) as pool:
+                finished = list(pool.map(run, busy))
+        except BaseException:
+            if reporter is not None and reporter.error is not None:
+                raise reporter.error from None
+            raise
     for results in finished:
         for job, x0 in results:
             out[list(job.indices)] = x0.to(out.device, out.dtype)

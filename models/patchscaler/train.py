@@ -14,6 +14,15 @@ resumes it from its last saved step and optimiser state):
 
 The diffusion loss (not stated in the paper) is the MSE of the x0 prediction, t ~ U{1..T}.
 Checkpoints are our safetensors format with the config (and the training state) in the metadata.
+
+EMA (``--ema DECAY``, default 0.9999; 0 disables): the ``grm``, ``joint`` and ``dit`` stages keep
+an exponential moving average of the GRM, Patch-DiT and texture-encoder parameters, updated
+after every optimiser step with the decay ``min(DECAY, (1 + n) / (10 + n))`` of the stage's
+``n``-th update (the warm-up lets short runs average too), stored as ``ema.*`` tensors and
+resumed with the optimiser state. Inference uses them when present. A module that a stage does
+not train is frozen at its EMA weights when the stage starts, so the Patch-DiT learns from the
+GRM that inference will run. The texture classifier is never averaged: its raw weights made
+the RTM keys.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +42,7 @@ import torch.nn.functional as F
 from vs_superres.contracts.errors import SuperResError
 
 from .autoencoder import load_autoencoder
-from .checkpoint import load_networks, read_checkpoint, save_checkpoint
+from .checkpoint import ema_parameter_names, load_networks, read_contents, save_checkpoint
 from .configs import TINY_CONFIG, PatchScalerConfig
 from .data import HRFolder, LatentPool, random_latent_patches, write_skimage_photos
 from .degradations import DEFAULT, DegradationConfig
@@ -44,6 +53,10 @@ from .rtm import build_rtm
 from .schedule import NoiseSchedule, q_sample
 
 STAGES = ("classifier", "rtm", "grm", "joint", "dit")
+#: The EMA decay the notes suggest (the paper is silent): an averaging horizon of 10K steps.
+DEFAULT_EMA = 0.9999
+#: The stages that keep an EMA (the classifier stage does not: see the module docstring).
+EMA_STAGES = ("grm", "joint", "dit")
 #: lighter degradations for smoke runs on a CPU (small kernels); ranges otherwise Real-ESRGAN's
 SMOKE_DEGRADATIONS = dataclasses.replace(DEFAULT, kernel_sizes=(7, 9, 11))
 
@@ -88,6 +101,42 @@ def _restore_optimizer(opt: torch.optim.Optimizer, names: Sequence[str], tensors
     opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
 
 
+def ema_decay(decay: float, updates: int) -> float:
+    """The decay of a stage's EMA update number ``updates`` (0-based): ``min(decay, (1 + n) / (10 + n))``.
+
+    The warm-up term keeps the first updates from weighting the initial weights for ``1 / (1 - decay)``
+    steps: after 10 updates the average already follows the training.
+    """
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+@torch.no_grad()
+def update_ema(ema: dict[str, torch.Tensor], params: Mapping[str, torch.Tensor], decay: float) -> None:
+    """``ema[n] = decay * ema[n] + (1 - decay) * params[n]`` in place, for every ``n`` in ``ema`` (fp32)."""
+    for name, average in ema.items():
+        average.lerp_(params[name].detach().to(average.dtype), 1.0 - decay)
+
+
+def _start_ema(nets: PatchScalerNetworks, stage: str, saved: dict[str, torch.Tensor], decay: float,
+               fresh: bool) -> dict[str, torch.Tensor]:
+    """The EMA a stage continues from, on the networks' device (fp32); ``{}`` when ``decay`` is 0.
+
+    ``fresh``: the stage starts (not resumes), so the EMA-covered modules it does not train are
+    frozen at their saved averages.
+    """
+    params = dict(nets.named_parameters())
+    trained = {id(p) for m in _trained_modules(nets, stage) for p in m.parameters()}
+    if fresh and saved:
+        with torch.no_grad():
+            for name, average in saved.items():
+                if name in params and id(params[name]) not in trained:
+                    params[name].copy_(average)
+    if not decay:
+        return {}
+    return {n: (saved[n] if n in saved else params[n].detach()).to(params[n].device, torch.float32).clone()
+            for n in ema_parameter_names(nets)}
+
+
 def calibrate_eta(errors: torch.Tensor, patch: int, target_simple: float = 1 / 3, gamma_simple: float = 0.95) -> float:
     """The eta of Eq. 1 that puts ``target_simple`` of the V x V patches of ``errors [B, 1, h, w]`` in the
     simple group.
@@ -122,19 +171,27 @@ def train(stage: str, *, data: str | Path, autoencoder: str | Path, out: str | P
           pool: int = 64, refresh: int = 50, eta: float | str = 0.05, lam: float = 1.0, candidates: int = 20000,
           device: str = "cpu", bf16: bool | None = None, seed: int = 0, save_every: int = 1000,
           log_every: int = 10, degradations: DegradationConfig = DEFAULT, quiet: bool = False,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Run (or resume) one stage; returns the per-step losses and the throughput."""
+          ema: float = DEFAULT_EMA, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Run (or resume) one stage; returns the per-step losses and the throughput.
+
+    ``ema``: the decay of the weights' moving average (see the module docstring); 0 disables it
+    (and drops an average the checkpoint had, which would no longer match the weights).
+    """
     if stage not in STAGES:
         raise SuperResError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    if not 0.0 <= ema < 1.0:
+        raise SuperResError(f"--ema must be in [0, 1) (the notes suggest {DEFAULT_EMA}; 0 disables it), got {ema}")
     out = Path(out)
     dev = torch.device(device)
     bf16 = dev.type == "cuda" if bf16 is None else bf16
     start = 0
     opt_tensors: dict[str, torch.Tensor] = {}
+    saved_ema: dict[str, torch.Tensor] = {}
     state: dict[str, Any] = {}
     if out.exists():
-        nets = load_networks(out).train().requires_grad_(True)
-        _, _, state, opt_tensors = read_checkpoint(out)
+        nets = load_networks(out, ema=False).train().requires_grad_(True)
+        contents = read_contents(out)
+        state, opt_tensors, saved_ema = contents.train_state, contents.optimizer, contents.ema
         if config is not None and config != nets.config:
             raise SuperResError(f"{out} holds a different config than the one asked for; use another --out or drop --config")
         if state.get("stage") == stage and state.get("step", 0) < steps and not state.get("finished"):
@@ -155,7 +212,14 @@ def train(stage: str, *, data: str | Path, autoencoder: str | Path, out: str | P
                           scale=cfg.upscale)
     extra: dict[str, Any] = {}
     if stage == "rtm":
-        return _build_rtm_stage(nets, lat_pool, candidates, out, g, quiet)
+        return _build_rtm_stage(nets, lat_pool, candidates, out, g, quiet, saved_ema)
+    if stage in EMA_STAGES:
+        ema_tensors = _start_ema(nets, stage, saved_ema, ema, fresh=not start)
+        ema_updates = int(state.get("ema_updates", 0)) if start and saved_ema else 0
+    else:  # the classifier stage changes no averaged parameter: an average the file has stays valid
+        ema_tensors, ema_updates = saved_ema, 0
+    # the decay that made the average the file will hold (the classifier stage keeps an earlier one)
+    ema_written = (ema if stage in EMA_STAGES else float(state.get("ema", 0.0))) if ema_tensors else 0.0
 
     auto_eta = isinstance(eta, str)
 
@@ -205,17 +269,23 @@ def train(stage: str, *, data: str | Path, autoencoder: str | Path, out: str | P
 
     def save(step: int, finished: bool) -> None:
         rate = seen / max(1e-9, time.perf_counter() - t0)
-        save_checkpoint(out, nets, optimizer_tensors=_optimizer_tensors(opt, names), train_state={
-            "stage": stage, "step": step, "steps": steps, "finished": finished, "lr": lr, "batch": batch,
-            "eta": float(eta), "samples_per_second": rate,
-            "recent_losses": losses[-200:]})
+        save_checkpoint(out, nets, optimizer_tensors=_optimizer_tensors(opt, names), ema_tensors=ema_tensors,
+                        train_state={
+                            "stage": stage, "step": step, "steps": steps, "finished": finished, "lr": lr,
+                            "batch": batch, "eta": float(eta), "samples_per_second": rate,
+                            "ema": ema_written, "ema_updates": ema_updates,
+                            "recent_losses": losses[-200:]})
 
+    params = dict(nets.named_parameters())
     step = start
     for step in range(start + 1, steps + 1):
         opt.zero_grad(set_to_none=True)
         loss = step_loss()
         loss.backward()
         opt.step()
+        if stage in EMA_STAGES and ema_tensors:
+            update_ema(ema_tensors, params, ema_decay(ema, ema_updates))
+            ema_updates += 1
         losses.append(loss.item())
         if auto_eta and stage in ("grm", "joint") and step % max(1, steps // 10) == 0:
             eta = recalibrate()
@@ -237,7 +307,7 @@ def train(stage: str, *, data: str | Path, autoencoder: str | Path, out: str | P
 
 @torch.no_grad()
 def _build_rtm_stage(nets: PatchScalerNetworks, lat_pool: LatentPool, candidates: int, out: Path,
-                     g: torch.Generator, quiet: bool) -> TrainResult:
+                     g: torch.Generator, quiet: bool, ema_tensors: dict[str, torch.Tensor]) -> TrainResult:
     cfg = nets.config
     need = max(candidates, cfg.rtm_size)
     values: list[torch.Tensor] = []
@@ -248,8 +318,9 @@ def _build_rtm_stage(nets: PatchScalerNetworks, lat_pool: LatentPool, candidates
     t0 = time.perf_counter()
     nets.eval()
     nets.set_rtm(build_rtm(cand, nets.classifier, cfg.rtm_size).to(nets.rtm_keys.device))
-    save_checkpoint(out, nets, train_state={"stage": "rtm", "step": 1, "steps": 1, "finished": True,
-                                            "candidates": int(cand.shape[0])})
+    save_checkpoint(out, nets, ema_tensors=ema_tensors,  # the RTM is a buffer: averaged parameters stay valid
+                    train_state={"stage": "rtm", "step": 1, "steps": 1, "finished": True,
+                                 "candidates": int(cand.shape[0])})
     if not quiet:
         print(f"rtm: {cand.shape[0]} candidates -> {cfg.rtm_size} by farthest-point sampling "
               f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
@@ -286,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", type=int, default=50, help="rebuild the pool every this many steps (0: never)")
     p.add_argument("--eta", default="0.05", help="eta of Eq. 1, or 'auto' to calibrate a 1/3 simple share")
     p.add_argument("--lam", type=float, default=1.0, help="lambda of Eq. 1")
+    p.add_argument("--ema", type=float, default=DEFAULT_EMA,
+                   help=f"EMA decay of the GRM / Patch-DiT / texture-encoder weights (default {DEFAULT_EMA}; 0: off)")
     p.add_argument("--candidates", type=int, default=20000, help="rtm: candidate patches before FPS (paper: 20,000)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA too")
@@ -312,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                        config=_config_arg(args.config), batch=args.batch, lr=args.lr, crop=args.crop, pool=args.pool,
                        refresh=args.refresh, eta=eta, lam=args.lam, candidates=args.candidates, device=args.device,
                        bf16=False if args.no_bf16 else None, seed=args.seed, save_every=args.save_every,
-                       degradations=SMOKE_DEGRADATIONS if args.smoke_degradations else DEFAULT, quiet=args.quiet)
+                       degradations=SMOKE_DEGRADATIONS if args.smoke_degradations else DEFAULT, quiet=args.quiet,
+                       ema=args.ema)
     except SuperResError as exc:
         print(f"patchscaler train: error: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,19 @@ class LoadRequest:
 
 
 @runtime_checkable
+class SteppingRunner(Protocol):
+    """An image runner that tiles or steps by itself (a diffusion sampler) and reports it:
+    ``reports_steps`` is true and it is called as ``runner(x, on_step=fn)``; it calls ``on_step``
+    with a :class:`~.progress.Progress` between its steps, and whatever ``on_step`` raises
+    (the runtime's cancellation check raises :class:`~.errors.Cancelled`) stops the call with
+    no output. ``on_step`` may be called from the runner's own threads (one per device)."""
+
+    reports_steps: bool
+
+    def __call__(self, x: "torch.Tensor", *, on_step: ProgressFn | None) -> "torch.Tensor": ...
+
+
+@runtime_checkable
 class ClipRunner(Protocol):
     """A video runner with per-clip state (see ``docs/design.md``).
 

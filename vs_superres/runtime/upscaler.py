@@ -33,7 +33,7 @@ from ..contracts.descriptor import ModelDescriptor
 from ..contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat, option_ref
 from ..contracts.frames import as_frames
 from ..contracts.progress import CancelFn, Progress, ProgressFn
-from ..contracts.runners import ClipRunner
+from ..contracts.runners import ClipRunner, SteppingRunner
 from .devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
 from .engine_options import ENGINE_OPTIONS, options_help
 from .loading import load_runner, resolve_model
@@ -215,6 +215,8 @@ class Upscaler(metaclass=_DocumentedOptions):
         self._runner = load_runner(desc, device=self.device, dtype=self.dtype, weights=explicit,
                                    options=options, state_dict=state_dict)
         self._clip_runner = desc.kind == "video" and isinstance(self._runner, ClipRunner)
+        self._stepping = (not self._clip_runner and isinstance(self._runner, SteppingRunner)
+                          and bool(self._runner.reports_steps))
         self._slots = device_slots(self.device)
         self._cache = _WindowCache(cache_windows)
         self._clip_cache = _WindowCache(2)
@@ -272,6 +274,8 @@ class Upscaler(metaclass=_DocumentedOptions):
             # The model tiles (and handles its own out-of-memory) inside; splitting its input
             # into pixel tiles here would bypass that.
             self._check_cancel()
+            if self._stepping and "on_step" not in (runner_kwargs or {}):
+                forward = functools.partial(self._forward, on_step=self._step_reporter(phase), **(runner_kwargs or {}))
             return forward(x)
 
         def on_tile(p: Progress) -> None:
@@ -377,7 +381,8 @@ class Upscaler(metaclass=_DocumentedOptions):
         return out
 
     def _step_reporter(self, phase: str) -> ProgressFn:
-        """A clip runner's ``on_step``: cancellation check and progress between its tiles."""
+        """A clip or stepping runner's ``on_step``: cancellation check and progress between
+        its tiles or steps."""
 
         def on_step(p: Progress) -> None:
             self._check_cancel()
