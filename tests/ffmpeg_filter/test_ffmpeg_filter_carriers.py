@@ -126,15 +126,24 @@ def test_stream_aspect_setter_refuses_what_it_does_not_know():
         assert video.index == 1 and audio.index == 0
 
 
-@pytest.mark.parametrize("clip", ["420.mkv", "420p10.mkv", "444.mkv", "rgb.mkv"])
-def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
+def model_name(model: str, tiny_ditn_path) -> str:
+    """The diagnostic video model by name, DITN as the tiny checkpoint file."""
+    return str(tiny_ditn_path) if model == "ditn" else model
+
+
+@pytest.mark.parametrize("clip, model", [("420.mkv", "temporal-mean-x2"), ("420p10.mkv", "temporal-mean-x2"),
+                                         ("444.mkv", "temporal-mean-x2"), ("rgb.mkv", "temporal-mean-x2"),
+                                         ("420.mkv", "ditn"), ("rgb.mkv", "ditn")])
+def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip, model, tiny_ditn_path):
+    model = model_name(model, tiny_ditn_path)
     data = clips[clip].read_bytes()  # a Matroska file is a Matroska stream
-    run = run_filter("superres=model=temporal-mean-x2", input=data)
+    run = run_filter(f"superres=model={model}", input=data)
     assert run.returncode == 0, run.stderr.decode()
     out = run.stdout
     src, dst = ffprobe(clips[clip]), ffprobe(out)
     sv, dv = src["streams"][0], dst["streams"][0]
-    assert (dv["width"], dv["height"]) == (2 * sv["width"], 2 * sv["height"])
+    scale = 2 if model == "temporal-mean-x2" else 4
+    assert (dv["width"], dv["height"]) == (scale * sv["width"], scale * sv["height"])
     for key in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_transfer",
                 "chroma_location", "r_frame_rate"):
         assert dv.get(key) == sv.get(key), key
@@ -142,7 +151,7 @@ def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
     assert dv["codec_name"] == ("rawvideo" if clip == "420.mkv" else "ffv1")
     assert dv.get("sample_aspect_ratio", "1:1") == sv.get("sample_aspect_ratio", "1:1") == "1:1"
     assert video_times(out) == video_times(clips[clip])
-    reference, info = engine_reference(clips[clip], "temporal-mean-x2")
+    reference, info = engine_reference(clips[clip], model)
     assert_frames_equal(decode(out), reference, info.colour)
     others = [(s["codec_type"], s["codec_name"], s.get("tags", {}).get("language")) for s in src["streams"][1:]]
     assert others == [(s["codec_type"], s["codec_name"], s.get("tags", {}).get("language"))
@@ -151,32 +160,37 @@ def test_matroska_keeps_video_tags_and_every_other_stream(clips, clip):
         assert packets(out, kind) == packets(clips[clip], kind)  # same bytes at the same times
 
 
-def test_nut_keeps_variable_frame_rate_and_packed_rgb(clips):
+@pytest.mark.parametrize("model", ["temporal-mean-x2", "ditn"])
+def test_nut_keeps_variable_frame_rate_and_packed_rgb(clips, model, tiny_ditn_path):
+    model = model_name(model, tiny_ditn_path)
     nut = ffmpeg_bytes("-i", clips["vfr.mkv"], "-fps_mode", "passthrough", "-enc_time_base", "-1",
                        "-pix_fmt", "rgb24",
                        "-c:v", "rawvideo", "-f", "nut", "-")
-    run = run_filter("-m", "temporal-mean-x2", input=nut)
+    run = run_filter("-m", model, input=nut)
     assert run.returncode == 0, run.stderr.decode()
     frames = decode(run.stdout, "nut")
     assert frames[0].format.name == "rgb24" and len(frames) == 8
     times = video_times(run.stdout)
     assert times == video_times(nut)
     assert times[4] - times[3] > 2 * (times[1] - times[0])  # the variable frame rate's gap is kept
-    reference, info = engine_reference(nut, "temporal-mean-x2")
+    reference, info = engine_reference(nut, model)
     assert_frames_equal(frames, reference, info.colour)
 
 
-def test_rawvideo_in_nut_out(clips):
+@pytest.mark.parametrize("model", ["temporal-mean-x2", "ditn"])
+def test_rawvideo_in_nut_out(clips, model, tiny_ditn_path):
+    model = model_name(model, tiny_ditn_path)
     raw = ffmpeg_bytes("-i", clips["420.mkv"], "-fps_mode", "passthrough", "-f", "rawvideo",
                        "-pix_fmt", "yuv420p", "-")
     assert len(raw) == 8 * 32 * 24 * 3 // 2
     run = run_filter("-f", "rawvideo", "-s", "32x24", "-pix_fmt", "yuv420p", "-r", "24", "--matrix",
-                     "bt709", "--chroma-location", "left", "-i", "-", "-m", "temporal-mean-x2",
+                     "bt709", "--chroma-location", "left", "-i", "-", "-m", model,
                      "-f", "nut", "-", input=raw)
     assert run.returncode == 0, run.stderr.decode()
     frames = decode(run.stdout, "nut")
-    assert [(f.width, f.height, f.format.name) for f in frames] == [(64, 48, "yuv420p")] * 8
-    reference, info = engine_reference(clips["420.mkv"], "temporal-mean-x2")
+    scale = 2 if model == "temporal-mean-x2" else 4
+    assert [(f.width, f.height, f.format.name) for f in frames] == [(32 * scale, 24 * scale, "yuv420p")] * 8
+    reference, info = engine_reference(clips["420.mkv"], model)
     assert_frames_equal(frames, reference, info.colour)
 
 

@@ -83,6 +83,25 @@ def test_streams_packets_and_times_are_ffmpeg_alones(clips, tmp_path, maps, capf
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("clip", ["420.mkv", "420p10.mkv"])
+def test_ditn_through_the_wrapper(clips, tmp_path, clip, tiny_ditn_path, capfd):
+    """An image model (the tiny DITN, x4) in the chain: its frames, the streams ffmpeg alone
+    would keep (with a x4 scale standing in), bit depth and times."""
+    ours = f"superres=model={tiny_ditn_path}:device=cpu"
+    args = ["-i", clips[clip], "-vf", ours, "-c:v", "ffv1", "-c:a", "copy", "-c:s", "copy"]
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", *args, out) == 0, capfd.readouterr().err
+    ref = tmp_path / "alone.mkv"
+    ffmpeg(*[a.replace(ours, "scale=iw*4:ih*4") if isinstance(a, str) else a for a in args], ref)
+    assert streams(out) == streams(ref)
+    got, want = ffprobe(out)["streams"][0], ffprobe(ref)["streams"][0]
+    for key in ("pix_fmt", "width", "height", "r_frame_rate"):
+        assert got.get(key) == want.get(key), key
+    assert video_times(out) == video_times(ref)
+    reference, info = engine_reference(clips[clip], str(tiny_ditn_path))
+    assert_frames_equal(decode(out.read_bytes()), reference, info.colour)
+
+
 def test_streams_mapped_by_index_as_alone(clips, tmp_path, capfd):
     """``-map 0:N`` says nothing about the stream's type: the wrapper probes the input, so the
     video mapped by index comes from the pipe, in the place the user gave it."""
