@@ -1,7 +1,8 @@
 """UltraVSR costs: TAI peak memory, analytic FLOPs per output frame, optional GPU seconds per frame.
 
     SUPERRES_WEIGHTS=../shared/weights python benchmarks/bench_ultravsr.py \
-        [--memory] [--flops] [--gpu-timing] [--windows 2,4,8,16] [--size 40x32] [--threads 2]
+        [--memory] [--flops] [--gpu-timing] [--cpu] [--windows 2,4,8,16] [--size 40x32] [--threads 2]
+        [--rounds 5] [--cpu-frames 4] [--cpu-profile 12] [--lora-ranks 4,32]
 
 With no section named, ``--memory`` and ``--flops`` run. Every ratio in a table comes from
 numbers measured in the same run.
@@ -48,9 +49,8 @@ numbers measured in the same run.
    linear in T (checked with T = 3), F(1) differs from the per-frame cost only by the RTS
    attention a single frame skips (printed). That per-frame cost times the number of tiles
    of the shape, summed over the grid, is the stage's cost per output frame. The text
-   encoder runs once per clip and is left out; LoRA adapters are not built (merged LoRA
-   costs nothing; unmerged rank-r LoRA adds r(1/C_in + 1/C_out) of each adapted linear
-   layer, e.g. 2.5% at r = 4, C = 320). The shapes come from ``configs.SD21_BASE_*_CONFIG``,
+   encoder runs once per clip and is left out; LoRA adapters are not built (merged LoRA, the
+   default, costs nothing; ``--cpu`` counts the unmerged adapters). The shapes come from ``configs.SD21_BASE_*_CONFIG``,
    which its module marks as written from memory of the public configs (``UNVERIFIED``).
    Grids: *official* = the released ``inference_arch.py`` grids with the released defaults
    (UNet 96/32, decoder 96/10, encoder 3000/32, ``tiles.official_*_grid``); *ours* = the
@@ -72,6 +72,21 @@ numbers measured in the same run.
    RTX 8000 (48 GB), with the released script (real weights, DAPE prompts, whole clip);
    another GPU and no tagger here, so the seconds are comparable only roughly. The
    ours/official ratio is measured side by side.
+
+4. ``--cpu``: merged vs unmerged LoRA. (a) Seconds per output frame of the tiny release
+   (fp32, ``--threads`` torch threads, ``--size`` input, default 40x32 -> 160x128), one
+   window of ``--cpu-frames`` frames through ``UltraVSRPipeline.from_pretrained(...,
+   merge_lora=True/False)``, both pipelines in one process, one warm-up window each, then
+   ``--rounds`` (>= 3) interleaved rounds whose order alternates; printed: the median and
+   min-max seconds per frame, the per-round unmerged/merged ratio (median, min-max), the max
+   absolute output difference between the two, the peft layers left in each, the FLOPs per
+   frame of each (``FlopCounterMode`` on the real run) and the time per stage. With
+   ``--cpu-profile N`` (default 12) the N largest aten ops of one merged window
+   (``torch.profiler``). (b) FLOPs per 720p output frame of the full-size architecture with the
+   official LoRA target lists at each of ``--lora-ranks`` (the released rank is not known
+   here), unmerged vs merged with ``checkpoint.merge_adapters``, counted exactly on the meta
+   device like section 2 (no weights, no extrapolation); the merged count is checked equal to
+   the network without adapters.
 """
 
 from __future__ import annotations
@@ -83,6 +98,7 @@ import os
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -370,7 +386,10 @@ def _check_counter() -> None:
 class _MetaModels:
     """Full-size SD-2.1-base UltraVSR networks on the meta device; per-frame FLOPs per tile shape, cached."""
 
-    def __init__(self):
+    def __init__(self, lora_rank: int | None = None, merged: bool = False):
+        """``lora_rank``: add UltraVSR's peft adapters (the official target lists) at that rank;
+        ``merged``: then fold them in with ``checkpoint.merge_adapters``, as the loader does."""
+        from vs_superres.models.ultravsr import checkpoint as ckpt
         from vs_superres.models.ultravsr.configs import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG
         from vs_superres.models.ultravsr.unet import UltraVSRUNet
         from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder
@@ -378,6 +397,13 @@ class _MetaModels:
         with torch.device("meta"):
             self.unet = UltraVSRUNet(**SD21_BASE_UNET_CONFIG).eval()
             self.vae = UltraVSRAutoencoder(**SD21_BASE_VAE_CONFIG).eval()
+            if lora_rank is not None:
+                ckpt.add_unet_adapters(self.unet, lora_rank, ckpt.official_unet_targets(self.unet))
+                ckpt.add_vae_adapter(self.vae, lora_rank, ckpt.official_vae_targets(self.vae))
+                if merged:
+                    ckpt.merge_adapters(self.unet)
+                    ckpt.merge_adapters(self.vae)
+        self.lora_layers = sum(_lora_layers(m) for m in (self.unet, self.vae))
         self.context = torch.empty(1, 77, self.unet.config.cross_attention_dim, device="meta")
         self._cache: dict = {}
         self.rts_share: dict[str, float] = {}
@@ -622,6 +648,159 @@ def print_gpu_rows(rows: list[dict]) -> None:
         print(f"{f'{4 * w}x{4 * h}':<11}{r['grid']:<10}{r['s_per_frame']:>9.3f}{ratio:>9.2f}{peak:>10}  {split}")
 
 
+# --------------------------------------------------------------------------- 4. CPU, merged LoRA
+
+
+def _lora_layers(model) -> int:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return sum(isinstance(m, BaseTunerLayer) for m in model.modules())
+
+
+def _spread(values) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def _timed_window(pipe, x, state) -> tuple[float, dict[str, float]]:
+    """Seconds of one window call and its split by stage (from the first tile callback of each stage)."""
+    marks: list[tuple[str, float]] = []
+
+    def on_step(p) -> None:  # a Progress; its phase is the stage
+        if not marks or marks[-1][0] != p.phase:
+            marks.append((p.phase, time.perf_counter()))
+
+    start = time.perf_counter()
+    pipe(x, clip_state=state, on_step=on_step)
+    end = time.perf_counter()
+    names = {"encoder": "encoder", "unet": "UNet + x0", "decoder": "decoder + colour fix"}
+    split = {"pre-upscale": marks[0][1] - start} if marks else {}
+    bounds = [m[1] for m in marks] + [end]
+    for i, (stage, _) in enumerate(marks):
+        split[names.get(stage, stage)] = bounds[i + 1] - bounds[i]
+    return end - start, split
+
+
+def _op_profile(pipe, x, state, top: int) -> list[tuple[str, float]]:
+    """Share of self CPU time per aten op over one window (torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        pipe(x, clip_state=state)
+    events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(t for _, t in events) or 1
+    events.sort(key=lambda kv: -kv[1])
+    return [(k, t / total) for k, t in events[:top]]
+
+
+def cpu_section(args) -> None:
+    from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
+    from vs_superres.models.ultravsr.tiny import TINY_LORA_RANK, write_tiny_release
+
+    torch.set_num_threads(args.threads)
+    w, h = args.size
+    T = args.cpu_frames
+    print("\n## 4. CPU: tiny release, merged vs unmerged LoRA (seconds per output frame)")
+    print(
+        f"tiny release (models/ultravsr/tiny.py, LoRA rank {TINY_LORA_RANK}), fp32, CPU, {torch.get_num_threads()} threads; "
+        f"one window of {T} frames, input {w}x{h} -> output {4 * w}x{4 * h}, strength 0.3, default settings "
+        f"(b = 1, untiled at this size); both pipelines in this process, one warm-up window each, then "
+        f"{args.rounds} interleaved rounds (the order alternates every round)"
+    )
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_ultravsr_cpu_") as tmp:
+        base, ckpt = write_tiny_release(Path(tmp) / "release")
+        pipes = {
+            name: UltraVSRPipeline.from_pretrained(str(ckpt), str(base), strength=0.3, merge_lora=merge)
+            for name, merge in (("unmerged", False), ("merged", True))
+        }
+    layers = {k: _lora_layers(p.unet) + _lora_layers(p.vae) for k, p in pipes.items()}
+    x = torch.rand(T, 3, h, w, generator=torch.Generator().manual_seed(0))
+    state = pipes["merged"].clip_state({}, T)
+    outs = {k: p(x, clip_state=state) for k, p in pipes.items()}  # warm-up; also the outputs compared
+    diff = (outs["merged"] - outs["unmerged"]).abs()
+    flops = {k: _count(lambda p=p: p(x, clip_state=state))[0] / T for k, p in pipes.items()}
+
+    seconds: dict[str, list[float]] = {k: [] for k in pipes}
+    splits: dict[str, list[dict[str, float]]] = {k: [] for k in pipes}
+    for r in range(args.rounds):
+        for name in (list(pipes) if r % 2 == 0 else list(pipes)[::-1]):
+            total, split = _timed_window(pipes[name], x, state)
+            seconds[name].append(total / T)
+            splits[name].append({k: v / T for k, v in split.items()})
+    speedup = [u / m for u, m in zip(seconds["unmerged"], seconds["merged"])]
+
+    print(f"peft LoRA layers in the loaded networks: unmerged {layers['unmerged']}, merged {layers['merged']}")
+    print(
+        f"max |merged - unmerged| over the window's output ([0, 1]): {diff.max().item():.2e} "
+        f"(mean {diff.mean().item():.2e})"
+    )
+    print(f"{'config':<10}{'s/frame median (min-max)':>28}{'GFLOP/frame':>13}{'GFLOP/s':>9}{'unmerged/merged':>24}")
+    for name in pipes:
+        med = statistics.median(seconds[name])
+        ratio = _spread(speedup) if name == "merged" else "1.00"
+        print(f"{name:<10}{_spread(seconds[name]):>28}{flops[name] / 1e9:>13.2f}{flops[name] / 1e9 / med:>9.1f}{ratio:>24}")
+    print("per-round unmerged/merged: " + ", ".join(f"{v:.2f}" for v in speedup))
+    print("where the time goes (s/frame, median over rounds; stage starts at its first tile callback):")
+    stages = list(splits["merged"][0])
+    print(f"  {'stage':<22}" + "".join(f"{k:>12}" for k in pipes) + f"{'share (merged)':>16}")
+    merged_total = statistics.median(seconds["merged"])
+    for stage in stages:
+        meds = [statistics.median(sp.get(stage, 0.0) for sp in splits[k]) for k in pipes]
+        print(f"  {stage:<22}" + "".join(f"{v:>12.3f}" for v in meds) + f"{100 * meds[-1] / merged_total:>15.1f}%")
+    if args.cpu_profile:
+        print(f"top aten ops by self CPU time, one merged window (torch.profiler; {args.cpu_profile} largest):")
+        for op, share in _op_profile(pipes["merged"], x, state, args.cpu_profile):
+            print(f"  {op:<44}{100 * share:>6.1f}%")
+    print(f"(section time {time.perf_counter() - t_start:.0f} s; seconds are load-affected, the per-round ratios less so)")
+
+    _lora_flops_720p(args)
+
+
+def _lora_flops_720p(args) -> None:
+    """FLOPs per 720p output frame of the full-size architecture with unmerged vs merged adapters."""
+    from vs_superres.models.ultravsr.pipeline import UltraVSRSettings
+
+    w_in, h_in = 320, 180
+    H, W = 4 * h_in, 4 * w_in
+    Hp, Wp = -(-H // 8) * 8, -(-W // 8) * 8
+    ours = UltraVSRSettings()
+    _check_counter()
+    print(
+        f"\nFLOPs per 720p output frame ({w_in}x{h_in} -> {W}x{H}), full-size SD-2.1-base UltraVSR, our default tiles; "
+        "networks and tensors on the meta device (no weights allocated, exact counts, no extrapolation); "
+        "per-frame cost of a long window (F(T=2) - F(T=1) per tile shape); "
+        "LoRA on the official target lists (UNet three adapters, VAE encoder one); the released rank is not "
+        "known here, so the ranks are assumptions"
+    )
+    plain = _MetaModels()
+    print(f"{'stage':<14}{'rank':>6}{'LoRA layers':>13}{'unmerged TFLOP':>16}{'merged TFLOP':>14}{'no LoRA':>10}{'unmerged/merged':>17}")
+    for rank in args.lora_ranks:
+        unmerged, merged = _MetaModels(rank), _MetaModels(rank, merged=True)
+        if merged.lora_layers:
+            raise SystemExit(f"merge_adapters left {merged.lora_layers} peft layers in the full-size networks")
+        totals = [0, 0, 0]
+        for label, stage, tile_key, ov_key in (("VAE encoder", "encoder", "encoder_tile", "encoder_overlap"),
+                                               ("UNet", "unet", "unet_tile", "unet_overlap"),
+                                               ("VAE decoder", "decoder", "decoder_tile", "decoder_overlap")):
+            hh, ww = (Hp, Wp) if stage == "encoder" else (Hp // 8, Wp // 8)
+            shapes = _tile_shapes(_pipeline_grid(ours, stage, hh, ww, getattr(ours, tile_key), getattr(ours, ov_key)))
+            cells = [sum(n * m.per_frame(stage, th, tw) for (th, tw), n in shapes.items()) for m in (unmerged, merged, plain)]
+            if cells[1] != cells[2]:
+                raise SystemExit(f"merged {stage} counts {cells[1]} FLOPs, the network without LoRA {cells[2]}")
+            totals = [a + b for a, b in zip(totals, cells)]
+            n_layers = _lora_layers(unet_or_vae(unmerged, stage))
+            print(f"{label:<14}{rank:>6}{n_layers:>13}{cells[0] / 1e12:>16.3f}{cells[1] / 1e12:>14.3f}"
+                  f"{cells[2] / 1e12:>10.3f}{cells[0] / cells[1]:>17.4f}")
+        print(f"{'total':<14}{rank:>6}{unmerged.lora_layers:>13}{totals[0] / 1e12:>16.3f}{totals[1] / 1e12:>14.3f}"
+              f"{totals[2] / 1e12:>10.3f}{totals[0] / totals[1]:>17.4f}")
+    print("(merged = exactly the network without LoRA: checked per stage; pre-upscale and colour fix are the same in both)")
+
+
+def unet_or_vae(models: "_MetaModels", stage: str):
+    """The network of ``models`` that runs ``stage`` (every VAE adapter is on the encode path)."""
+    return models.unet if stage == "unet" else (models.vae if stage == "encoder" else models.vae.decoder)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -631,19 +810,30 @@ def main() -> None:
     ap.add_argument("--flops", action="store_true", help="analytic FLOPs per output frame, full-size model")
     ap.add_argument("--gpu-timing", action="store_true", help="seconds per output frame on CUDA (skipped without)")
     ap.add_argument("--windows", type=_int_list, default=[2, 4, 8, 16], help="window lengths T (default 2,4,8,16)")
-    ap.add_argument("--size", type=_size, default=(40, 32), help="memory: input WxH (default 40x32 -> 160x128)")
-    ap.add_argument("--threads", type=int, default=2, help="memory: torch threads per child (default 2)")
+    ap.add_argument("--size", type=_size, default=(40, 32), help="memory, cpu: input WxH (default 40x32 -> 160x128)")
+    ap.add_argument("--threads", type=int, default=2, help="memory, cpu: torch threads (default 2)")
     ap.add_argument("--gpu-sizes", type=lambda s: [_size(v) for v in s.split(",")], default=[(320, 180)],
                     help="GPU: input sizes WxH, comma-separated (default 320x180 -> 720p; 640x360 -> 1440p)")
     ap.add_argument("--gpu-frames", type=int, default=30, help="GPU: frames per window (default 30)")
     ap.add_argument("--gpu-repeats", type=int, default=2, help="GPU: timed windows per configuration (default 2)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="CPU seconds per output frame of the tiny release, merged vs unmerged LoRA, and the "
+                    "full-size FLOPs per 720p frame merged vs unmerged")
+    ap.add_argument("--rounds", type=int, default=5, help="cpu: interleaved timing rounds (default 5, at least 3)")
+    ap.add_argument("--cpu-frames", type=int, default=4, help="cpu: frames in the timed window (default 4)")
+    ap.add_argument("--cpu-profile", type=int, default=12, metavar="N",
+                    help="cpu: print the N largest aten ops of one merged window (0 = no profile; default 12)")
+    ap.add_argument("--lora-ranks", type=_int_list, default=[4, 32],
+                    help="cpu: LoRA ranks for the full-size FLOP count (default 4,32)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_memory_child(json.loads(args.child))))
         return
-    if not (args.memory or args.flops or args.gpu_timing):
+    if not (args.memory or args.flops or args.gpu_timing or args.cpu):
         args.memory = args.flops = True
+    if args.cpu and args.rounds < 3:
+        ap.error("--rounds must be at least 3: a ratio needs its spread")
 
     import diffusers
 
@@ -659,6 +849,8 @@ def main() -> None:
         flops_section(args)
     if args.gpu_timing:
         gpu_section(args)
+    if args.cpu:
+        cpu_section(args)
 
 
 if __name__ == "__main__":

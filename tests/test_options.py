@@ -92,3 +92,18 @@ def test_an_option_several_families_declare_is_one_flag_explained_for_each(capsy
     flat = " ".join(text.split())
     assert [line.split()[0] for line in text.splitlines() if line.strip().startswith("--checkpoint")] == ["--checkpoint"]
     assert "PatchScaler checkpoint" in flat and "for ultravsr: UltraVSR checkpoint" in flat
+
+
+def test_bool_options_have_both_spellings():
+    """A bool option on by default (UltraVSR's merge_lora) must be switchable off from the
+    command line, and messages name the spelling that was typed."""
+    from vs_superres.cli import build_parser
+    from vs_superres.option_flags import flag_spelling
+
+    parser = build_parser()
+    base = ["upscale", "in.png", "out.png", "--model", "ultravsr"]
+    assert parser.parse_args(base + ["--no-merge-lora"]).merge_lora == "false"
+    assert parser.parse_args(base + ["--merge-lora"]).merge_lora == "true"
+    assert parser.parse_args(base).merge_lora is None  # not given: the declared default applies
+    assert flag_spelling("merge_lora", "false") == "--no-merge-lora"
+    assert flag_spelling("merge_lora", "true") == "--merge-lora"

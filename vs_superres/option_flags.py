@@ -42,7 +42,10 @@ def add_option_flag(parser, opt: Option, also: Iterable[str] = ()) -> None:
         text += "; for " + "; for ".join(others)
     text = text.replace("%", "%%")
     if opt.type == "bool":
+        # Both spellings, so that an option on by default can be switched off (--no-merge-lora).
         parser.add_argument(flag, dest=opt.name, action="store_const", const="true", default=None, help=text)
+        parser.add_argument("--no-" + flag[2:], dest=opt.name, action="store_const", const="false",
+                            default=None, help=f"switch {flag} off")
     else:
         parser.add_argument(flag, dest=opt.name, default=None, metavar=opt.type.upper(), help=text)
 
@@ -88,5 +91,7 @@ def flag_spelling(name: str, value: str | None) -> str:
         return f"-O {name}={value}" if value is not None else name
     flag = "--" + name.replace("_", "-")
     if declared[name].type == "bool":
-        return flag if value in (None, "True", "true") else f"-O {name}={value}"
+        if value in (None, "True", "true"):
+            return flag
+        return "--no-" + flag[2:] if value in ("False", "false") else f"-O {name}={value}"
     return flag if value is None else f"{flag} {value}"

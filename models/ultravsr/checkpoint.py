@@ -484,7 +484,10 @@ def load_ultravsr(
 ) -> tuple[UltraVSRUNet, UltraVSRAutoencoder]:
     """Build the UltraVSR UNet and VAE: SD-2.1-base weights plus the checkpoint (fp32, CPU, eval).
 
-    The caller moves them to a device and dtype; gradients are off.
+    The caller moves them to a device and dtype; gradients are off. ``merge_lora`` defaults to
+    False here, so the networks keep the checkpoint's layout (``checkpoint_from_models`` can
+    read it back); :meth:`~.pipeline.UltraVSRPipeline.from_pretrained` and the ``ultravsr``
+    model merge by default.
     """
     ckpt = checkpoint if isinstance(checkpoint, UltraVSRCheckpoint) else read_checkpoint(checkpoint)
     folder = resolve_base_model(base, allow_download=allow_download)

@@ -143,7 +143,7 @@ class UltraVSRPipeline:
         strength: float | None = None,
         clip_iqa: Any = None,
         tagger: Tagger | None = None,
-        merge_lora: bool = False,
+        merge_lora: bool = True,
         allow_download: bool = False,
         search_roots: Sequence[os.PathLike] = (),
         **settings: Any,
@@ -153,7 +153,9 @@ class UltraVSRPipeline:
         finds one) and the UltraVSR ``checkpoint``.
 
         ``settings`` are :class:`UltraVSRSettings` fields. Cheap checks (settings, the
-        estimator) run before anything large is read.
+        estimator) run before anything large is read. ``merge_lora`` (default True, see
+        :class:`~.options.UltraVSRLoadOptions`) folds the LoRA adapters into the base weights;
+        ``False`` keeps the peft layers the released script runs.
         """
         from .checkpoint import DEFAULT_BASE_MODEL, load_ultravsr, read_checkpoint, resolve_base_model
 
