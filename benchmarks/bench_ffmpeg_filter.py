@@ -4,7 +4,8 @@
         [--rounds 3] [--model ditn-real-x4] [--size 320x180] [--rss-frames 30,600] [--rss-model MODEL]
 
 For each carrier (y4m, Matroska) it times the filter process from its start line (the model is
-loaded, the first frame decoded) to its exit, reading ffmpeg-made ``testsrc2`` frames from a
+loaded, the first frame decoded) to its "frames written" line (the last frame flushed; the
+interpreter's exit after it is printed apart, a fixed cost per run), reading ffmpeg-made ``testsrc2`` frames from a
 file on stdin and writing to /dev/null, and the engine's ``Upscaler.stream`` on the same
 frames already in memory, in ``--rounds`` interleaved rounds; it prints frames per second, the
 ratio (target >= 0.95; median and min-max over the rounds) and the per-frame overhead in ms.
@@ -34,8 +35,12 @@ def make_input(folder: Path, carrier: str, size: str, frames: int) -> Path:
     return path
 
 
-def run_filter(path: Path, model: str, threads: int) -> tuple[float, int]:
-    """(seconds from the start line to exit, peak RSS in KiB) of one filter process."""
+def run_filter(path: Path, model: str, threads: int) -> tuple[float, float, int]:
+    """(seconds from the start line to the "frames written" line, seconds from there to the
+    process's exit, peak RSS in KiB) of one filter process. The start line comes once the model
+    is loaded and the first frame decoded; the "written" line once the last frame is flushed to
+    stdout, so the first span is the per-frame work and the second the interpreter's teardown,
+    a fixed cost per run."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with open(path, "rb") as source, open(os.devnull, "wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.filter_cmd", "-m", model,
@@ -47,12 +52,15 @@ def run_filter(path: Path, model: str, threads: int) -> tuple[float, int]:
             if not line or b"-> x" in line:
                 break
         start = time.perf_counter()
-        proc.stderr.read()
+        written = None
+        for line in proc.stderr:
+            if b"frames written" in line:
+                written = time.perf_counter()
         _, code, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-    if code:
+        end = time.perf_counter()
+    if code or written is None:
         raise SystemExit(f"superres-filter failed on {path} (wait status {code})")
-    return elapsed, usage.ru_maxrss
+    return written - start, end - written, usage.ru_maxrss
 
 
 def engine_seconds(path: Path, model: str, threads: int) -> tuple[float, int]:
@@ -88,11 +96,13 @@ def main() -> None:
         if not args.skip_speed:
             inputs = {c: make_input(folder, c, args.size, args.frames) for c in ("y4m", "matroska")}
             rounds: dict[str, list[tuple[float, float, int, int]]] = {c: [] for c in inputs}
+            exits: list[float] = []
             for round_ in range(args.rounds):  # interleaved, so load drifts hit both sides alike
                 for carrier, path in inputs.items():
                     engine, count = engine_seconds(path, args.model, args.threads)
-                    bridge, rss = run_filter(path, args.model, args.threads)
+                    bridge, teardown, rss = run_filter(path, args.model, args.threads)
                     rounds[carrier].append((engine, bridge, count, rss))
+                    exits.append(teardown)
                     print(f"round {round_ + 1} {carrier:9s}: engine {count / engine:.3f} fps, filter "
                           f"{count / bridge:.3f} fps, ratio {engine / bridge:.3f}", flush=True)
             print("carrier   model, input             engine fps  filter fps  ratio median (min-max)  "
@@ -106,10 +116,12 @@ def main() -> None:
                       f"{count / bridge:10.3f}  {statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})"
                       f"         {(bridge - engine) / count * 1000:+8.1f}  {max(r for *_, r in runs) / 1024:.0f} MiB",
                       flush=True)
+            print(f"interpreter exit after the last frame (fixed per run, not in the ratio): median "
+                  f"{statistics.median(exits):.2f} s", flush=True)
         model = args.rss_model or args.model
         for frames in (int(n) for n in args.rss_frames.split(",")):
             path = make_input(folder, "y4m", args.size, frames)
-            seconds, rss = run_filter(path, model, args.threads)
+            seconds, _, rss = run_filter(path, model, args.threads)
             print(f"RSS       {model} {args.size} x{frames}: peak {rss / 1024:.0f} MiB ({seconds:.1f} s)", flush=True)
 
 
