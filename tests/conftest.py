@@ -84,3 +84,31 @@ def tiny_ditn_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ditn") / "tiny_ditn.pth"
     torch.save(build({"dim": 8, "num_itl": 1, "num_sal": 1}).state_dict(), path)
     return path
+
+
+# The tiny random-weight releases, written once per test run (read-only for the tests: a test
+# that needs a damaged or converted file writes its own copy in its tmp_path).
+
+@pytest.fixture(scope="session")
+def patchscaler_release(tmp_path_factory) -> tuple[Path, Path]:
+    """``(checkpoint, autoencoder_folder)`` of the tiny PatchScaler release (seed 0)."""
+    from vs_superres.models.patchscaler.tiny import write_tiny_release
+
+    return write_tiny_release(tmp_path_factory.mktemp("patchscaler"))
+
+
+@pytest.fixture(scope="session")
+def ultravsr_release(tmp_path_factory) -> tuple[Path, Path]:
+    """``(base_folder, checkpoint)`` of the tiny UltraVSR release (seed 0)."""
+    pytest.importorskip("diffusers")
+    from vs_superres.models.ultravsr.tiny import write_tiny_release
+
+    return write_tiny_release(tmp_path_factory.mktemp("ultravsr"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_autoencoder(tmp_path_factory) -> Path:
+    """The tiny random autoencoder folder PatchScaler's training tests encode with."""
+    from vs_superres.models.patchscaler.tiny import write_tiny_autoencoder
+
+    return write_tiny_autoencoder(tmp_path_factory.mktemp("vae"))

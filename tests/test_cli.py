@@ -183,6 +183,9 @@ def test_ctrl_c_leaves_no_output(tmp_path, tiny_ditn_path):
         [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out), "--device", "cpu",
          "--model", str(tiny_ditn_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it, whatever pytest inherited (a shell's background job
+        # starts with SIGINT ignored, and an ignored signal stays ignored across exec).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir()):

@@ -231,7 +231,9 @@ def test_ctrl_c_stops_the_workers_and_writes_no_output(tmp_path, tiny_ditn_path)
             f"upscale_video({str(src)!r}, {str(tmp_path / 'out.mp4')!r}, model={str(tiny_ditn_path)!r}, workers=2, device='cpu',"
             " segment_frames=10, progress=lambda p: print('frame', p.done, flush=True))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # as a terminal's Ctrl-C, whatever pytest inherited (see test_cli)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the first frame was written: the workers are busy

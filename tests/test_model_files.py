@@ -29,13 +29,6 @@ def _one_thread(torch_threads):
         yield
 
 
-@pytest.fixture(scope="module")
-def patchscaler_release(tmp_path_factory):
-    from vs_superres.models.patchscaler.tiny import write_tiny_release
-
-    return write_tiny_release(tmp_path_factory.mktemp("patchscaler"))
-
-
 def photo(size: int = 32) -> torch.Tensor:
     from skimage import data
 

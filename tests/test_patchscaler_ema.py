@@ -24,10 +24,8 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def autoencoder(tmp_path_factory):
-    from vs_superres.models.patchscaler.tiny import write_tiny_autoencoder
-
-    return write_tiny_autoencoder(tmp_path_factory.mktemp("vae"))
+def autoencoder(tiny_autoencoder):
+    return tiny_autoencoder
 
 
 def test_ema_update_matches_a_hand_computation():

@@ -23,10 +23,8 @@ def _one_thread(torch_threads):
 
 
 @pytest.fixture(scope="module")
-def tiny_release(tmp_path_factory):
-    from vs_superres.models.patchscaler.tiny import write_tiny_release
-
-    return write_tiny_release(tmp_path_factory.mktemp("patchscaler"))
+def tiny_release(patchscaler_release):
+    return patchscaler_release
 
 
 @pytest.fixture(scope="module")

@@ -96,10 +96,8 @@ def test_api_errors_use_keyword_spelling(tiny_ditn_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_release(tmp_path_factory):
-    from vs_superres.models.ultravsr.tiny import write_tiny_release
-
-    return write_tiny_release(tmp_path_factory.mktemp("ultravsr"))
+def tiny_release(ultravsr_release):
+    return ultravsr_release
 
 
 def test_ultravsr_errors_name_the_flags_on_the_command_line(tmp_path, tiny_release, capsys, monkeypatch):

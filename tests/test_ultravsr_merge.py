@@ -13,7 +13,6 @@ import torch
 from vs_superres import Upscaler
 from vs_superres.models.ultravsr.options import UltraVSRLoadOptions
 from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
-from vs_superres.models.ultravsr.tiny import write_tiny_release
 
 pytest.importorskip("peft")
 
@@ -31,8 +30,8 @@ def two_threads(torch_threads):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    base, ckpt = write_tiny_release(tmp_path_factory.mktemp("ultravsr_merge"), seed=0)
+def release(ultravsr_release):
+    base, ckpt = ultravsr_release
     return {"base": str(base), "checkpoint": str(ckpt)}
 
 

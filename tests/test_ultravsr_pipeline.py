@@ -23,7 +23,7 @@ from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ultravsr import checkpoint as ckpt_mod
 from vs_superres.models.ultravsr.drs import ClipIqaEstimator, timestep_for
 from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
-from vs_superres.models.ultravsr.tiny import write_tiny_clip, write_tiny_release
+from vs_superres.models.ultravsr.tiny import write_tiny_clip
 from vs_superres.numerics.resample import upscale_bicubic
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -36,8 +36,8 @@ def two_threads(torch_threads):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    base, ckpt = write_tiny_release(tmp_path_factory.mktemp("ultravsr"), seed=0)
+def release(ultravsr_release):
+    base, ckpt = ultravsr_release
     return {"base": str(base), "checkpoint": str(ckpt)}
 
 

@@ -18,11 +18,8 @@ from vs_superres.runtime.windows import TemporalWindowPlan, WindowStream
 
 
 @pytest.fixture(scope="module")
-def tiny_ultravsr(tmp_path_factory):
-    pytest.importorskip("diffusers")
-    from vs_superres.models.ultravsr.tiny import write_tiny_release
-
-    base, ckpt = write_tiny_release(tmp_path_factory.mktemp("ultravsr"), seed=0)
+def tiny_ultravsr(ultravsr_release):
+    base, ckpt = ultravsr_release
     return {"base": str(base), "checkpoint": str(ckpt), "strength": 0.3}
 
 

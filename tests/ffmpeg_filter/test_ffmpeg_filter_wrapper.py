@@ -231,7 +231,9 @@ def test_ctrl_c_stops_both_sides_and_leaves_nothing(tmp_path):
     out = tmp_path / "out.mkv"
     proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-re", "-i", str(src),
                              "-vf", OURS, "-c:v", "ffv1", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            # as a terminal's Ctrl-C, whatever pytest inherited (see test_cli)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children = ffmpeg_children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = proc.communicate(timeout=60)
