@@ -11,4 +11,11 @@ fi
 cd "$root"
 # Static checks first (seconds): ruff on everything, mypy on the package.
 "$root/scripts/lint.sh" "$venv"
-exec "$venv/bin/python" -m pytest "$@"
+# Two pytest workers, one test file each at a time (module fixtures stay in one process):
+# most tests wait on subprocesses (ffmpeg, vspipe, ComfyUI, Ray), so two overlap well even on
+# two cores (docs/benchmarks.md, goal 5). SUPERRES_TEST_WORKERS=0 runs them in this process.
+workers="${SUPERRES_TEST_WORKERS:-2}"
+if [ "$workers" = 0 ]; then
+  exec "$venv/bin/python" -m pytest "$@"
+fi
+exec "$venv/bin/python" -m pytest -n "$workers" --dist loadfile "$@"
