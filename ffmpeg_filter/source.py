@@ -10,6 +10,7 @@ says which frames were complete (:meth:`FrameSource.check_complete`).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from fractions import Fraction
 from typing import Iterator, NamedTuple
@@ -136,7 +137,7 @@ class RawGeometry:
         return cls(int(w), int(h), pix_fmt, fps)
 
 
-class FrameSource:
+class FrameSource(abc.ABC):
     """What the pipeline reads: ``info`` (:class:`StreamInfo`), :meth:`frames`,
     :meth:`passthrough_packets` and :meth:`check_complete`; plus ``field_order`` (ffmpeg's
     name, or None) and ``notes`` (things to say once on stderr)."""
@@ -145,8 +146,9 @@ class FrameSource:
     field_order: str | None = None
     notes: tuple[str, ...] = ()
 
+    @abc.abstractmethod
     def frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """The decoded frames, in order (each carrier's source reads its own way)."""
 
     def passthrough_packets(self) -> list:
         return []
