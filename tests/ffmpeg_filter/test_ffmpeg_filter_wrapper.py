@@ -225,15 +225,22 @@ def test_without_our_filter_it_is_ffmpeg(clips, tmp_path, capfd):
     assert streams(out) == streams(alone(tmp_path, "-i", clips["420.mkv"], "-c", "copy", out))
 
 
-def test_ctrl_c_stops_both_sides_and_leaves_nothing(tmp_path):
+def start_long_wrapper(tmp_path, **popen) -> tuple[subprocess.Popen, os.PathLike]:
+    """``superres-ffmpeg`` on a 20 s clip read in real time (``-re``), as a real process."""
     src = tmp_path / "long.mkv"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "480", "-c:v", "ffv1", src)
     out = tmp_path / "out.mkv"
     proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-re", "-i", str(src),
                              "-vf", OURS, "-c:v", "ffv1", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                            # as a terminal's Ctrl-C, whatever pytest inherited (see test_cli)
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+    return proc, out
+
+
+def test_ctrl_c_stops_both_sides_and_leaves_nothing(tmp_path):
+    proc, out = start_long_wrapper(
+        tmp_path, start_new_session=True,
+        # as a terminal's Ctrl-C, whatever pytest inherited (see test_cli)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children = ffmpeg_children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = proc.communicate(timeout=60)
@@ -244,12 +251,7 @@ def test_ctrl_c_stops_both_sides_and_leaves_nothing(tmp_path):
 
 
 def test_sigterm_stops_both_ffmpeg_processes(tmp_path):
-    src = tmp_path / "long.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "480", "-c:v", "ffv1", src)
-    out = tmp_path / "out.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-re", "-i", str(src),
-                             "-vf", OURS, "-c:v", "ffv1", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, out = start_long_wrapper(tmp_path)
     children = ffmpeg_children(proc.pid)
     proc.terminate()  # only the wrapper: it must stop its two ffmpeg processes itself
     _, err = proc.communicate(timeout=60)
