@@ -47,6 +47,18 @@ def torch_threads():
     return _torch_threads
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_torch_threads(request):
+    """``pytestmark = pytest.mark.torch_threads(n)``: the module's tests and module fixtures run
+    torch on ``n`` threads (one summation order for outputs compared bit for bit)."""
+    marker = request.node.get_closest_marker("torch_threads")
+    if marker is None:
+        yield
+        return
+    with _torch_threads(marker.args[0]):
+        yield
+
+
 def weights_file(relpath: str) -> Path:
     root = os.environ.get("SUPERRES_WEIGHTS")
     if not root:

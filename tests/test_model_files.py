@@ -22,11 +22,8 @@ from vs_superres.numerics.checkpoints import safetensors_metadata
 from vs_superres.runtime.loading import resolve_model
 from vs_superres.runtime.registry import default_registry
 
+pytestmark = pytest.mark.torch_threads(1)
 
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 def photo(size: int = 32) -> torch.Tensor:

@@ -20,13 +20,10 @@ from vs_superres.media import read_image, write_image
 from vs_superres.models.patchscaler.options import OPTIONS
 from vs_superres.numerics.resample import upscale_bicubic
 
+pytestmark = pytest.mark.torch_threads(1)
+
 CLI_METAVARS = {"path": "PATH", "int": "INT", "float": "FLOAT", "str": "STR", "bool": ""}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,8 @@ import torch
 
 from vs_superres import SuperResError, WeightsError
 
+pytestmark = pytest.mark.torch_threads(1)
 
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

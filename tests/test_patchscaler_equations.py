@@ -25,13 +25,10 @@ from vs_superres.models.patchscaler.schedule import (
 )
 from vs_superres.models.patchscaler.tiny import tiny_networks
 
+pytestmark = pytest.mark.torch_threads(1)
+
 SCHEDULE = NoiseSchedule.linear()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 # ----------------------------------------------------------------------------- Eq. 1

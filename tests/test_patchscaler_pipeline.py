@@ -13,13 +13,10 @@ import torch
 
 from vs_superres import InvalidOption, SuperResError, UnsupportedFormat, WeightsError
 
+pytestmark = pytest.mark.torch_threads(1)
+
 LIVE_GROUPS: dict[str, float] = {}  # thresholds that split the photo's 9 patches 3 / 3 / 3 (set by a fixture)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

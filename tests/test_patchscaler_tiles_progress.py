@@ -11,13 +11,10 @@ from vs_superres import InvalidOption
 from vs_superres.contracts.errors import Cancelled
 from vs_superres.contracts.progress import Progress
 
+pytestmark = pytest.mark.torch_threads(1)
+
 FAST = dict(steps_simple=2, steps_medium=3, steps_hard=4, color_fix="none")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

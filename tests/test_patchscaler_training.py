@@ -12,11 +12,8 @@ import torch
 from vs_superres import SuperResError
 from vs_superres.models.patchscaler.degradations import DEFAULT, degrade, gaussian_kernel, jpeg, sinc_kernel
 
+pytestmark = pytest.mark.torch_threads(1)
 
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,12 @@ pytest.importorskip("peft")
 
 from peft.tuners.tuners_utils import BaseTunerLayer  # noqa: E402
 
+pytestmark = pytest.mark.torch_threads(2)
+
 #: Measured 4e-6 (max) on [0, 1] outputs; 1e-4 leaves room for other CPUs' kernels, and is still
 #: far below what one adapter changes (checked below: > 1e-2).
 MERGE_TOL = 1e-4
 
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads(torch_threads):
-    with torch_threads(2):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,10 @@ from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
 from vs_superres.models.ultravsr.tiny import write_tiny_clip
 from vs_superres.numerics.resample import upscale_bicubic
 
+pytestmark = pytest.mark.torch_threads(2)
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads(torch_threads):
-    with torch_threads(2):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,11 @@ import pytest
 from bridge_helpers import (TAGS, assert_frames_equal, decode, engine_reference, ffmpeg, ffmpeg_bytes, needs_ffmpeg,
                             run_filter)
 
-pytestmark = needs_ffmpeg
+pytestmark = [needs_ffmpeg, pytest.mark.torch_threads(1)]  # the filter runs in this process: one summation order on both sides
 
 #: few sampling steps: the tiny model's output is not the point, the bridge is
 FAST = {"steps_simple": 2, "steps_medium": 3, "steps_hard": 4}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(torch_threads):
-    with torch_threads(1):  # the filter runs in this process: one summation order on both sides
-        yield
 
 
 @pytest.fixture(scope="module")
