@@ -84,6 +84,9 @@ def probe_video_index(cmd: Command, output_options: list[str]) -> VideoIndex:
         options = cmd.inputs[source].options
         fmt = next((options[i + 1] for i, o in enumerate(options[:-1]) if o == "-f"), None)
         try:
+            # The URL as the user wrote it, not media's file: form: the front ffmpeg reads
+            # `-i URL` with ffmpeg's own rules (protocols included), and the probe must see
+            # the same input.
             with av.open(url, format=fmt) as container:
                 types = [stream.type for stream in container.streams]
         except (av.FFmpegError, OSError) as exc:
