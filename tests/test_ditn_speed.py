@@ -127,3 +127,56 @@ def test_a_model_loaded_under_inference_mode_runs_the_fast_path():
         slow = DITN.forward(net, x.clone())
     assert torch.equal(fast, again)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(40, 24), (37, 61), (64, 8)])
+def test_row_strips_and_patch_row_chunks_match_the_whole_map(monkeypatch, size):
+    """Maps far taller than one strip: every strip border (halo rows, the map's own edges) and
+    every chunk of patch rows must give what the whole map gives."""
+    from vs_superres.models.ditn import fast as fast_module
+
+    ref, fast = _pair(dim=12, num_itl=2, num_sal=2)
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        whole = fast(x)
+        monkeypatch.setattr(fast_module, "_SDA_STRIP_PIXELS", 1)  # strips of 2 * halo rows
+        monkeypatch.setattr(fast_module, "_FFN_STRIP_PIXELS", 1)
+        monkeypatch.setattr(fast_module, "_PATCHES_PER_CHUNK", 1)  # one row of patches per chunk
+        strips = fast(x)
+        expected = ref(x)
+    assert (strips - whole).abs().max() < 1e-5
+    assert (strips - expected).abs().max() < 1e-4
+
+
+def test_the_portable_kernels_compute_what_onednn_computes(real_pair, astronaut):
+    """The ATen kernel set (CUDA, fp16, a PyTorch without oneDNN's fused operators) runs here too."""
+    from vs_superres.models.ditn import kernels
+    from vs_superres.models.ditn.fast import fast_forward, prepare
+
+    ref, fast = real_pair
+    x = _photo(astronaut, 60, 90, 40, 56)
+    with torch.no_grad():
+        expected = ref(x)
+        portable = fast_forward(prepare(fast), x, kernels=kernels.ATEN)
+        default = fast(x)
+    assert (portable - expected).abs().max() < 1e-4
+    assert (default - expected).abs().max() < 1e-4
+    if kernels.ONEDNN is not None:
+        assert kernels.kernels_for(x) is kernels.ONEDNN
+    assert kernels.kernels_for(x.half()) is kernels.ATEN
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3, 5])
+@pytest.mark.parametrize("size", [(1, 1), (7, 11), (24, 9)])
+def test_dilated_depthwise_by_phases_equals_the_dilated_conv(dilation, size):
+    from vs_superres.models.ditn import kernels
+
+    torch.manual_seed(1)
+    x = torch.randn(2, *size, 6)
+    w = torch.randn(6, 1, 7, 7)
+    b = torch.randn(6)
+    expected = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), w, b, padding=3 * dilation, dilation=dilation, groups=6)
+    for k in filter(None, (kernels.ATEN, kernels.ONEDNN)):
+        got = kernels.dilated_depthwise(k, x, w.contiguous(memory_format=torch.channels_last), b, dilation)
+        assert got.shape == x.shape
+        torch.testing.assert_close(got.permute(0, 3, 1, 2), expected, rtol=0, atol=1e-5)

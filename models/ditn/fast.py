@@ -4,19 +4,23 @@
 the released checkpoints load unchanged with ``strict=True``); training or any call with
 gradients enabled runs the checkpoint-true :meth:`DITN.forward`. Under ``torch.no_grad()`` in
 eval mode it runs :func:`fast_forward` on weights prepared once per (device, dtype, parameter
-versions):
+versions). What makes it fast, each measured (``docs/benchmarks.md``):
 
 - features stay channels-last (``[N, H, W, C]``), so every 1x1 convolution is one GEMM on
-  ``[pixels, C]`` and the depthwise convolutions run on oneDNN's channels-last kernels
-  (in NCHW oneDNN reorders every 1x1 convolution's input and output);
+  ``[pixels, C]``, and every op runs through :mod:`.kernels`: on the CPU oneDNN's primitives
+  with the bias, residual addition, gating product or GELU fused in;
 - a linear map that directly follows another is merged into it: the Tanh -> 1x1 "norm" convs
   ``conv1``/``conv2`` into ``qkv``, ``proj_first`` and ``project_in``; the SDA's ``scale``
-  into ``proj_last``. Merging changes float rounding only (about 1e-6 on [0, 1] outputs);
-- the residual additions accumulate in place inside the GEMM (``addmm_``);
+  into ``proj_last``; the Tanh itself becomes ``sigmoid(2x)`` with its affine part folded into
+  the next map (:func:`_after_tanh`). Merging changes float rounding only;
 - q and k are not normalised element by element: the C x C attention logits are divided by
   the outer product of their norms, which is the same quantity;
-- the patches are unfolded once and folded once per UFONE block (one copy each way), as
-  the release does.
+- nothing runs on a whole frame at once: the ITLs on a few rows of 8x8 patches at a time
+  (unfolded from and folded into the map per chunk), each half of a SAL on strips of rows
+  with the halo its depthwise convolutions need (:func:`_in_row_strips`). Each chunk's
+  activations stay in cache and its buffers are reused instead of faulting in fresh pages;
+- the dilated 7x7 depthwise conv runs as an undilated one on the map's phases
+  (:func:`~.kernels.dilated_depthwise`).
 
 Every input size works (the reflect padding and the crop are :mod:`.arch`'s). The output
 is within 1e-4 of :meth:`DITN.forward` in fp32 (``tests/test_ditn_speed.py``).
@@ -31,15 +35,19 @@ import torch
 import torch.nn.functional as F
 
 from .arch import DITN, reflect_pad_to_multiple
+from .kernels import Kernels, dilated_depthwise, kernels_for
 
 _EPS = 1e-12  # F.normalize's default, which the release uses
 #: Patches per ITL chunk: 64 patches of 8x8 at C=60 keep a chunk's widest activation at 2 MB.
 _PATCHES_PER_CHUNK = 64
+#: Pixels per strip of a SAL's two halves on the full map (see :func:`_in_row_strips`).
+_SDA_STRIP_PIXELS = 16384
+_FFN_STRIP_PIXELS = 4096
 
 
 @dataclasses.dataclass
 class _GatedFFN:
-    gate_in: torch.Tensor  # [C, h]  (already transposed for x @ w)
+    gate_in: torch.Tensor  # [h, C], conv2 merged in
     gate_bias: torch.Tensor | None
     value_in: torch.Tensor
     value_bias: torch.Tensor | None
@@ -47,13 +55,13 @@ class _GatedFFN:
     gate_dw_bias: torch.Tensor | None
     value_dw: torch.Tensor
     value_dw_bias: torch.Tensor | None
-    out: torch.Tensor  # [h, C]
+    out: torch.Tensor  # [C, h]
     out_bias: torch.Tensor | None
 
 
 @dataclasses.dataclass
 class _ITLWeights:
-    qkv: torch.Tensor  # [C, 3C], conv1 merged in
+    qkv: torch.Tensor  # [3C, C], conv1 merged in
     qkv_bias: torch.Tensor
     temperature: float
     proj: torch.Tensor  # [C, C]
@@ -71,6 +79,7 @@ class _SALWeights:
     dw5_bias: torch.Tensor
     dw7: torch.Tensor
     dw7_bias: torch.Tensor
+    dw7_dilation: int
     mix: torch.Tensor  # DConvs[2], [C, C]
     mix_bias: torch.Tensor
     proj: torch.Tensor  # proj_last with SDA.scale merged in
@@ -102,25 +111,36 @@ def _bias(module: Any, rows: int, device) -> torch.Tensor:
 
 
 def _merge(first: Any, second: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``second(first(t))`` for two per-pixel linear maps -> ``(W, b)`` with ``t @ W + b``."""
+    """``second(first(t))`` for two per-pixel linear maps -> ``(W, b)`` with ``t @ W.T + b``."""
     w1, w2 = _matrix(first), _matrix(second)
     b1 = _bias(first, w1.shape[0], w1.device)
     b2 = _bias(second, w2.shape[0], w2.device)
-    return (w2 @ w1).t(), w2 @ b1 + b2
+    return w2 @ w1, w2 @ b1 + b2
+
+
+def _after_tanh(wb: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, b)`` of a linear map applied to ``tanh(x)``, rewritten for ``sigmoid(2x)``.
+
+    ``tanh(x) = 2 sigmoid(2x) - 1``, so ``W tanh(x) + b = (2W) sigmoid(2x) + (b - W 1)``. On the
+    CPU ATen's sigmoid is several times faster than its tanh (measured 8x on 4096 x 60 floats),
+    and the affine part costs nothing once folded into the weights.
+    """
+    w, b = wb
+    return 2 * w, b - w.sum(dim=1)
 
 
 def _prepare_ffn(norm_conv: Any, ffn: Any, cast: Callable) -> _GatedFFN:
-    w, b = _merge(norm_conv, ffn.project_in)
-    hidden = w.shape[1] // 2
+    w, b = _after_tanh(_merge(norm_conv, ffn.project_in))
+    hidden = w.shape[0] // 2
     dw = ffn.dwconv.weight.detach()
     dwb = ffn.dwconv.bias.detach() if ffn.dwconv.bias is not None else None
     out_b = ffn.project_out.bias
     return _GatedFFN(
-        gate_in=cast(w[:, :hidden]), gate_bias=cast(b[:hidden]),
-        value_in=cast(w[:, hidden:]), value_bias=cast(b[hidden:]),
+        gate_in=cast(w[:hidden]), gate_bias=cast(b[:hidden]),
+        value_in=cast(w[hidden:]), value_bias=cast(b[hidden:]),
         gate_dw=cast(dw[:hidden]), gate_dw_bias=None if dwb is None else cast(dwb[:hidden]),
         value_dw=cast(dw[hidden:]), value_dw_bias=None if dwb is None else cast(dwb[hidden:]),
-        out=cast(_matrix(ffn.project_out).t()), out_bias=None if out_b is None else cast(out_b.detach()),
+        out=cast(_matrix(ffn.project_out)), out_bias=None if out_b is None else cast(out_b.detach()),
     )
 
 
@@ -129,37 +149,40 @@ def prepare(net: Any) -> PreparedDITN:
     ref = next(net.parameters())
 
     def cast(t: Any) -> torch.Tensor:
-        return t.detach().to(ref.dtype).contiguous()
+        t = t.detach().to(ref.dtype)
+        # Conv weights channels-last, as the channels-last features they meet.
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.contiguous()
 
     def conv(m: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return cast(m.weight).contiguous(memory_format=torch.channels_last), cast(m.bias)
+        return cast(m.weight), cast(m.bias)
 
     blocks = []
     for ufone in net.UFONE:
         itls = []
         for itl in ufone.ITLs:
-            w, b = _merge(itl.conv1, itl.attn.qkv)
+            w, b = _after_tanh(_merge(itl.conv1, itl.attn.qkv))
             pb = itl.attn.project_out.bias
             itls.append(_ITLWeights(
                 qkv=cast(w), qkv_bias=cast(b), temperature=float(itl.attn.temperature.detach()),
-                proj=cast(_matrix(itl.attn.project_out).t()),
+                proj=cast(_matrix(itl.attn.project_out)),
                 proj_bias=None if pb is None else cast(pb),
                 ffn=_prepare_ffn(itl.conv2, itl.ffn, cast),
             ))
         sals = []
         for sal in ufone.SALs:
             sda = sal.SDA
-            w, b = _merge(sal.conv1, sda.proj_first[0])
-            c = w.shape[1] // 2
+            w, b = _after_tanh(_merge(sal.conv1, sda.proj_first[0]))
+            c = w.shape[0] // 2
             scale = sda.scale.detach().double().reshape(-1)
             last = sda.proj_last[0]
             d5, d7, mix = sda.DConvs
             sals.append(_SALWeights(
-                attn_in=cast(w[:, :c]), attn_in_bias=cast(b[:c]),
-                value_in=cast(w[:, c:]), value_in_bias=cast(b[c:]),
+                attn_in=cast(w[:c]), attn_in_bias=cast(b[:c]),
+                value_in=cast(w[c:]), value_in_bias=cast(b[c:]),
                 dw5=cast(d5.weight), dw5_bias=cast(d5.bias), dw7=cast(d7.weight), dw7_bias=cast(d7.bias),
-                mix=cast(_matrix(mix).t()), mix_bias=cast(_bias(mix, c, w.device)),
-                proj=cast((_matrix(last) * scale[:, None]).t()),
+                dw7_dilation=int(d7.dilation[0]),
+                mix=cast(_matrix(mix)), mix_bias=cast(_bias(mix, c, w.device)),
+                proj=cast(_matrix(last) * scale[:, None]),
                 proj_bias=cast(_bias(last, c, w.device) * scale),
                 ffn=_prepare_ffn(sal.conv2, sal.ffn, cast),
             ))
@@ -171,96 +194,135 @@ def prepare(net: Any) -> PreparedDITN:
 
 
 # --- the forward pass, on channels-last features --------------------------------------------
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """``[M, K] @ [K, N] (+ b)``."""
-    return x @ w if b is None else torch.addmm(b, x, w)
+def _norm_input(x: torch.Tensor) -> torch.Tensor:
+    """The release's Tanh "norm" as its linear maps see it here: ``sigmoid(2x)`` (see :func:`_after_tanh`)."""
+    return torch.sigmoid(x * 2)
 
 
-def _accumulate(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> None:
-    """``x += y @ w (+ b)`` in place (x is a residual stream ``[M, C]``)."""
-    x.addmm_(y, w)
-    if b is not None:
-        x.add_(b)
-
-
-def _depthwise(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int, dilation: int = 1) -> torch.Tensor:
-    """Depthwise conv of channels-last ``[N, H, W, C]`` -> ``[N, H, W, C]`` (zero padding)."""
-    y = F.conv2d(x.permute(0, 3, 1, 2), w, b, padding=padding, dilation=dilation, groups=w.shape[0])
-    return y.permute(0, 2, 3, 1)
-
-
-def _ffn(x: torch.Tensor, f: _GatedFFN, grid: tuple[int, int, int]) -> None:
-    """``x += ffn(conv2(tanh(x)))`` for ``x`` ``[M, C]`` holding ``grid`` = (N, H, W) pixels."""
-    t = torch.tanh(x)
+def _ffn(k: Kernels, x: torch.Tensor, f: _GatedFFN, grid: tuple[int, int, int], core: slice | None = None) -> torch.Tensor:
+    """``x + ffn(conv2(tanh(x)))`` for ``x`` ``[M, C]`` holding ``grid`` = (N, H, W) pixels;
+    with ``core``, only for those rows (the others are the 3x3 conv's halo)."""
+    t = _norm_input(x)
     shape = (*grid, -1)
-    gate = _depthwise(_linear(t, f.gate_in, f.gate_bias).view(shape), f.gate_dw, f.gate_dw_bias, 1)
-    value = _depthwise(_linear(t, f.value_in, f.value_bias).view(shape), f.value_dw, f.value_dw_bias, 1)
-    hidden = F.gelu(gate).mul_(value).reshape(x.shape[0], -1)
-    _accumulate(x, hidden, f.out, f.out_bias)
+    gate = k.conv(k.linear(t, f.gate_in, f.gate_bias).view(shape), f.gate_dw, f.gate_dw_bias, 1,
+                  groups=f.gate_dw.shape[0], gelu=True)
+    hidden = k.conv(k.linear(t, f.value_in, f.value_bias).view(shape), f.value_dw, f.value_dw_bias, 1,
+                    groups=f.value_dw.shape[0], mul=gate)
+    residual = x.view(shape)
+    if core is not None:
+        hidden, residual = hidden[:, core], residual[:, core]
+    return k.linear_add(_pixels(hidden), f.out, f.out_bias, _pixels(residual))
 
 
-def _itl(x: torch.Tensor, w: _ITLWeights, patches: int, p: int) -> None:
-    """One ITL in place on the patch tokens ``x`` ``[patches * p * p, C]``."""
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """``[N, H, W, C]`` -> ``[N*H*W, C]`` (a view for one image's row range)."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _itl(k: Kernels, x: torch.Tensor, w: _ITLWeights, patches: int, p: int) -> torch.Tensor:
+    """One ITL on the patch tokens ``x`` ``[patches * p * p, C]``."""
     c = x.shape[1]
-    qkv = _linear(torch.tanh(x), w.qkv, w.qkv_bias).view(patches, p * p, 3 * c)
-    q, k, v = qkv.split(c, dim=2)  # each [B, L, C]
-    logits = q.transpose(1, 2) @ k  # [B, C, C]: query channel x key channel
-    qn = torch.linalg.vector_norm(q, dim=1).clamp_min_(_EPS)  # [B, C]
-    kn = torch.linalg.vector_norm(k, dim=1).clamp_min_(_EPS)
+    qkv = k.linear(_norm_input(x), w.qkv, w.qkv_bias).view(patches, p * p, 3 * c)
+    q, k_, v = qkv.split(c, dim=2)  # each [B, L, C]
+    logits = q.transpose(1, 2) @ k_  # [B, C, C]: query channel x key channel
+    # Square-sum-sqrt, not linalg.vector_norm: the same value, 15x faster on this strided view.
+    norms = qkv[..., : 2 * c].square().sum(dim=1).sqrt_().clamp_min_(_EPS)  # [B, 2C]
+    qn, kn = norms[:, :c], norms[:, c:]
     attention = logits.div_(qn.unsqueeze(2) * kn.unsqueeze(1)).mul_(w.temperature).softmax(dim=-1)
     out = (v @ attention.transpose(1, 2)).view(-1, c)  # [B*L, C]
-    _accumulate(x, out, w.proj, w.proj_bias)
-    _ffn(x, w.ffn, (patches, p, p))
+    x = k.linear_add(out, w.proj, w.proj_bias, x)
+    return _ffn(k, x, w.ffn, (patches, p, p))
 
 
-def _sal(x: torch.Tensor, w: _SALWeights, grid: tuple[int, int, int]) -> None:
-    """One SAL in place on the map ``x`` ``[N*H*W, C]``."""
-    t = torch.tanh(x)
+def _sda(k: Kernels, x: torch.Tensor, w: _SALWeights, grid: tuple[int, int, int], core: slice | None = None) -> torch.Tensor:
+    """``x + sda(conv1(tanh(x)))`` for ``x`` ``[M, C]`` holding ``grid`` pixels; with ``core``,
+    only for those rows (the others are the depthwise convs' halo, :func:`_sda_halo`)."""
+    t = _norm_input(x)
     shape = (*grid, -1)
-    a = _depthwise(_linear(t, w.attn_in, w.attn_in_bias).view(shape), w.dw5, w.dw5_bias, 2)
-    a = _depthwise(a, w.dw7, w.dw7_bias, 9, dilation=3).reshape(x.shape[0], -1)
-    gated = _linear(a, w.mix, w.mix_bias).mul_(_linear(t, w.value_in, w.value_in_bias))
-    _accumulate(x, gated, w.proj, w.proj_bias)
-    _ffn(x, w.ffn, grid)
+    a = k.conv(k.linear(t, w.attn_in, w.attn_in_bias).view(shape), w.dw5, w.dw5_bias,
+               w.dw5.shape[-1] // 2, groups=w.dw5.shape[0])
+    a = dilated_depthwise(k, a, w.dw7, w.dw7_bias, w.dw7_dilation)
+    t, residual = t.view(shape), x.view(shape)
+    if core is not None:
+        a, t, residual = a[:, core], t[:, core], residual[:, core]
+    gated = k.linear_mul(_pixels(a), w.mix, w.mix_bias, k.linear(_pixels(t), w.value_in, w.value_in_bias))
+    return k.linear_add(gated, w.proj, w.proj_bias, _pixels(residual))
 
 
-def _conv3x3(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """3x3 conv (padding 1) of channels-last ``[N, H, W, C]`` -> channels-last ``[N, H, W, C']``."""
-    return F.conv2d(x.permute(0, 3, 1, 2), wb[0], wb[1], padding=1).permute(0, 2, 3, 1)
+def _sda_halo(w: _SALWeights) -> int:
+    return w.dw5.shape[-1] // 2 + (w.dw7.shape[-1] // 2) * w.dw7_dilation
 
 
-def fast_forward(w: PreparedDITN, x: torch.Tensor) -> torch.Tensor:
-    """:meth:`DITN.forward` with prepared weights: ``[N, 3, H, W]`` -> ``[N, 3, s*H, s*W]``."""
+def _in_row_strips(layer: Callable, x: torch.Tensor, halo: int, pixels: int, out: torch.Tensor) -> None:
+    """``layer`` (one of :func:`_sda`, :func:`_ffn`) over the map ``x`` ``[N, H, W, C]`` into
+    ``out`` (same shape, not ``x``), a strip of about ``pixels`` pixels at a time.
+
+    Each strip is computed from its rows plus ``halo`` rows on each side (zero padding only at
+    the map's own edges), so every output row is exactly what the whole map would give. A strip's
+    activations stay in cache and its buffers are reused, where a whole 1280x720 frame's would be
+    freshly mapped pages on every op (measured: a third of the SALs' time went to page faults).
+    """
+    n, h, wd, c = x.shape
+    rows = max(-(-pixels // (n * wd)), 2 * halo, 1)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = max(0, r0 - halo), min(h, r1 + halo)
+        core = None if (lo, hi) == (r0, r1) else slice(r0 - lo, r1 - lo)
+        part = layer(_pixels(x[:, lo:hi]), (n, hi - lo, wd), core)
+        out[:, r0:r1] = part.view(n, r1 - r0, wd, c)
+
+
+def _sal(k: Kernels, x: torch.Tensor, w: _SALWeights, spare: torch.Tensor) -> None:
+    """One SAL on the map ``x`` ``[N, H, W, C]``, in place (``spare``, the same shape, holds the
+    half-way map)."""
+    _in_row_strips(lambda t, grid, core: _sda(k, t, w, grid, core), x, _sda_halo(w), _SDA_STRIP_PIXELS, spare)
+    ffn_halo = w.ffn.gate_dw.shape[-1] // 2
+    _in_row_strips(lambda t, grid, core: _ffn(k, t, w.ffn, grid, core), spare, ffn_halo, _FFN_STRIP_PIXELS, x)
+
+
+def _itls(k: Kernels, x: torch.Tensor, itls: list[_ITLWeights], p: int) -> torch.Tensor:
+    """All ITLs of a UFONE block on the map ``x`` ``[N, H, W, C]`` -> a new map.
+
+    The ITLs never mix patches, so they run on a few rows of patches at a time: each chunk
+    is unfolded from the map, goes through every ITL while its activations stay in cache, and
+    is folded straight into the output map (one copy each way, no whole-map patch buffer).
+    """
+    n, h, wd, c = x.shape
+    out = torch.empty_like(x)
+    as_patches = (n, h // p, p, wd // p, p, c)
+    src = x.view(as_patches).permute(0, 1, 3, 2, 4, 5)  # [N, rows, cols, p, p, C], a view
+    dst = out.view(as_patches).permute(0, 1, 3, 2, 4, 5)
+    cols = wd // p
+    rows = max(1, _PATCHES_PER_CHUNK // cols)
+    for b in range(n):
+        for r0 in range(0, h // p, rows):
+            r1 = min(h // p, r0 + rows)
+            part = src[b, r0:r1].reshape(-1, c)  # unfold: one patch after another
+            for itl in itls:
+                part = _itl(k, part, itl, (r1 - r0) * cols, p)
+            dst[b, r0:r1] = part.view(r1 - r0, cols, p, p, c)  # fold
+    return out
+
+
+def fast_forward(w: PreparedDITN, x: torch.Tensor, kernels: Kernels | None = None) -> torch.Tensor:
+    """:meth:`DITN.forward` with prepared weights: ``[N, 3, H, W]`` -> ``[N, 3, s*H, s*W]``.
+
+    ``kernels`` defaults to :func:`~.kernels.kernels_for` ``x``.
+    """
+    k = kernels or kernels_for(x)
     h, wd = x.shape[-2:]
     p = w.patch_size
     x = reflect_pad_to_multiple(x, p).contiguous(memory_format=torch.channels_last)
     n, _, hp, wp = x.shape
-    shallow = _conv3x3(x.permute(0, 2, 3, 1), w.sft).contiguous()  # [N, Hp, Wp, C]
-    c = shallow.shape[-1]
+    shallow = k.conv(x.permute(0, 2, 3, 1), *w.sft, 1).contiguous()  # [N, Hp, Wp, C]
     feat = shallow
     for itls, sals in w.blocks:
-        # A fresh copy even where reshape could return a view (one patch column): the ITLs
-        # work in place and ``shallow`` is still needed for the skip connection.
-        patches = torch.empty_like(feat).view(n, hp // p, wp // p, p, p, c)
-        patches.copy_(feat.view(n, hp // p, p, wp // p, p, c).permute(0, 1, 3, 2, 4, 5))
-        patches = patches.view(-1, c)  # [N*(Hp/p)*(Wp/p)*p*p, C], one patch after another
-        # The ITLs never mix patches, so all of them run on a few patches at a time: the
-        # chunk's activations stay in cache instead of streaming the whole map per op.
-        chunk = _PATCHES_PER_CHUNK * p * p
-        for start in range(0, patches.shape[0], chunk):
-            part = patches[start:start + chunk]
-            for itl in itls:
-                _itl(part, itl, part.shape[0] // (p * p), p)
-        feat = (
-            patches.view(n, hp // p, wp // p, p, p, c).permute(0, 1, 3, 2, 4, 5)
-            .reshape(n * hp * wp, c)  # fold back: copy
-        )
+        feat = _itls(k, feat, itls, p)
+        spare = torch.empty_like(feat)
         for sal in sals:
-            _sal(feat, sal, (n, hp, wp))
-        feat = feat.view(n, hp, wp, c)
-    deep = _conv3x3(feat, w.body)
-    deep = deep + shallow
-    out = F.pixel_shuffle(_conv3x3(deep, w.upsample).permute(0, 3, 1, 2).contiguous(), w.scale)
+            _sal(k, feat, sal, spare)
+    deep = k.conv(feat, *w.body, 1, add=shallow)
+    out = F.pixel_shuffle(k.conv(deep, *w.upsample, 1).permute(0, 3, 1, 2).contiguous(), w.scale)
     return out[:, :, : h * w.scale, : wd * w.scale]
 
 
