@@ -132,19 +132,20 @@ def test_a_model_loaded_under_inference_mode_runs_the_fast_path():
 @pytest.mark.parametrize("size", [(40, 24), (37, 61), (64, 8)])
 def test_row_strips_and_patch_row_chunks_match_the_whole_map(monkeypatch, size):
     """Maps far taller than one strip: every strip border (halo rows, the map's own edges) and
-    every chunk of patch rows must give what the whole map gives."""
+    every chunk of patch rows must give what the whole map (the GPU blocking) gives."""
     from vs_superres.models.ditn import fast as fast_module
 
     ref, fast = _pair(dim=12, num_itl=2, num_sal=2)
     x = torch.rand(2, 3, *size)
     with torch.no_grad():
         whole = fast(x)
-        monkeypatch.setattr(fast_module, "_SDA_STRIP_PIXELS", 1)  # strips of 2 * halo rows
-        monkeypatch.setattr(fast_module, "_FFN_STRIP_PIXELS", 1)
-        monkeypatch.setattr(fast_module, "_PATCHES_PER_CHUNK", 1)  # one row of patches per chunk
+        # strips of 2 * halo rows, one row of patches per chunk
+        monkeypatch.setattr(fast_module, "CPU_BLOCKING", fast_module.Blocking(1, 1, 1))
         strips = fast(x)
+        whole_map = fast_module.fast_forward(fast._prepared_weights(), x, blocking=fast_module.WHOLE_MAP)
         expected = ref(x)
     assert (strips - whole).abs().max() < 1e-5
+    assert (whole_map - whole).abs().max() < 1e-5
     assert (strips - expected).abs().max() < 1e-4
 
 

@@ -38,11 +38,22 @@ from .arch import DITN, reflect_pad_to_multiple
 from .kernels import Kernels, dilated_depthwise, kernels_for
 
 _EPS = 1e-12  # F.normalize's default, which the release uses
-#: Patches per ITL chunk: 64 patches of 8x8 at C=60 keep a chunk's widest activation at 2 MB.
-_PATCHES_PER_CHUNK = 64
-#: Pixels per strip of a SAL's two halves on the full map (see :func:`_in_row_strips`).
-_SDA_STRIP_PIXELS = 16384
-_FFN_STRIP_PIXELS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocking:
+    """How much of the map each step works on at once (see :func:`_itls`, :func:`_in_row_strips`)."""
+
+    patches_per_chunk: int  # ITL chunk: whole rows of patches, at least this many patches
+    sda_strip_pixels: int  # SAL strips, each plus its halo rows
+    ffn_strip_pixels: int
+
+
+#: On a CPU: chunks whose activations fit the caches (64 patches of 8x8 at C=60: 1 MB a tensor;
+#: the strip sizes measured best of 2k-64k pixels on a 320x184 map, ``docs/benchmarks.md``).
+CPU_BLOCKING = Blocking(patches_per_chunk=64, sda_strip_pixels=16384, ffn_strip_pixels=4096)
+#: On a GPU: the whole map in each op, where small pieces would only multiply kernel launches.
+WHOLE_MAP = Blocking(patches_per_chunk=2**62, sda_strip_pixels=2**62, ffn_strip_pixels=2**62)
 
 
 @dataclasses.dataclass
@@ -272,15 +283,17 @@ def _in_row_strips(layer: Callable, x: torch.Tensor, halo: int, pixels: int, out
         out[:, r0:r1] = part.view(n, r1 - r0, wd, c)
 
 
-def _sal(k: Kernels, x: torch.Tensor, w: _SALWeights, spare: torch.Tensor) -> None:
+def _sal(k: Kernels, x: torch.Tensor, w: _SALWeights, spare: torch.Tensor, blocking: Blocking) -> None:
     """One SAL on the map ``x`` ``[N, H, W, C]``, in place (``spare``, the same shape, holds the
     half-way map)."""
-    _in_row_strips(lambda t, grid, core: _sda(k, t, w, grid, core), x, _sda_halo(w), _SDA_STRIP_PIXELS, spare)
+    _in_row_strips(lambda t, grid, core: _sda(k, t, w, grid, core), x, _sda_halo(w),
+                   blocking.sda_strip_pixels, spare)
     ffn_halo = w.ffn.gate_dw.shape[-1] // 2
-    _in_row_strips(lambda t, grid, core: _ffn(k, t, w.ffn, grid, core), spare, ffn_halo, _FFN_STRIP_PIXELS, x)
+    _in_row_strips(lambda t, grid, core: _ffn(k, t, w.ffn, grid, core), spare, ffn_halo,
+                   blocking.ffn_strip_pixels, x)
 
 
-def _itls(k: Kernels, x: torch.Tensor, itls: list[_ITLWeights], p: int) -> torch.Tensor:
+def _itls(k: Kernels, x: torch.Tensor, itls: list[_ITLWeights], p: int, blocking: Blocking) -> torch.Tensor:
     """All ITLs of a UFONE block on the map ``x`` ``[N, H, W, C]`` -> a new map.
 
     The ITLs never mix patches, so they run on a few rows of patches at a time: each chunk
@@ -293,7 +306,7 @@ def _itls(k: Kernels, x: torch.Tensor, itls: list[_ITLWeights], p: int) -> torch
     src = x.view(as_patches).permute(0, 1, 3, 2, 4, 5)  # [N, rows, cols, p, p, C], a view
     dst = out.view(as_patches).permute(0, 1, 3, 2, 4, 5)
     cols = wd // p
-    rows = max(1, _PATCHES_PER_CHUNK // cols)
+    rows = max(1, min(h // p, blocking.patches_per_chunk // cols))
     for b in range(n):
         for r0 in range(0, h // p, rows):
             r1 = min(h // p, r0 + rows)
@@ -304,12 +317,15 @@ def _itls(k: Kernels, x: torch.Tensor, itls: list[_ITLWeights], p: int) -> torch
     return out
 
 
-def fast_forward(w: PreparedDITN, x: torch.Tensor, kernels: Kernels | None = None) -> torch.Tensor:
+def fast_forward(w: PreparedDITN, x: torch.Tensor, kernels: Kernels | None = None,
+                 blocking: Blocking | None = None) -> torch.Tensor:
     """:meth:`DITN.forward` with prepared weights: ``[N, 3, H, W]`` -> ``[N, 3, s*H, s*W]``.
 
-    ``kernels`` defaults to :func:`~.kernels.kernels_for` ``x``.
+    ``kernels`` defaults to :func:`~.kernels.kernels_for` ``x``, ``blocking`` to
+    :data:`CPU_BLOCKING` on a CPU and :data:`WHOLE_MAP` elsewhere.
     """
     k = kernels or kernels_for(x)
+    blocking = blocking or (CPU_BLOCKING if x.device.type == "cpu" else WHOLE_MAP)
     h, wd = x.shape[-2:]
     p = w.patch_size
     x = reflect_pad_to_multiple(x, p).contiguous(memory_format=torch.channels_last)
@@ -317,10 +333,10 @@ def fast_forward(w: PreparedDITN, x: torch.Tensor, kernels: Kernels | None = Non
     shallow = k.conv(x.permute(0, 2, 3, 1), *w.sft, 1).contiguous()  # [N, Hp, Wp, C]
     feat = shallow
     for itls, sals in w.blocks:
-        feat = _itls(k, feat, itls, p)
+        feat = _itls(k, feat, itls, p, blocking)
         spare = torch.empty_like(feat)
         for sal in sals:
-            _sal(k, feat, sal, spare)
+            _sal(k, feat, sal, spare, blocking)
     deep = k.conv(feat, *w.body, 1, add=shallow)
     out = F.pixel_shuffle(k.conv(deep, *w.upsample, 1).permute(0, 3, 1, 2).contiguous(), w.scale)
     return out[:, :, : h * w.scale, : wd * w.scale]

@@ -129,7 +129,7 @@ def dilated_depthwise(k: Kernels, x: torch.Tensor, w: torch.Tensor, b: torch.Ten
     """
     d = dilation
     pad = (w.shape[-1] // 2)
-    if d == 1 or d > _DILATION_PHASES_MAX:
+    if d == 1 or d > _DILATION_PHASES_MAX or x.device.type != "cpu":  # cuDNN has dilated kernels
         return k.conv(x, w, b, pad * d, d, groups=w.shape[0])
     n, h, wd, c = x.shape
     hp, wp = -(-h // d) * d, -(-wd // d) * d
