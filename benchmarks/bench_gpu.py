@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cpu")
         ditn_size, uvsr_size, ditn_frames, uvsr_frames = (32, 24), (16, 16), 2, 2
         ditn_config = {"dim": 8, "num_itl": 1, "num_sal": 1}
-        modes = ["eager"]
+        modes = ["eager", "compile"]  # inductor on the CPU too, so the compiled path cannot rot
         full = False
     else:
         if not torch.cuda.is_available():

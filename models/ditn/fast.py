@@ -363,6 +363,9 @@ class DITNInference(DITN):
         super().__init__(*args, **kwargs)
         self._prepared: tuple[tuple, PreparedDITN] | None = None
 
+    # Outside any torch.compile graph: preparing reads version counters and data pointers and
+    # computes in float64; the compiled forward starts from the prepared tensors.
+    @torch.compiler.disable
     def _prepared_weights(self) -> PreparedDITN:
         """The fused weights, rebuilt when a parameter changed (in place: its version counter;
         replaced: its storage) since they were made."""

@@ -111,9 +111,19 @@ ONEDNN: Kernels | None = _OneDNN() if (
 ) else None
 
 
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
 def kernels_for(x: torch.Tensor) -> Kernels:
-    """oneDNN's fused primitives for CPU fp32/bf16 where this PyTorch has them, else ATen."""
-    if ONEDNN is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+    """oneDNN's fused primitives for CPU fp32/bf16 where this PyTorch has them, else ATen.
+
+    Under ``torch.compile`` always ATen: inductor fuses those itself (choosing oneDNN where it
+    likes) and cannot lower the fused primitives on weights that are graph inputs.
+    """
+    if (ONEDNN is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+            and not _compiling()):
         return ONEDNN
     return ATEN
 
