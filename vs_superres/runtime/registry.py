@@ -40,10 +40,6 @@ class Registry:
             self._models[desc.name] = desc
         return desc
 
-    def remove_model(self, name: str) -> None:
-        with self._lock:
-            self._models.pop(name, None)
-
     def family(self, name: str) -> ModelFamily:
         try:
             return self._families[name]

@@ -120,7 +120,7 @@ def _with_name(function: str, fn, *a):
         ) from e
 
 
-def _check_clip(function: str, clip: Mapping[str, Any]) -> np.dtype:
+def _check_clip(clip: Mapping[str, Any]) -> np.dtype:
     fmt = clip["format"]
     if not fmt:
         raise SuperResError(
@@ -204,7 +204,7 @@ class VSFilter:
 
     def __init__(self, function: str, args: dict[str, Any], clip: Mapping[str, Any]):
         self.function = function
-        self.plane_dtype = _check_clip(function, clip)
+        self.plane_dtype = _check_clip(clip)
         self.width, self.height = int(clip["width"]), int(clip["height"])
         self.num_frames = int(clip["num_frames"])
         self.notes: list[str] = []
