@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.models.ditn import (
-    DEFAULT_CONFIG,
     DITN,
     build,
     config_from_state_dict,
@@ -190,7 +189,7 @@ def test_scales_build_and_run(scale):
 def test_config_round_trip_on_official_checkpoint(ditn_x4_path):
     state = _load(ditn_x4_path)
     config = config_from_state_dict(state)
-    assert config == DEFAULT_CONFIG
+    assert config == DITNConfig()
     build(config).load_state_dict(state, strict=True)
 
 
@@ -200,7 +199,7 @@ def test_config_round_trip_on_random_x2_model():
         "ffn_expansion": 3, "bias": True, "patch_size": 8, "upscale": 2,
     }
     state = build(config).state_dict()
-    assert config_from_state_dict(state) == config
+    assert config_from_state_dict(state) == DITNConfig(**config)
     rebuilt = build(config_from_state_dict(state))
     rebuilt.load_state_dict(state, strict=True)
 
@@ -215,11 +214,11 @@ def test_config_errors_name_the_problem():
 def test_registration():
     fam = family("ditn")
     assert fam.config_type is DITNConfig and fam.options.names() == ()
-    state = build(DEFAULT_CONFIG).state_dict()
+    state = build(DITNConfig()).state_dict()
     assert fam.config_from_state_dict(state) == DITNConfig()
     for name in ("ditn-real-x4", "ditn-real-gan-x4"):
         desc = get_model(name)
         assert desc.family == "ditn" and desc.scale == 4 and desc.kind == "image"
-        assert desc.alignment == 8 and desc.config.to_dict() == DEFAULT_CONFIG
+        assert desc.alignment == 8 and desc.config == DITNConfig()
         assert desc.licence == "Apache-2.0" and desc.weights[0].licence == "Apache-2.0"
         assert desc.weights[0].url.startswith("https://drive.google.com/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-_ARCH = ("DEFAULT_CONFIG", "DITN", "build", "config_from_state_dict", "reflect_pad_to_multiple")
+_ARCH = ("DITN", "build", "config_from_state_dict", "reflect_pad_to_multiple")
 __all__ = ["DITNConfig", *_ARCH]
 
 from .family import DITNConfig  # noqa: E402

@@ -20,6 +20,7 @@ There is no mean shift, no global image skip and no output clamp (the engine cla
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping
 
@@ -30,9 +31,6 @@ from torch import nn
 from vs_superres.contracts.errors import SuperResError
 
 from .family import DITNConfig
-
-DEFAULT_CONFIG: dict[str, Any] = DITNConfig().to_dict()
-"""The release's hyperparameters as a plain dict (:class:`~.family.DITNConfig` is the typed form)."""
 
 #: The released networks always predict RGB, whatever ``in_channels`` is.
 OUT_CHANNELS = 3
@@ -245,15 +243,19 @@ class DITN(nn.Module):
         return out[:, :, : h * self.scale, : w * self.scale]
 
 
-def build(config: Mapping[str, Any]) -> DITN:
-    """Build a :class:`DITN` from a config dict; missing keys take :data:`DEFAULT_CONFIG`."""
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise SuperResError(
-            f"DITN config has unknown keys {unknown}; expected a subset of "
-            f"{sorted(DEFAULT_CONFIG)}; remove or rename them."
-        )
-    return DITN(**{**DEFAULT_CONFIG, **config})
+def build(config: DITNConfig | Mapping[str, Any] = DITNConfig()) -> DITN:
+    """Build a :class:`DITN` from a :class:`~.family.DITNConfig`, or a mapping of some of its
+    fields (the others take the release's values, the config's defaults)."""
+    if not isinstance(config, DITNConfig):
+        known = [f.name for f in dataclasses.fields(DITNConfig)]
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise SuperResError(
+                f"DITN config has unknown keys {unknown}; expected a subset of "
+                f"{sorted(known)}; remove or rename them."
+            )
+        config = DITNConfig(**config)
+    return DITN(**config.to_dict())
 
 
 def _count_indices(state_dict: Mapping[str, Any], prefix: str) -> int:
@@ -265,11 +267,11 @@ def _count_indices(state_dict: Mapping[str, Any], prefix: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def config_from_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def config_from_state_dict(state_dict: Mapping[str, Any]) -> DITNConfig:
     """Read the DITN hyperparameters back from a checkpoint's tensor shapes and key counts.
 
     Accepts the plain state dict (keys as in the release). ``patch_size`` is not stored in
-    the weights, so the release's value (8) is returned.
+    the weights, so the release's value (the config's default, 8) is kept.
     """
     required = ("sft.weight", "upsample.0.weight")
     missing = [k for k in required if k not in state_dict]
@@ -291,7 +293,8 @@ def config_from_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     project_in = next(
         (v for k, v in state_dict.items() if k.endswith("ffn.project_in.weight")), None
     )
-    expansion: float = DEFAULT_CONFIG["ffn_expansion"]
+    release = DITNConfig()
+    expansion: float = release.ffn_expansion
     if project_in is not None:
         expansion = project_in.shape[0] / 2 / dim
         if expansion.is_integer():
@@ -299,14 +302,14 @@ def config_from_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     bias = any(
         k.endswith(("attn.project_out.bias", "ffn.project_in.bias")) for k in state_dict
     )
-    return {
-        "in_channels": int(in_channels),
-        "dim": int(dim),
-        "num_itl": _count_indices(state_dict, "UFONE.0.ITLs."),
-        "num_sal": _count_indices(state_dict, "UFONE.0.SALs."),
-        "num_ufone": _count_indices(state_dict, "UFONE."),
-        "ffn_expansion": expansion,
-        "bias": bias,
-        "patch_size": DEFAULT_CONFIG["patch_size"],
-        "upscale": int(upscale),
-    }
+    return dataclasses.replace(
+        release,
+        in_channels=int(in_channels),
+        dim=int(dim),
+        num_itl=_count_indices(state_dict, "UFONE.0.ITLs."),
+        num_sal=_count_indices(state_dict, "UFONE.0.SALs."),
+        num_ufone=_count_indices(state_dict, "UFONE."),
+        ffn_expansion=expansion,
+        bias=bias,
+        upscale=int(upscale),
+    )

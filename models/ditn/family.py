@@ -49,16 +49,15 @@ class DITNConfig(FrozenConfig):
 def _build(config: DITNConfig):
     """The runtime's network: :class:`~.fast.DITNInference`, the checkpoint-true DITN with a
     fused gradient-free forward (``docs/benchmarks.md``: same state dict, output within 1e-4)."""
-    from .arch import DEFAULT_CONFIG
     from .fast import DITNInference
 
-    return DITNInference(**{**DEFAULT_CONFIG, **config.to_dict()})
+    return DITNInference(**config.to_dict())
 
 
 def _config_from_state_dict(state_dict) -> DITNConfig:
     from .arch import config_from_state_dict
 
-    return DITNConfig.from_dict(config_from_state_dict(state_dict))
+    return config_from_state_dict(state_dict)
 
 
 def _drive(file_id: str) -> str:
