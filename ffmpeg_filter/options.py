@@ -14,7 +14,7 @@ import difflib
 from typing import Any
 
 from ..contracts.errors import InvalidOption
-from ..option_flags import add_engine_flags, add_family_flags, declared_options, given_text
+from ..hostkit.flags import add_engine_flags, add_family_flags, declared_options, given_text
 
 FILTER_NAME = "superres"
 DEFAULT_MODEL = "ditn-real-x4"

@@ -29,8 +29,7 @@ LAYERS = [
     ("ffmpeg_filter", "vs_superres.ffmpeg_filter", 4),
     ("vs_superres/cli.py", "vs_superres.cli", 4),
     ("vs_superres/distributed", "vs_superres.distributed", 4),
-    ("vs_superres/progress_bar.py", "vs_superres.progress_bar", 4),
-    ("vs_superres/option_flags.py", "vs_superres.option_flags", 4),
+    ("vs_superres/hostkit", "vs_superres.hostkit", 4),
 ]
 LAYER_NAMES = {0: "contracts", 1: "numerics", 2: "families", 3: "runtime/media", 4: "hosts"}
 

@@ -98,7 +98,7 @@ def test_bool_options_have_both_spellings():
     """A bool option on by default (UltraVSR's merge_lora) must be switchable off from the
     command line, and messages name the spelling that was typed."""
     from vs_superres.cli import build_parser
-    from vs_superres.option_flags import flag_spelling
+    from vs_superres.hostkit.flags import flag_spelling
 
     parser = build_parser()
     base = ["upscale", "in.png", "out.png", "--model", "ultravsr"]

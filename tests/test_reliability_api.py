@@ -77,7 +77,7 @@ def test_the_with_block_releases_the_model(tiny_ditn_path):
 
 # ------------------------------------------------------------------ option spelling
 def test_option_references_render_in_each_hosts_spelling():
-    from vs_superres.option_flags import flag_spelling as cli_spelling
+    from vs_superres.hostkit.flags import flag_spelling as cli_spelling
 
     text = f"pass {option_ref('strength', 'D')} or {option_ref('clip_iqa', 'PATH')}; {option_ref('allow_download', 'True')}"
     assert render_refs(text) == "pass strength=D or clip_iqa=PATH; allow_download=True"

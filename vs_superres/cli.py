@@ -41,10 +41,10 @@ from importlib import resources
 from pathlib import Path
 
 from .contracts.errors import Cancelled, IncompleteInput, InvalidOption, SuperResError
-from .option_flags import add_engine_flags, add_family_flags, family_options, flag_spelling, given
+from .hostkit.flags import add_engine_flags, add_family_flags, flag_spelling, given, model_options
 from .runtime import registry, weights as weights_mod
 from .runtime.engine_options import ENGINE_OPTIONS, options_help
-from .runtime.termination import Terminated, signals_as_exceptions
+from .hostkit.signals import Terminated, signals_as_exceptions
 
 EXIT_CODES = """exit status:
   0    success
@@ -116,20 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def model_options(args) -> dict:
-    """Model options given on the command line (only those given), typed by their declaration."""
-    declared = family_options()
-    options = given(args, declared.values())
-    for item in args.model_option:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InvalidOption(f"-O takes KEY=VALUE, got {item!r}", option="-O")
-        # Unknown names go through as text; the model refuses them with its list of options.
-        options[key] = declared[key].parse(value) if key in declared else value.strip()
-    return options
-
-
 def _engine(args, progress):
     from .runtime.upscaler import Upscaler
 
@@ -183,7 +169,7 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
 
     import torch
 
-    from .progress_bar import ProgressBar
+    from .hostkit.progress import ProgressBar
 
     if info.has_alpha:
         log.warning("%s has an alpha channel; it is dropped (the models are RGB only)", src)
@@ -209,7 +195,7 @@ def _upscale_video(src: Path, dst: Path, args) -> None:
     import torch
 
     from .media import transcode
-    from .progress_bar import ProgressBar
+    from .hostkit.progress import ProgressBar
 
     from .runtime.loading import resolve_model
 
@@ -427,7 +413,7 @@ def _verify(descs, *, named: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="superres: %(message)s", stream=sys.stderr)
-    from .progress_bar import end_open_lines
+    from .hostkit.progress import end_open_lines
 
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C, through the atomic writers' clean-up.

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..contracts.errors import InvalidOption
-from ..option_flags import given
+from ..hostkit.flags import given, model_options
 from ..runtime.engine_options import ENGINE_OPTIONS
 
 
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
                             "so upscale it without them", option="workers")
     if args.workers is not None and args.workers < 1:
         raise InvalidOption(f"--workers must be >= 1, got {args.workers}", option="workers")
-    from ..cli import model_options
-    from ..progress_bar import ProgressBar
+    from ..hostkit.progress import ProgressBar
     from . import upscale_video
 
     engine = given(args, ENGINE_OPTIONS)

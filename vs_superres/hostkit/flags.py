@@ -1,6 +1,6 @@
 """Command-line flags derived from the declared options, for every host that has a command line.
 
-The ``superres`` CLI and the FFmpeg bridge's ``superres-filter`` both offer one
+The ``superres`` CLI (its Ray flags included) and the FFmpeg bridge's ``superres-filter`` both offer one
 ``--name-with-dashes`` flag per declared option (the engine's, then each family's, grouped by
 family), parse each value with its declaration, and name options in messages the way their
 users type them. This is the one place that does it, so the two can never disagree.
@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, Iterable
 
-from .contracts.options import Option
-from .runtime import registry
-from .runtime.engine_options import ENGINE_OPTIONS
+from vs_superres.contracts.errors import InvalidOption
+from vs_superres.contracts.options import Option
+from vs_superres.runtime import registry
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 
 
 def family_options() -> dict[str, Option]:
@@ -95,3 +96,23 @@ def flag_spelling(name: str, value: str | None) -> str:
             return flag
         return "--no-" + flag[2:] if value in ("False", "false") else f"-O {name}={value}"
     return flag if value is None else f"{flag} {value}"
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Model options given on the command line (only those given), typed by their declaration:
+    the per-option flags, then each ``-O KEY=VALUE`` (``args.model_option``)."""
+    declared = family_options()
+    options = given(args, declared.values())
+    for item in getattr(args, "model_option", None) or ():
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InvalidOption(f"-O takes KEY=VALUE, got {item!r}", option="-O")
+        # Unknown names go through as text; the model refuses them with its list of options.
+        options[key] = declared[key].parse(value) if key in declared else value.strip()
+    return options
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine options given on the command line, typed by their declaration."""
+    return given(args, ENGINE_OPTIONS)

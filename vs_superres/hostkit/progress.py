@@ -1,4 +1,6 @@
-"""A dependency-free terminal progress bar for the CLI (stderr only), fed :class:`Progress` reports."""
+"""Progress on stderr for the command-line hosts: :class:`ProgressBar` (``superres``, fed
+:class:`Progress` reports) and :class:`ProgressLine` (ffmpeg's ``frame= fps= time= speed=``
+line, for the bridge, fed frame counts)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import sys
 import time
 import weakref
 
-from .contracts.progress import Progress
+from vs_superres.contracts.progress import Progress
 
 # Bars whose last line has no newline yet: a message printed while one is open (an error, an
 # interrupt) must start on a line of its own, not after the bar's text.
@@ -67,4 +69,47 @@ class ProgressBar:
         if self in _open:
             _open.discard(self)
             self.stream.write("\n")
+            self.stream.flush()
+
+
+class ProgressLine:
+    """ffmpeg-style ``frame=  120 fps= 11 time=00:00:05.00 speed=0.46x`` on stderr, redrawn
+    in place on a terminal, one line every ``every`` seconds otherwise."""
+
+    def __init__(self, label: str, fps: float, *, enabled: bool = True, every: float = 5.0,
+                 stream=None):
+        self.label, self.fps = label, fps
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled, self.every = enabled, every
+        self.start = time.monotonic()
+        self._last = 0.0
+        self.done = 0
+
+    def text(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        seconds = self.done / self.fps if self.fps else 0.0
+        h, rem = divmod(seconds, 3600)
+        m, s = divmod(rem, 60)
+        return (f"{self.label}: frame={self.done:5d} fps={self.done / elapsed:5.2f} "
+                f"time={int(h):02d}:{int(m):02d}:{s:05.2f} speed={seconds / elapsed:.3g}x")
+
+    def __call__(self, report: Progress) -> None:
+        self.done = report.done
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last >= 0.2:
+                self._last = now
+                self.stream.write("\r" + self.text())
+                self.stream.flush()
+        elif now - self._last >= self.every:
+            self._last = now
+            self.stream.write(self.text() + "\n")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write(("\r" if self.tty else "") + self.text() + "\n")
             self.stream.flush()

@@ -1,4 +1,5 @@
-"""Termination signals as exceptions, so a stopped run unwinds like Ctrl-C does.
+"""Termination signals as exceptions, so a stopped run unwinds like Ctrl-C does: the one
+signal policy of every command-line host (``superres``, ``superres-filter``, ``superres-ffmpeg``).
 
 Python turns SIGINT into ``KeyboardInterrupt``, which unwinds through every ``with`` and
 ``except BaseException`` (the atomic writers delete their temporary files there). SIGTERM

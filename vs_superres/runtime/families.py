@@ -21,6 +21,9 @@ from .registry import Registry
 
 log = logging.getLogger("vs_superres")
 
+#: the model every host runs when none is named (a registered name; real weights, small, fast)
+DEFAULT_MODEL = "ditn-real-x4"
+
 BUILTIN = (
     "vs_superres.models.ditn.family",
     "vs_superres.models.ultravsr.family",

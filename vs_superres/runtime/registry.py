@@ -92,6 +92,13 @@ def default_registry() -> Registry:
     return _default
 
 
+def default_model() -> str:
+    """The name of the model hosts run when none is named (the composition root's choice)."""
+    from .families import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
 def get_model(name: str) -> ModelDescriptor:
     return default_registry().get(name)
 
