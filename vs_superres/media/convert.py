@@ -71,9 +71,16 @@ def _plane_array(plane, bits: int, big_endian: bool) -> np.ndarray:
     return rows.reshape(plane.height, -1)[:, : plane.width]
 
 
-def _is_direct_planar(fmt) -> bool:
+def is_direct_planar(fmt: av.VideoFormat | str, *, writable: bool = False) -> bool:
+    """Whether the pixel format ``fmt`` (a name or a format) is planar with one plane per
+    component and no palette: :func:`frame_to_rgb` reads such planes as they are, other
+    layouts are repacked by swscale first. ``writable``: also little-endian (or 8-bit), as
+    :func:`rgb_to_frame` fills it."""
+    if isinstance(fmt, str):
+        fmt = av.video.format.VideoFormat(fmt)
     planes = [c.plane for c in fmt.components]
-    return fmt.is_planar and len(set(planes)) == len(planes) and not fmt.has_palette
+    return (fmt.is_planar and len(set(planes)) == len(planes) and not fmt.has_palette
+            and not (writable and fmt.is_big_endian))
 
 
 def frame_to_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
@@ -86,7 +93,7 @@ def frame_to_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
     if layout.kind == "rgb":
         return _rgb_frame_to_array(frame, layout)
     fmt = frame.format
-    if not _is_direct_planar(fmt) or layout.is_float:
+    if not is_direct_planar(fmt) or layout.is_float:
         target = layout.planar_name()
         try:
             frame = frame.reformat(format=target)
@@ -113,7 +120,7 @@ def _rgb_frame_to_array(frame: av.VideoFrame, layout: PixelLayout) -> np.ndarray
     name = frame.format.name
     if layout.is_float:
         rgb = frame.to_ndarray(format="gbrpf32le").astype(np.float32)
-    elif name.startswith("gbr") and _is_direct_planar(frame.format):
+    elif name.startswith("gbr") and is_direct_planar(frame.format):
         big = name.endswith("be")
         g, b, r = (_plane_array(frame.planes[i], layout.bits, big) for i in range(3))
         rgb = np.stack([r, g, b], axis=-1).astype(np.float32) / np.float32((1 << layout.bits) - 1)

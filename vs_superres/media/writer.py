@@ -62,7 +62,7 @@ import numpy as np
 from ..contracts.errors import SuperResError, UnsupportedFormat
 from .atomic import disk_full_error
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
-from .convert import PixelLayout, pixel_layout, rgb_to_frame
+from .convert import PixelLayout, is_direct_planar, pixel_layout, rgb_to_frame
 from .files import MediaFile, OutputTarget
 from .stream_aspect import Y4MAspectField, set_stream_aspect
 from .streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
@@ -144,21 +144,9 @@ def encoder_available(name: str) -> bool:
 
 def _writable_formats(encoder: str) -> list[str]:
     """Planar formats of ``encoder`` that :func:`rgb_to_frame` can fill directly."""
-    names = []
-    for fmt in av.codec.Codec(encoder, "w").video_formats or ():
-        planes = [c.plane for c in fmt.components]
-        if (fmt.is_planar and len(set(planes)) == len(planes) and not fmt.has_palette
-                and not fmt.name.endswith("be") and "f32" not in fmt.name
-                and not fmt.name.startswith("yuvj")):
-            names.append(fmt.name)
-    return names
-
-
-def _direct_planar(pix_fmt: str) -> bool:
-    """Whether :func:`rgb_to_frame` fills ``pix_fmt`` itself (one plane per component)."""
-    fmt = av.video.format.VideoFormat(pix_fmt)
-    planes = [c.plane for c in fmt.components]
-    return fmt.is_planar and len(set(planes)) == len(planes) and not fmt.is_big_endian
+    return [fmt.name for fmt in av.codec.Codec(encoder, "w").video_formats or ()
+            if is_direct_planar(fmt, writable=True) and "f32" not in fmt.name
+            and not fmt.name.startswith("yuvj")]
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,7 +163,7 @@ def fill_format(pix_fmt: str) -> str | None:
     if (layout.is_float or fmt.has_palette or fmt.is_bayer or fmt.is_bit_stream
             or not fmt.components or pix_fmt.startswith("xyz")):
         return None
-    if _direct_planar(pix_fmt):
+    if is_direct_planar(fmt, writable=True):
         return pix_fmt
     try:  # swscale has no output path for a few packed layouts (uyyvyy411, y210be, ...)
         av.video.frame.VideoFrame(16, 16, layout.planar_name()).reformat(format=pix_fmt)
