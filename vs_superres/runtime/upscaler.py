@@ -30,12 +30,12 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 
 from ..contracts.descriptor import ModelDescriptor
-from ..contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat, option_ref
+from ..contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat
 from ..contracts.frames import as_frames
 from ..contracts.progress import CancelFn, Progress, ProgressFn
 from ..contracts.runners import ClipRunner, SteppingRunner
 from .devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
-from .engine_options import ENGINE_OPTIONS, options_help
+from .engine_options import ENGINE_OPTIONS, options_help, settle
 from .loading import load_runner, resolve_model
 from .spatial import auto_tile, run_with_oom_fallback
 from .windows import ClipSegment, TemporalWindowPlan, WindowStream
@@ -139,15 +139,6 @@ class _DocumentedOptions(type):
             "\n\n    Model options, by family:\n" + options_help(indent="        ")
 
 
-def _check_int(name: str, value, lo: int, hi: int | None, model: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidOption(f"{option_ref(name)} must be an integer, got {value!r}", option=name, model=model)
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise InvalidOption(f"{option_ref(name)} must be {rng}, got {value}", option=name, model=model)
-    return value
-
-
 class Upscaler(metaclass=_DocumentedOptions):
     _doc = """Run a super-resolution model on frames.
 
@@ -192,23 +183,9 @@ class Upscaler(metaclass=_DocumentedOptions):
         self.descriptor = desc
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, desc.precisions, desc.name)
-        name = desc.name
-        if not desc.tileable and (tile not in (None, 0) or overlap is not None):
-            own = f"; set its own tiling options instead ({', '.join(option_ref(o) for o in desc.tiling_options)})" if desc.tiling_options else ""
-            raise InvalidOption(f"{option_ref('tile')} and {option_ref('overlap')} do not apply to {name}: it tiles by itself{own}", option="tile", model=name)
-        self.tile = _check_int("tile", tile, 0, None, name) if tile is not None else None
-        self.overlap = _check_int("overlap", desc.default_overlap if overlap is None else overlap, 0, None, name)
-        self.batch = _check_int("batch", batch, 1, None, name)
-        if desc.kind == "video":
-            length = _check_int("window", desc.window if window is None else window, 1, None, name)
-            ov = min(desc.window_overlap, length - 1) if window_overlap is None else window_overlap
-            self.window = length
-            self.window_overlap = _check_int("window_overlap", ov, 0, length - 1, name)
-        else:
-            for opt, val in (("window", window), ("window_overlap", window_overlap)):
-                if val not in (None, 0, 1) or (opt == "window_overlap" and val not in (None, 0)):
-                    raise InvalidOption(f"{option_ref(opt)} applies to video models only; {name} is an image model", option=opt, model=name)
-            self.window, self.window_overlap = 1, 0
+        settled = settle(desc, tile=tile, overlap=overlap, window=window, window_overlap=window_overlap, batch=batch)
+        self.tile, self.overlap, self.batch = settled.tile, settled.overlap, settled.batch
+        self.window, self.window_overlap = settled.window, settled.window_overlap
         self.progress = progress
         self.cancel = cancel
         explicit = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])
