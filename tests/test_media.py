@@ -431,7 +431,7 @@ def test_writer_writes_uncompressed_carriers(tmp_path, fmt, codec, pix_fmt):
         decoded_frames = list(container.decode(stream))
         sar = stream.sample_aspect_ratio
     assert [f.format.name for f in decoded_frames] == [pix_fmt] * 3
-    from vs_superres.media.writer import fill_format
+    from vs_superres.media.encoders import fill_format
 
     planar = fill_format(pix_fmt)  # what write() fills before swscale repacks it
     assert planar == pixel_layout(pix_fmt).planar_name()
