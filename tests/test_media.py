@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -470,6 +471,38 @@ def test_writer_y4m_file_and_rawvideo_without_a_pixel_format(tmp_path):
     with pytest.raises(SuperResError, match="pixel format 'yuv444p' cannot be written by libx264rgb"):
         VideoWriter(io.BytesIO(), _carrier_info("gbrp"), 64, 48, codec="libx264rgb",
                     pix_fmt="yuv444p", format="matroska")
+
+
+_SVT_SCRIPT = """
+import os, sys
+from fractions import Fraction
+import numpy as np
+from vs_superres.media import StreamInfo, VideoWriter
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.convert import pixel_layout
+after_import = os.environ.get("SVT_LOG")
+info = StreamInfo(width=64, height=64, fps=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p",
+                  layout=pixel_layout("yuv420p"), colour=ColourInfo(matrix=1, range=1))
+with VideoWriter(sys.argv[1], info, 64, 64, codec="libsvtav1") as writer:
+    writer.write(np.full((3, 64, 64), 0.5, np.float32))
+print(after_import, os.environ.get("SVT_LOG"))
+"""
+
+
+@pytest.mark.skipif(not vs_superres.media.encoder_available("libsvtav1"), reason="no libsvtav1")
+@pytest.mark.parametrize("given", [None, "3"])
+def test_svt_av1_is_quiet_unless_asked_and_writers_leave_the_environment_alone(tmp_path, given):
+    """``SVT_LOG`` is set once, when the encoders module is imported, only where the user has
+    not set it; making a writer changes no environment variable."""
+    env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+    if given is not None:
+        env["SVT_LOG"] = given
+    run = subprocess.run([sys.executable, "-c", _SVT_SCRIPT, str(tmp_path / "out.mkv")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    expected = given or "1"
+    assert run.stdout.split() == [expected, expected]
+    assert ("Svt[info]" in run.stderr) == (given == "3"), run.stderr
 
 
 def test_media_modules_import_no_cycle():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 
 import av
 
@@ -29,6 +30,13 @@ from .convert import PixelLayout, is_direct_planar, pixel_layout
 from .streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
+
+# SVT-AV1 prints a banner and its whole configuration on stderr when an encoder opens, unless
+# $SVT_LOG says otherwise. It reads the variable when its logger starts (SVT-AV1 4.x: once, at
+# the first encoder of the process), and neither FFmpeg's libsvtav1 nor ``svtav1-params`` has
+# a per-encoder setting for it. So it is set here, once, before any encoder can open, and only
+# where the user has not set it (1: errors only).
+os.environ.setdefault("SVT_LOG", "1")
 
 # encoder -> (codec family the muxer knows, default options)
 ENCODERS = {

@@ -46,7 +46,6 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
@@ -214,8 +213,6 @@ class VideoWriter:
         ctx.color_trc = colour.transfer
         ctx.sample_aspect_ratio = self.sample_aspect_ratio
         self._write_stream_aspect(stream)
-        if self.codec == "libsvtav1":
-            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner otherwise
         merged = encoder_defaults(self.codec)
         if crf is not None:
             merged["crf"] = str(crf)
