@@ -118,6 +118,28 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike, *, size: int | 
     return err
 
 
+@contextlib.contextmanager
+def reporting_full_disk(path: str | os.PathLike | None) -> Iterator[None]:
+    """Re-raise an out-of-space error (ENOSPC, EDQUOT, EFBIG, or an error raised from one) met
+    inside the block while writing ``path`` as the :class:`SuperResError` of
+    :func:`disk_full_error`, chained to it; other errors, and a :class:`SuperResError` (already
+    said in the user's terms), pass unchanged. ``path=None`` (a file object, whose disk, if
+    any, is the caller's) changes nothing.
+
+    >>> with reporting_full_disk(path):
+    ...     container.mux(packet)
+    """
+    try:
+        yield
+    except SuperResError:
+        raise
+    except BaseException as exc:
+        full = disk_full_error(exc, path) if path is not None else None
+        if full is None:
+            raise
+        raise full from exc
+
+
 class AtomicFile:
     """A temporary path that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`abort`.
 

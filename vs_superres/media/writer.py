@@ -36,8 +36,8 @@ frame at the end of a long run:
 A full disk (``ENOSPC``, ``EDQUOT``, or ``EFBIG`` from a file size limit), met when the header,
 a frame or the trailer is written, is reported as the
 :class:`~vs_superres.contracts.errors.SuperResError` of :func:`.atomic.disk_full_error` (naming
-the folder; ``errno`` set); the temporary file is removed and an existing output is left
-untouched.
+the folder; ``errno`` set; :func:`.atomic.reporting_full_disk`); the temporary file is removed
+and an existing output is left untouched.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ import av
 import numpy as np
 
 from ..contracts.errors import SuperResError, UnsupportedFormat
-from .atomic import disk_full_error
+from .atomic import reporting_full_disk
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import pixel_layout, rgb_to_frame
 from .encoders import choose_encoder, encoder_defaults, fill_format, stored_codecs, stream_copy_advice
@@ -134,33 +134,22 @@ class VideoWriter:
         self.retimed = 0
         self._container = self._target.open()
         try:
-            self._open_video(codec, pix_fmt, crf, preset, options or {})
-            if copy_streams:
-                self._open_copies()
-            self._start()
-        except SuperResError:
+            with reporting_full_disk(self.path):
+                self._open_video(codec, pix_fmt, crf, preset, options or {})
+                if copy_streams:
+                    self._open_copies()
+                self._start()
+        except BaseException:
             self.abort()
             raise
-        except BaseException as exc:
-            self.abort()
-            full = self._full_disk(exc)
-            if full is not None:
-                raise full from exc
-            raise
-
-    def _full_disk(self, exc: BaseException) -> SuperResError | None:
-        """The full-disk error for ``exc`` (ENOSPC, EDQUOT, EFBIG), None for other errors and
-        for a file object (whose disk, if any, is the caller's)."""
-        return disk_full_error(exc, self.path) if self.path is not None else None
 
     def _start(self) -> None:
         """Open the encoder at the final size and write the container header now, so that
         anything the container refuses is refused before the first frame is computed."""
         try:
-            self._container.start_encoding()
+            with reporting_full_disk(self.path):
+                self._container.start_encoding()
         except av.FFmpegError as exc:
-            if self._full_disk(exc) is not None:
-                raise
             raise UnsupportedFormat(
                 f"cannot write {self._target.name}: the '{self._target.suffix}' container or the "
                 f"{self.codec} encoder refuses a {self.width}x{self.height} {self.pix_fmt} video "
@@ -363,34 +352,30 @@ class VideoWriter:
         frame.pts = self._fit_pts(source_pts)
         frame.time_base = self._time_base
         try:
-            self._mux_video(self._video.encode(frame))
+            with reporting_full_disk(self.path):
+                self._mux_video(self._video.encode(frame))
         except (av.FFmpegError, OSError) as exc:
-            full = self._full_disk(exc)
-            if full is not None:
-                raise full from exc
             raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
         self.frames_written += 1
 
     def close(self) -> Path | None:
         """Flush the encoder, mux the remaining pass-through packets, and move the file into
         place; returns its path (None for a file object)."""
-        try:
-            self._mux_video(self._video.encode(None))
-            self._mux_copies_until(None)
-            self._container.close()
-            self._pending.clear()
-            if self.retimed:
-                log.warning("%d of %d frame timestamps were moved to fit the '%s' container "
-                            "(duplicate, backward or too close for its time base, or a gap "
-                            "too long); the frame order is kept", self.retimed,
-                            self.frames_written, self._target.suffix)
-            return self._target.commit()
-        except BaseException as exc:
-            self.abort()
-            full = self._full_disk(exc)
-            if full is not None:
-                raise full from exc
-            raise
+        with reporting_full_disk(self.path):
+            try:
+                self._mux_video(self._video.encode(None))
+                self._mux_copies_until(None)
+                self._container.close()
+                self._pending.clear()
+                if self.retimed:
+                    log.warning("%d of %d frame timestamps were moved to fit the '%s' container "
+                                "(duplicate, backward or too close for its time base, or a gap "
+                                "too long); the frame order is kept", self.retimed,
+                                self.frames_written, self._target.suffix)
+                return self._target.commit()
+            except BaseException:
+                self.abort()
+                raise
 
     def abort(self) -> None:
         """Stop without producing a file: close everything and delete the temporary file."""
