@@ -91,6 +91,9 @@ class _WindowCache:
 class _FrameIntake:
     """Each frame a caller streams in, put into the frame contract; one clip keeps one size.
 
+    This is where a streamed frame is checked, once: what it yields goes on to the model
+    through the trusting internal paths (:meth:`Upscaler._process`).
+
     A frame of another size would otherwise fail deep inside torch (``torch.stack``) in a
     window that mixes both, and a batch handed in as one item would lose all but its first
     frame; both are the caller's to fix, so they are refused here with the frame's number.
@@ -244,7 +247,11 @@ class Upscaler(metaclass=_DocumentedOptions):
 
         ``runner_kwargs`` go to the runner (a clip runner's ``clip_state`` and ``frame_indices``).
         """
-        x = as_frames(frames)
+        return self._process(as_frames(frames), phase, runner_kwargs)
+
+    @_open_only  # a stream closed midway stops with the message, not a TypeError
+    def _process(self, x: torch.Tensor, phase: str = "upscale", runner_kwargs: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """:meth:`process` for frames already in the frame contract (checked where they came in)."""
         self.descriptor.check_size(x.shape[-2], x.shape[-1])
         forward: Callable[[torch.Tensor], torch.Tensor] = functools.partial(self._forward, **(runner_kwargs or {}))
         if not self.descriptor.tileable:
@@ -276,7 +283,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         frames other than uint8 need ``bit_depth`` (10 for 10-bit data in uint16, ...).
         """
         x = as_frames(frames, bit_depth=bit_depth)
-        return torch.stack(list(self.stream(iter(x), scene_starts=scene_starts, total=x.shape[0])))
+        return torch.stack(list(self._stream(iter(x), None, scene_starts, x.shape[0])))
 
     def plan(self, num_frames: int) -> TemporalWindowPlan:
         """The clip's window plan; a clip shorter than a window is one window of its own length."""
@@ -300,11 +307,17 @@ class Upscaler(metaclass=_DocumentedOptions):
         from frames spread over the clip (UltraVSR's CLIP-IQA estimate) needs it to choose them.
         """
         self._require_open()
-        intake = _FrameIntake(bit_depth)
+        yield from self._stream(frames, _FrameIntake(bit_depth), scene_starts, total)
+
+    def _stream(self, frames: Iterable, intake: Callable[[Any], torch.Tensor] | None, scene_starts,
+                total: int | None) -> Iterator[torch.Tensor]:
+        """:meth:`stream`; ``intake`` checks each frame (None: ``[3,H,W]`` frames of the contract)."""
+        if intake is not None:
+            frames = map(intake, frames)
         if self.descriptor.kind == "image":
-            yield from self._stream_images(map(intake, frames), total)
+            yield from self._stream_images(frames, total)
             return
-        ws = WindowStream(frames, self.window, self.window_overlap, convert=intake)
+        ws = WindowStream(frames, self.window, self.window_overlap)
         state = None
         if self._clip_runner:
             needed = self._runner.clip_frames(total)
@@ -323,7 +336,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         batch: list[torch.Tensor] = []
         done = 0
         for f in frames:
-            batch.append(as_frames(f)[0])
+            batch.append(f)
             if len(batch) == self.batch:
                 yield from self._emit_batch(batch)
                 done += len(batch)
@@ -335,13 +348,14 @@ class Upscaler(metaclass=_DocumentedOptions):
 
     def _emit_batch(self, batch: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         self._check_cancel()
-        yield from self.process(torch.stack(batch))
+        yield from self._process(torch.stack(batch))
 
     def _clip_state(self, frames: Mapping[int, torch.Tensor], num_frames: int | None) -> Any:
         with self._slots, torch.no_grad():
             return self._runner.clip_state(frames, num_frames)
 
-    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts, state=None) -> torch.Tensor:
+    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts,
+                        state=None) -> torch.Tensor:
         """The model's output for every position of window ``k`` (scene segments merged)."""
         self._check_cancel()
         out = None
@@ -350,7 +364,7 @@ class Upscaler(metaclass=_DocumentedOptions):
             kwargs = None
             if self._clip_runner:
                 kwargs = {"clip_state": state, "frame_indices": seg.inputs, "on_step": self._step_reporter(f"window {k}")}
-            y = self.process(x, phase=f"window {k}", runner_kwargs=kwargs)
+            y = self._process(x, phase=f"window {k}", runner_kwargs=kwargs)
             if out is None:
                 out = y if (seg.start, seg.stop) == (0, plan.length) else torch.empty_like(y)
             out[seg.start:seg.stop] = y[seg.start:seg.stop]
@@ -408,7 +422,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         which frames are requested.
         """
         if self.descriptor.kind == "image":
-            return self.process(as_frames(frames[n]))[0]
+            return self._process(as_frames(frames[n]))[0]
         plan = self.plan(num_frames)
         flags = (lambda i: bool(scene_start.get(i, False))) if scene_start else None
         get = self._getter(frames, f"render_frame({n})", f"frames_needed({n})")

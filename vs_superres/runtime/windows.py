@@ -205,11 +205,10 @@ class WindowStream:
     emitted: memory is one window of input plus the window outputs still to be crossfaded.
     """
 
-    def __init__(self, frames: Iterable, length: int, overlap: int, *, convert: Callable[[Any], Any] = lambda f: f):
+    def __init__(self, frames: Iterable, length: int, overlap: int):
         TemporalWindowPlan(max(length, 1), length, overlap)  # argument checks, with their messages
         self.length, self.overlap = length, overlap
         self._it = iter(frames)
-        self._convert = convert
         self._buf: dict[int, Any] = {}
         self._read = 0
         self.num_frames: int | None = None
@@ -224,7 +223,7 @@ class WindowStream:
                 if self._read == 0:
                     raise SuperResError("the clip has no frames") from None
                 return
-            self._buf[self._read] = self._convert(f)
+            self._buf[self._read] = f
             self._read += 1
 
     def get(self, i: int) -> Any:
