@@ -20,6 +20,7 @@ from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
 from vs_superres.runtime import weights as weights_mod
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import Registry, default_registry
+from vs_superres.runtime.windows import SceneStarts
 
 from . import host
 from .handle import ModelHandle, follow_comfy_unloads, replace_for_loader
@@ -145,11 +146,10 @@ def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None):
     unit = up.window - up.window_overlap if up.descriptor.kind == "video" else up.batch
     up.progress = host.ProgressAdapter(count, unit)
     up.cancel = host.interrupted
-    cuts = frozenset(scene_cuts or ())
+    starts = SceneStarts(frozenset(scene_cuts or ()))
     out = None
     try:
         frames = (images[i:i + 1].movedim(-1, 1) for i in range(count))
-        starts = (lambda i: i in cuts) if cuts else None
         for i, y in enumerate(up.stream(frames, total=count, scene_starts=starts)):
             if out is None:
                 out = torch.empty((count, *y.shape[1:], y.shape[0]), dtype=torch.float32)

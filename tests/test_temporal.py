@@ -7,7 +7,7 @@ import torch
 
 from vs_superres import Upscaler
 from vs_superres.contracts.errors import SuperResError
-from vs_superres.runtime.windows import TemporalWindowPlan
+from vs_superres.runtime.windows import SceneStarts, TemporalWindowPlan
 
 
 @pytest.mark.parametrize("N,L,O", [(1, 5, 2), (4, 5, 2), (5, 5, 2), (17, 5, 2), (30, 8, 3), (10, 4, 0), (9, 1, 0)])
@@ -54,14 +54,39 @@ def test_scene_cut_splits_window_into_padded_segments():
     plan = TemporalWindowPlan(20, 6, 2)
     cuts = [False] * 20
     cuts[7] = True  # frame 7 starts a new scene; window 1 covers 4..9
-    segs = plan.segments(1, cuts)
+    segs = plan.segments(1, SceneStarts.of(cuts))
     assert [(s.start, s.stop) for s in segs] == [(0, 3), (3, 6)]
     assert segs[0].inputs == (4, 5, 6, 6, 6, 6)
     assert segs[1].inputs == (7, 7, 7, 7, 8, 9)
     # a cut at the window's first position changes nothing
     cuts2 = [False] * 20
     cuts2[4] = True
-    assert len(plan.segments(1, cuts2)) == 1
+    assert len(plan.segments(1, SceneStarts.of(cuts2))) == 1
+
+
+def test_scene_starts_one_type_from_every_shape():
+    want = SceneStarts(frozenset({3, 7}))
+    flags = [i in (3, 7) for i in range(10)]
+    assert SceneStarts.of(flags) == want
+    assert SceneStarts.of(torch.tensor(flags)) == want
+    assert SceneStarts.of({3, 7}) == want
+    assert SceneStarts.of({i: f for i, f in enumerate(flags)}) == want
+    assert SceneStarts.of(want) is want
+    assert SceneStarts.of(None) == SceneStarts() and not SceneStarts().starts(0)
+    assert [want.starts(i) for i in range(12)] == flags + [False, False]  # past the flags: no cut
+    with pytest.raises(SuperResError, match="SceneStarts.of"):
+        SceneStarts(frozenset({True}))
+    with pytest.raises(SuperResError, match="per-frame flags .* got function"):
+        SceneStarts.of(lambda i: i == 3)
+
+
+def test_every_shape_of_scene_starts_gives_the_same_frames():
+    x = torch.rand(9, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    up = Upscaler("temporal-mean-x2", device="cpu", window=4, window_overlap=1)
+    base = up.upscale(x, scene_starts=[i == 5 for i in range(9)])
+    assert not torch.equal(base, up.upscale(x))
+    for shape in ({5}, {5: True, 6: False}, SceneStarts(frozenset({5}))):
+        assert torch.equal(up.upscale(x, scene_starts=shape), base), shape
 
 
 @pytest.mark.parametrize("L,O,N", [(5, 2, 1), (5, 2, 3), (5, 2, 13), (4, 0, 9), (6, 3, 17)])

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..contracts.errors import SuperResError
-from ..runtime.windows import ClipSegment
+from ..runtime.windows import ClipSegment, SceneStarts
 from .codes import OutputFormat, to_codes
 from .inputs import PackedInputs, rgb_of
 
@@ -88,8 +88,7 @@ class SegmentWorker:
             frames = read_inputs(Path(frames), segment)
         rgb = rgb_of(frames)
         inputs = {i: torch.from_numpy(rgb[i - segment.inputs.start]) for i in segment.inputs}
-        flags = (lambda i: i in cuts) if cuts else None
-        codes = [to_codes(out.numpy(), fmt) for out in up.render_segment(segment, num_frames, inputs, flags, clip_state)]
+        codes = [to_codes(out.numpy(), fmt) for out in up.render_segment(segment, num_frames, inputs, SceneStarts(cuts), clip_state)]
         return {"codes": codes, "node": self.node, "pid": os.getpid(), "seconds": time.monotonic() - started}
 
     def pid(self) -> int:

@@ -38,7 +38,7 @@ from .devices import device_slots, free_memory_bytes, resolve_device, resolve_dt
 from .engine_options import ENGINE_OPTIONS, options_help, settle
 from .loading import load_runner, resolve_model
 from .spatial import auto_tile, run_with_oom_fallback
-from .windows import ClipSegment, TemporalWindowPlan, WindowStream
+from .windows import ClipSegment, SceneStarts, SceneStartsLike, TemporalWindowPlan, WindowStream
 
 log = logging.getLogger("vs_superres")
 
@@ -276,14 +276,16 @@ class Upscaler(metaclass=_DocumentedOptions):
         )
 
     @_open_only
-    def upscale(self, frames, scene_starts: Sequence[bool] | None = None, *, bit_depth: int | None = None) -> torch.Tensor:
+    def upscale(self, frames, scene_starts: SceneStartsLike | None = None, *, bit_depth: int | None = None) -> torch.Tensor:
         """Upscale frames held in memory; returns ``[T, 3, s*H, s*W]`` float32 on the CPU.
 
         ``frames``: anything :func:`~vs_superres.contracts.frames.as_frames` takes; integer
         frames other than uint8 need ``bit_depth`` (10 for 10-bit data in uint16, ...).
+        ``scene_starts``: where scenes start (:meth:`SceneStarts.of <.windows.SceneStarts.of>`:
+        per-frame flags, a set of frame indices, or a ``{frame: flag}`` mapping).
         """
         x = as_frames(frames, bit_depth=bit_depth)
-        return torch.stack(list(self._stream(iter(x), None, scene_starts, x.shape[0])))
+        return torch.stack(list(self._stream(iter(x), None, SceneStarts.of(scene_starts), x.shape[0])))
 
     def plan(self, num_frames: int) -> TemporalWindowPlan:
         """The clip's window plan; a clip shorter than a window is one window of its own length."""
@@ -294,7 +296,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         self,
         frames: Iterable,
         *,
-        scene_starts: Sequence[bool] | Callable[[int], bool] | None = None,
+        scene_starts: SceneStartsLike | None = None,
         total: int | None = None,
         bit_depth: int | None = None,
     ) -> Iterator[torch.Tensor]:
@@ -305,11 +307,12 @@ class Upscaler(metaclass=_DocumentedOptions):
         window of input and output frames, whatever the clip length. ``total`` is the clip's
         frame count when known: progress uses it, and a clip runner whose state is computed
         from frames spread over the clip (UltraVSR's CLIP-IQA estimate) needs it to choose them.
+        ``scene_starts`` as in :meth:`upscale`.
         """
         self._require_open()
-        yield from self._stream(frames, _FrameIntake(bit_depth), scene_starts, total)
+        yield from self._stream(frames, _FrameIntake(bit_depth), SceneStarts.of(scene_starts), total)
 
-    def _stream(self, frames: Iterable, intake: Callable[[Any], torch.Tensor] | None, scene_starts,
+    def _stream(self, frames: Iterable, intake: Callable[[Any], torch.Tensor] | None, scene_starts: SceneStarts,
                 total: int | None) -> Iterator[torch.Tensor]:
         """:meth:`stream`; ``intake`` checks each frame (None: ``[3,H,W]`` frames of the contract)."""
         if intake is not None:
@@ -354,7 +357,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         with self._slots, torch.no_grad():
             return self._runner.clip_state(frames, num_frames)
 
-    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts,
+    def _compute_window(self, plan: TemporalWindowPlan, k: int, get: Callable[[int], torch.Tensor], scene_starts: SceneStarts,
                         state=None) -> torch.Tensor:
         """The model's output for every position of window ``k`` (scene segments merged)."""
         self._check_cancel()
@@ -414,8 +417,10 @@ class Upscaler(metaclass=_DocumentedOptions):
         return needed
 
     @_open_only
-    def render_frame(self, n: int, num_frames: int, frames: Mapping[int, torch.Tensor], scene_start: Mapping[int, bool] | None = None) -> torch.Tensor:
-        """Output frame ``n`` from the fetched input ``frames`` (``{index: [3,H,W]}``).
+    def render_frame(self, n: int, num_frames: int, frames: Mapping[int, torch.Tensor],
+                     scene_start: SceneStartsLike | None = None) -> torch.Tensor:
+        """Output frame ``n`` from the fetched input ``frames`` (``{index: [3,H,W]}``) and the
+        scene starts among them (as in :meth:`upscale`, e.g. ``{index: flag}``).
 
         Each window is computed once and kept in a bounded cache; threads asking for a
         window that is being computed wait for it. The result never depends on the order in
@@ -424,28 +429,30 @@ class Upscaler(metaclass=_DocumentedOptions):
         if self.descriptor.kind == "image":
             return self._process(as_frames(frames[n]))[0]
         plan = self.plan(num_frames)
-        flags = (lambda i: bool(scene_start.get(i, False))) if scene_start else None
+        starts = SceneStarts.of(scene_start)
         get = self._getter(frames, f"render_frame({n})", f"frames_needed({n})")
         state = self._cached_clip_state(num_frames, get)
         outputs = {}
         for k in plan.windows_of(n):
             # The key carries the frames' scene flags: a window is only shared by requests
             # that agree on where its cuts are.
-            cuts = tuple(i for i in plan.frames_of(k) if flags and flags(i))
-            win = self._cache.get_or_compute((num_frames, k, cuts), functools.partial(self._compute_window, plan, k, get, flags, state))
+            cuts = tuple(i for i in plan.frames_of(k) if starts.starts(i))
+            win = self._cache.get_or_compute((num_frames, k, cuts), functools.partial(self._compute_window, plan, k, get, starts, state))
             outputs[k] = win[plan.position(k, n)]
         return plan.crossfade(n, outputs)
 
     @_open_only
     def render_segment(self, segment: ClipSegment, num_frames: int, frames: Mapping[int, torch.Tensor],
-                       scene_starts: Sequence[bool] | Callable[[int], bool] | None = None,
+                       scene_starts: SceneStartsLike | None = None,
                        clip_state: Any = None) -> Iterator[torch.Tensor]:
         """The output frames ``segment.outputs`` of a clip split by :meth:`TemporalWindowPlan.split`,
-        from its input frames ``{index: [3,H,W]}`` (``segment.inputs``) and the clip state
-        (computed once for the clip, e.g. by :meth:`clip_state`)."""
+        from its input frames ``{index: [3,H,W]}`` (``segment.inputs``), the clip's scene starts
+        (as in :meth:`upscale`) and the clip state (computed once for the clip, e.g. by
+        :meth:`clip_state`)."""
         plan = self.plan(num_frames)
+        starts = SceneStarts.of(scene_starts)
         get = self._getter(frames, "render_segment", "segment.inputs")
-        windows = {k: self._compute_window(plan, k, get, scene_starts, clip_state) for k in segment.windows}
+        windows = {k: self._compute_window(plan, k, get, starts, clip_state) for k in segment.windows}
         for n in segment.outputs:
             yield plan.crossfade(n, {k: windows[k][plan.position(k, n)] for k in plan.windows_of(n)})
 

@@ -11,10 +11,11 @@ grid: window ``k`` covers source frames ``[k*stride, k*stride + length)`` with
 index, so the output of frame ``n`` never depends on which frame was asked for first (seeking,
 ``vspipe --start``, random-order requests all give the same frames).
 
-Frames past the clip end are the last frame repeated. A scene cut inside a window splits it
-into segments; each segment is run as a full-length window in which the positions belonging to
-other scenes hold the segment's own edge frame, so no frame ever mixes with another scene and
-every frame keeps its position in the window.
+Frames past the clip end are the last frame repeated. Scene cuts are one type,
+:class:`SceneStarts` (the frames that begin a scene), converted once where a caller hands them
+in. A scene cut inside a window splits it into segments; each segment is run as a full-length
+window in which the positions belonging to other scenes hold the segment's own edge frame, so
+no frame ever mixes with another scene and every frame keeps its position in the window.
 
 Frames covered by two windows are crossfaded: the weight of window ``k`` at position ``p`` is
 ``min(p + 1, length - p)`` (a triangle), normalised over the covering windows, which is a
@@ -28,9 +29,58 @@ no frames are computed only to be thrown away.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+import operator
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from ..contracts.errors import SuperResError
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneStarts:
+    """The source frames that begin a new scene (a cut just before each of them).
+
+    ``SceneStarts({7, 30})`` names the frames. :meth:`of` builds one from what a caller holds
+    (per-frame flags, a set of frame indices, a ``{frame: flag}`` mapping); the public entry
+    points convert theirs with it once, and everything inside asks :meth:`starts`. A frame
+    not named (one past the end of a shorter list of flags too) does not start a scene.
+    """
+
+    frames: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if any(isinstance(i, bool) for i in self.frames):
+            raise SuperResError("SceneStarts takes frame indices; build one from per-frame flags with SceneStarts.of(flags)")
+        try:
+            frames = frozenset(operator.index(i) for i in self.frames)
+        except TypeError:
+            raise SuperResError(f"scene starts must be frame indices (integers), got {sorted(map(repr, self.frames))}") from None
+        object.__setattr__(self, "frames", frames)
+
+    @classmethod
+    def of(cls, value: "SceneStartsLike | None") -> "SceneStarts":
+        """Scene starts from per-frame flags (``[False, True, ...]``, True where a scene
+        starts), a set of frame indices, a ``{frame: flag}`` mapping, or None (no cuts)."""
+        if value is None:
+            return cls()
+        if isinstance(value, SceneStarts):
+            return value
+        if isinstance(value, Mapping):
+            return cls(frozenset(i for i, flag in value.items() if flag))
+        if isinstance(value, AbstractSet):
+            return cls(frozenset(value))
+        if callable(value) or isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise SuperResError(
+                "scene starts must be per-frame flags (True where a scene starts), a set of frame "
+                f"indices or a {{frame: flag}} mapping, got {type(value).__name__}")
+        return cls(frozenset(i for i, flag in enumerate(value) if flag))
+
+    def starts(self, i: int) -> bool:
+        """Whether source frame ``i`` begins a new scene."""
+        return i in self.frames
+
+
+#: What public entry points take as scene starts (converted once with :meth:`SceneStarts.of`).
+SceneStartsLike = Union[SceneStarts, Sequence[bool], AbstractSet[int], Mapping[int, bool]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,20 +222,18 @@ class TemporalWindowPlan:
             needed.update(self.frames_of(k))
         return sorted(needed)
 
-    def segments(self, k: int, scene_start: Callable[[int], bool] | Sequence[bool] | None) -> list[WindowSegment]:
+    def segments(self, k: int, scene_starts: SceneStarts | None = None) -> list[WindowSegment]:
         """Split window ``k`` at scene cuts.
 
-        ``scene_start(i)`` (or ``scene_start[i]``) is True when source frame ``i`` begins a new
-        scene. Only frames inside the window are consulted; a cut at the window's first
-        position changes nothing.
+        Only frames inside the window are consulted; a cut at the window's first position
+        changes nothing.
         """
         frames = self.frames_of(k)
-        if scene_start is None:
+        if scene_starts is None or not scene_starts.frames:
             return [WindowSegment(tuple(frames), 0, self.length)]
-        is_start = scene_start if callable(scene_start) else scene_start.__getitem__
         bounds = [0]
         for p in range(1, self.length):
-            if frames[p] != frames[p - 1] and bool(is_start(frames[p])):
+            if frames[p] != frames[p - 1] and scene_starts.starts(frames[p]):
                 bounds.append(p)
         bounds.append(self.length)
         segs = []

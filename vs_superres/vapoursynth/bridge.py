@@ -30,6 +30,7 @@ from ..runtime import registry
 from ..runtime.devices import device_precisions, resolve_device
 from ..runtime.engine_options import ENGINE_OPTIONS
 from ..runtime.upscaler import Upscaler
+from ..runtime.windows import SceneStarts
 from . import signatures
 
 #: Accepted formats: VapourSynth format name -> plane dtype.
@@ -267,11 +268,10 @@ class VSFilter:
             for i, frame_planes, stride in zip(indices, planes, strides)
         }
         flags = dict(zip(indices, props))
-        scene_start = {
-            i: prev == 1 or flags.get(i - 1, (0, 0))[1] == 1 for i, (prev, _next) in flags.items()
-        }
+        starts = SceneStarts(frozenset(
+            i for i, (prev, _next) in flags.items() if prev == 1 or flags.get(i - 1, (0, 0))[1] == 1))
         try:
-            y = self.upscaler.render_frame(n, self.num_frames, frames, scene_start)
+            y = self.upscaler.render_frame(n, self.num_frames, frames, starts)
         except OutOfRangeFrames as e:  # the engine's hint speaks of arrays; say it in script terms
             e.hint = RANGE_HINT
             raise
