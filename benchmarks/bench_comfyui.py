@@ -61,7 +61,7 @@ def main() -> int:
     from skimage import data
 
     from vs_superres import Upscaler
-    from vs_superres.comfy_nodes.install import install
+    from vs_superres.cli.comfyui import install
     from vs_superres.models.ditn.arch import build
 
     with tempfile.TemporaryDirectory() as tmp:

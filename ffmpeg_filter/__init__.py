@@ -7,7 +7,9 @@ Two commands, both thin hosts over :class:`vs_superres.Upscaler` and :mod:`vs_su
 - ``superres-ffmpeg`` (:mod:`.wrapper`): ffmpeg's own command line with ``superres=...`` in the
   video filter chain, run as ffmpeg -> engine -> ffmpeg (:mod:`.cmdline`).
 
-Options are derived from the declarations (:mod:`.options`); frames stream through three
-overlapping stages with bounded queues (:mod:`.pipeline`). See ``docs/ffmpeg_bridge.md``.
+Options are derived from the declarations (:mod:`.options`); frames stream through the media
+layer's one run path (:mod:`vs_superres.media.pump`: three overlapping stages with bounded
+queues), and signals, exit statuses and progress are the host kit's (:mod:`vs_superres.hostkit`),
+as for ``superres``. See ``docs/ffmpeg_bridge.md``.
 Importing this package imports neither torch nor the models.
 """

@@ -18,7 +18,7 @@ import dataclasses
 from fractions import Fraction
 from typing import IO
 
-from ..contracts.errors import UnsupportedFormat
+from vs_superres.contracts.errors import UnsupportedFormat
 
 #: pixel formats FFmpeg's Matroska muxer stores as ``rawvideo`` (``V_UNCOMPRESSED`` with a
 #: fourcc its demuxer maps back to the same format) in both PyAV's FFmpeg, which writes, and

@@ -18,8 +18,21 @@ import dataclasses
 import re
 from typing import Callable
 
-from ..contracts.errors import InvalidOption
-from .options import FILTER_NAME
+from vs_superres.contracts.errors import InvalidOption
+from vs_superres.ffmpeg_filter.options import FILTER_NAME
+
+LOGLEVELS = {"quiet": -8, "panic": 0, "fatal": 8, "error": 16, "warning": 24, "info": 32,
+             "verbose": 40, "debug": 48, "trace": 56}
+
+
+def loglevel(name: str | None) -> int:
+    """ffmpeg's ``-loglevel`` as a number (names, numbers, ``repeat+level`` flags)."""
+    if not name:
+        return LOGLEVELS["info"]
+    name = name.split("+")[-1]
+    if name.lstrip("-").isdigit():
+        return int(name)
+    return LOGLEVELS.get(name, LOGLEVELS["info"])
 
 #: ffmpeg options that take no value (everything else starting with '-' takes one)
 FLAGS = frozenset("""y n hide_banner nostdin stdin an vn sn dn shortest stats nostats re copyts

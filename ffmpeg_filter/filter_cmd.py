@@ -18,13 +18,17 @@ import logging
 import sys
 from typing import IO
 
-from ..contracts.errors import Cancelled, IncompleteInput, SuperResError, UnsupportedFormat
-from . import status
-from .carriers import CARRIERS, HEAD_BYTES, PeekedInput, carrier, detect
-from .options import add_option_flags, engine_arguments, filter_syntax_help, given_flags, parse_filter
-from .pipeline import Bridge
-from .sink import PipeSink
-from .source import ColourOverrides, ContainerSource, FrameSource, RawGeometry, RawSource
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.ffmpeg_filter.carriers import CARRIERS, HEAD_BYTES, PeekedInput, carrier, detect
+from vs_superres.ffmpeg_filter.cmdline import loglevel
+from vs_superres.ffmpeg_filter.options import (add_option_flags, engine_arguments, filter_syntax_help,
+                                               given_flags, parse_filter)
+from vs_superres.ffmpeg_filter.sink import PipeSink
+from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource, RawGeometry, RawSource
+from vs_superres.hostkit.engine_frames import upscaled
+from vs_superres.hostkit.exits import ExitStatus, exit_table, run_guarded, silence_stdout
+from vs_superres.hostkit.progress import ProgressLine
+from vs_superres.media.pump import Pump, SinkRequest
 
 PROG = "superres-filter"
 log = logging.getLogger("vs_superres.ffmpeg_filter")
@@ -34,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Upscale the video on stdin to stdout (y4m, NUT, Matroska or raw frames).",
-        epilog=filter_syntax_help())
+        epilog=filter_syntax_help() + "\n\n" + exit_table())
     p.add_argument("filter", nargs="?", default=None,
                    help="options in ffmpeg's filter syntax, e.g. superres=model=ditn-real-x4:tile=256")
     p.add_argument("output", nargs="?", default="-", help="'-' (stdout; the only output)")
@@ -80,7 +84,7 @@ def _split_at_input(argv: list[str]) -> tuple[list[str], str | None]:
     return before + rest, out_format
 
 
-def open_source(stdin: IO[bytes], args) -> tuple[FrameSource, PeekedInput]:
+def open_source(stdin: IO[bytes], args) -> tuple[ContainerSource | RawSource, PeekedInput]:
     stream = PeekedInput(stdin)
     overrides = ColourOverrides(args.matrix, args.range, args.primaries, args.transfer, args.chroma_location)
     forced = carrier(args.in_format) if args.in_format else None
@@ -109,21 +113,19 @@ def open_source(stdin: IO[bytes], args) -> tuple[FrameSource, PeekedInput]:
 
 def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """Filter ``stdin`` to ``stdout`` as the command line ``argv`` says; returns the exit
-    status (messages go to ``sys.stderr``)."""
+    status (messages go to ``sys.stderr``; the statuses are the host kit's table)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, after_format = _split_at_input(argv)
     args = build_parser().parse_args(argv)
-    level = status.loglevel(args.loglevel)
+    level = loglevel(args.loglevel)
     logging.basicConfig(level=logging.WARNING if level >= 24 else logging.ERROR,
                         format=f"{PROG}: %(message)s", stream=sys.stderr)
-    quiet = level < 16
 
     def say(text: str, at: int = 32) -> None:
         if level >= at:
             print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
-    bridge = None
-    try:
+    def body() -> int:
         if args.output not in ("-", "pipe:", "pipe:1") or args.input not in ("-", "pipe:", "pipe:0"):
             raise SuperResError("superres-filter reads stdin and writes stdout only: use '-' for both "
                                 "(superres-ffmpeg takes files)")
@@ -139,66 +141,35 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
         out_carrier = carrier(out_name) if out_name else getattr(source, "carrier", carrier("rawvideo"))
         for note in source.notes:
             say(note, 24)
-        from ..runtime.upscaler import Upscaler
+        from vs_superres.runtime.upscaler import Upscaler
 
-        holder: dict = {}
-        engine = Upscaler(model, cancel=lambda: bool(holder) and holder["bridge"].cancelled(), **kwargs)
         info = source.info
+        progress = ProgressLine(PROG, float(info.fps), enabled=args.stats and level >= 32)
+
+        def open_sink(request: SinkRequest) -> PipeSink:
+            return PipeSink(stdout, out_carrier, info, request.width, request.height,
+                            field_order=source.field_order, packets=request.packets)
+
+        run = Pump(source, lambda inputs: upscaled(engine, inputs), open_sink, on_progress=progress)
+        engine = Upscaler(model, cancel=run.cancelled, **kwargs)
         say(f"{info.width}x{info.height} {info.pix_fmt} {float(info.fps):.3f} fps -> x{engine.scale} "
             f"with {engine.descriptor.name}, {out_carrier.name} out")
-        progress = status.ProgressLine(PROG, float(info.fps), enabled=args.stats and level >= 32)
-
-        def open_sink(width: int, height: int, first_pts: int) -> PipeSink:
-            return PipeSink(stdout, out_carrier, info, width, height,
-                            field_order=getattr(source, "field_order", None))
-
-        bridge = Bridge(source, engine, open_sink, on_frame=progress)
-        holder["bridge"] = bridge
-        written = bridge.run()
+        written = run.run().frames
         progress.finish()
         say(f"{written} frames written")
-        return status.OK
-    except IncompleteInput as exc:
-        if not quiet:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return status.INCOMPLETE_INPUT
-    except status.Terminated:
-        _interrupted("terminated", quiet)
-        return status.TERMINATED
-    except (KeyboardInterrupt, Cancelled):
-        _interrupted("interrupted", quiet)
-        return status.INTERRUPTED
-    except BaseException as exc:
-        if status.is_broken_pipe(exc):
-            status.silence_stdout()
-            return status.BROKEN_PIPE
-        if isinstance(exc, SuperResError):
-            if not quiet:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return status.USER_ERROR
-        if isinstance(exc, SystemExit):
-            raise
-        if args.debug:
-            log.error("internal error", exc_info=True)
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}; this is a bug in vs-superres, "
-              "please report it" + ("" if args.debug else " (run with --debug for the traceback)"),
-              file=sys.stderr)
-        return status.INTERNAL_ERROR
+        return ExitStatus.OK
 
-
-def _interrupted(word: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"\n{PROG}: {word}; the output stream ends here, incomplete", file=sys.stderr)
+    return run_guarded(body, PROG, aftermath="the output stream ends here, incomplete",
+                       debug=args.debug, quiet=level < 16, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: SIGTERM stops like Ctrl-C; stray prints go to stderr."""
-    status.raise_on_sigterm()
+    """The console script: stray prints go to stderr (stdout carries only video)."""
     video_out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries only video: stray prints go to stderr
+    sys.stdout = sys.stderr
     code = run(argv, sys.stdin.buffer, video_out)
-    if code == status.BROKEN_PIPE:
-        status.silence_stdout()
+    if code == ExitStatus.BROKEN_PIPE:
+        silence_stdout()
     return code
 
 

@@ -13,11 +13,11 @@ import argparse
 import difflib
 from typing import Any
 
-from ..contracts.errors import InvalidOption
-from ..hostkit.flags import add_engine_flags, add_family_flags, declared_options, given_text
+from vs_superres.contracts.errors import InvalidOption
+from vs_superres.runtime.registry import default_model
+from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, declared_options, given_text
 
 FILTER_NAME = "superres"
-DEFAULT_MODEL = "ditn-real-x4"
 
 
 def split_filter_args(text: str) -> list[str]:
@@ -76,7 +76,7 @@ def engine_arguments(values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     declaration; unknown names are refused with the list of known ones."""
     declared = declared_options()
     raw = dict(values)
-    model = str(raw.pop("model", None) or DEFAULT_MODEL)
+    model = str(raw.pop("model", None) or default_model())
     unknown = sorted(k for k in raw if k not in declared)
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(declared), n=1)
@@ -91,7 +91,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     """``--model`` and one ``--name-with-dashes`` flag per declared option, grouped as the
     ``superres`` CLI groups them (engine, then each family with its models)."""
     parser.add_argument("-m", "--model", default=None,
-                        help=f"registered model name or checkpoint path (default {DEFAULT_MODEL})")
+                        help=f"registered model name or checkpoint path (default {default_model()})")
     add_engine_flags(parser.add_argument_group("engine options"))
     add_family_flags(parser, model_flag="-m")
 

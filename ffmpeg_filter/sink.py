@@ -14,15 +14,15 @@ fitted to the carrier, audio/subtitle/attachment streams copied and interleaved 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import IO
+from typing import IO, Callable
 
 import av
 
-from ..contracts.errors import UnsupportedFormat
-from ..media.convert import pixel_layout
-from ..media.streaminfo import StreamInfo
-from ..media.writer import VideoWriter
-from .carriers import Carrier
+from vs_superres.contracts.errors import UnsupportedFormat
+from vs_superres.ffmpeg_filter.carriers import Carrier
+from vs_superres.media.convert import pixel_layout
+from vs_superres.media.streaminfo import StreamInfo
+from vs_superres.media.writer import VideoWriter
 
 #: FFV1 as the bridge writes it: version 3 (multithreaded slices), no per-slice CRCs (the
 #: pipe is not storage; they cost encode time)
@@ -57,12 +57,15 @@ class PipeSink(VideoWriter):
     """Write ``[3, height, width]`` float R'G'B' frames to ``out`` in ``carrier``.
 
     ``info`` is the source's :class:`StreamInfo` (rate, time base, colour, aspect, the streams
-    to copy); ``field_order`` is ffmpeg's name of the source's interlacing, or None. The
-    pipeline uses :meth:`write`, :meth:`remux`, :meth:`close` and :meth:`abort`.
+    to copy); ``field_order`` is ffmpeg's name of the source's interlacing, or None;
+    ``packets`` polls the pass-through packets ready so far (the pump's
+    :attr:`~vs_superres.media.pump.SinkRequest.packets`). The pump uses :meth:`write`,
+    :meth:`close` and :meth:`abort`.
     """
 
     def __init__(self, out: IO[bytes], carrier: Carrier, info: StreamInfo, width: int, height: int,
-                 *, field_order: str | None = None, copy_streams: bool = True):
+                 *, field_order: str | None = None, copy_streams: bool = True,
+                 packets: Callable[[], list] | None = None):
         pix_fmt = output_pix_fmt(carrier, info.pix_fmt)
         if carrier.name == "y4m" and pixel_layout(pix_fmt).kind == "rgb":
             raise UnsupportedFormat(f"y4m cannot carry RGB ({info.pix_fmt}); use -f nut or -f matroska")
@@ -70,7 +73,7 @@ class PipeSink(VideoWriter):
         self.carrier = carrier
         super().__init__(
             out, info, width, height, format=carrier.av_format, codec=codec, pix_fmt=pix_fmt,
-            options=FFV1_OPTIONS if codec == "ffv1" else None, copy_streams=copy_streams,
+            options=FFV1_OPTIONS if codec == "ffv1" else None, copy_streams=copy_streams, packets=packets,
             sample_aspect_ratio=output_aspect(info.sample_aspect_ratio, (info.width, info.height),
                                               (width, height)),
             field_order=field_order)

@@ -5,27 +5,29 @@ the project's colour-exact conversion, pass-through packets of the other streams
 have no container: they are cut at the frame size FFmpeg's ``rawvideo`` encoder gives for the
 geometry and decoded by FFmpeg's ``rawvideo`` decoder; the :class:`StreamInfo` is built from
 the command line. Either way the source knows when the input ended inside a frame and
-says which frames were complete (:meth:`FrameSource.check_complete`).
+says which frames were complete (:meth:`FrameSource.cut`); the run itself is the media layer's
+one run path (:mod:`vs_superres.media.pump`), whose :class:`FrameSource` these are.
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 from fractions import Fraction
+from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import av
 import numpy as np
 
-from ..contracts.errors import IncompleteInput, SuperResError, UnsupportedFormat
-from ..media import VideoReader
-from ..media.colour import (CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_FULL,
-                            RANGE_LIMITED, RANGE_NAMES, TRANSFER_NAMES, ColourInfo, guess_matrix)
-from ..media.convert import frame_to_rgb, pixel_layout
-from ..media.streaminfo import StreamInfo
-from .carriers import (Y4M_CHROMA_SITING, Y4M_FIELD_ORDER, Carrier, PeekedInput,
-                       read_y4m_header)
+from vs_superres.contracts.errors import IncompleteInput, SuperResError, UnsupportedFormat
+from vs_superres.ffmpeg_filter.carriers import (Y4M_CHROMA_SITING, Y4M_FIELD_ORDER, Carrier, PeekedInput,
+                                                read_y4m_header)
+from vs_superres.media import VideoReader
+from vs_superres.media.colour import (CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_FULL,
+                                      RANGE_LIMITED, RANGE_NAMES, TRANSFER_NAMES, ColourInfo, guess_matrix)
+from vs_superres.media.convert import frame_to_rgb, pixel_layout
+from vs_superres.media.pump import FrameSource
+from vs_superres.media.streaminfo import StreamInfo
 
 #: what y4m can carry (ffmpeg writes 9-16 bit with ``-strict -1``)
 Y4M_PIX_FMTS = ("gray", "gray9le", "gray10le", "gray12le", "gray16le", "yuv420p", "yuv422p",
@@ -137,29 +139,6 @@ class RawGeometry:
         return cls(int(w), int(h), pix_fmt, fps)
 
 
-class FrameSource(abc.ABC):
-    """What the pipeline reads: ``info`` (:class:`StreamInfo`), :meth:`frames`,
-    :meth:`passthrough_packets` and :meth:`check_complete`; plus ``field_order`` (ffmpeg's
-    name, or None) and ``notes`` (things to say once on stderr)."""
-
-    info: StreamInfo
-    field_order: str | None = None
-    notes: tuple[str, ...] = ()
-
-    @abc.abstractmethod
-    def frames(self) -> Iterator[Frame]:
-        """The decoded frames, in order (each carrier's source reads its own way)."""
-
-    def passthrough_packets(self) -> list:
-        return []
-
-    def check_complete(self, frames_read: int) -> None:
-        """Raise :class:`IncompleteInput` when the stream ended inside a frame."""
-
-    def close(self) -> None:
-        pass
-
-
 def _cut(frames_read: int, why: str) -> IncompleteInput:
     last = f"frame {frames_read - 1} (counting from 0)" if frames_read else "none"
     return IncompleteInput(
@@ -170,7 +149,12 @@ def _cut(frames_read: int, why: str) -> IncompleteInput:
 
 
 class ContainerSource(FrameSource):
-    """y4m, NUT or Matroska through :class:`VideoReader`."""
+    """y4m, NUT or Matroska through :class:`VideoReader`; ``field_order`` (ffmpeg's name, or
+    None) and ``notes`` (things to say once on stderr) for the filter's command."""
+
+    field_order: str | None = None
+    notes: tuple[str, ...] = ()
+    name = "the input stream"
 
     def __init__(self, stream: PeekedInput, carrier: Carrier, overrides: ColourOverrides):
         self._stream, self.carrier = stream, carrier
@@ -221,19 +205,20 @@ class ContainerSource(FrameSource):
     def passthrough_packets(self) -> list:
         return self._reader.passthrough_packets()
 
-    def check_complete(self, frames_read: int) -> None:
+    def cut(self, frames_read: int, output: Path | None) -> IncompleteInput | None:
         # The media layer judges how a pass ended (``reader.truncation``, from each
         # container's evidence); a pipe has no size, so y4m's arithmetic is done here too.
         truncation = getattr(self._reader, "truncation", None)
         if truncation is not None:
-            raise _cut(frames_read, truncation.reason)
+            return _cut(frames_read, truncation.reason)
         if self._y4m is None:
-            return
+            return None
         per_frame = len(b"FRAME\n") + frame_bytes(self.info.pix_fmt, self.info.width, self.info.height)
         expected = self._y4m.length + frames_read * per_frame
         if self._stream.consumed > expected:
             left = self._stream.consumed - expected
-            raise _cut(frames_read, f"{left} bytes of a last frame of {per_frame} were received")
+            return _cut(frames_read, f"{left} bytes of a last frame of {per_frame} were received")
+        return None
 
     def close(self) -> None:
         self._reader.close()
@@ -251,6 +236,10 @@ def frame_bytes(pix_fmt: str, width: int, height: int) -> int:
 
 class RawSource(FrameSource):
     """Headerless frames of a known geometry, decoded by FFmpeg's rawvideo decoder."""
+
+    field_order: str | None = None
+    notes: tuple[str, ...] = ()
+    name = "the input stream"
 
     def __init__(self, stream: PeekedInput, geometry: RawGeometry, overrides: ColourOverrides):
         self._stream, self.geometry = stream, geometry
@@ -292,6 +281,7 @@ class RawSource(FrameSource):
                 yield Frame(frame_to_rgb(frame, self.info.colour), index)
                 index += 1
 
-    def check_complete(self, frames_read: int) -> None:
+    def cut(self, frames_read: int, output: Path | None) -> IncompleteInput | None:
         if self._partial:
-            raise _cut(frames_read, f"{self._partial} bytes of a last frame of {self._size} were received")
+            return _cut(frames_read, f"{self._partial} bytes of a last frame of {self._size} were received")
+        return None

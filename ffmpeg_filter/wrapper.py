@@ -23,18 +23,24 @@ import sys
 
 import av
 
-from ..contracts.errors import Cancelled, IncompleteInput, InvalidOption, SuperResError
-from ..media.atomic import AtomicFile
-from ..media.colour import CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES
-from . import status
-from .carriers import CARRIERS, PeekedInput
-from .cmdline import Command, VideoIndex, back_maps, find_filter, front_maps, index_maps, parse
-from .options import engine_arguments, parse_filter
-from .pipeline import Bridge
-from .sink import PipeSink
-from .source import ColourOverrides, ContainerSource
+from vs_superres.contracts.errors import InvalidOption, SuperResError
+from vs_superres.ffmpeg_filter.carriers import CARRIERS, PeekedInput
+from vs_superres.ffmpeg_filter.cmdline import (Command, VideoIndex, back_maps, find_filter, front_maps,
+                                               index_maps, loglevel, parse)
+from vs_superres.ffmpeg_filter.options import engine_arguments, parse_filter
+from vs_superres.ffmpeg_filter.sink import PipeSink
+from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource
+from vs_superres.hostkit.engine_frames import upscaled
+from vs_superres.hostkit.exits import ExitStatus, classify, report
+from vs_superres.hostkit.progress import ProgressLine
+from vs_superres.hostkit.signals import signals_as_exceptions
+from vs_superres.media.atomic import AtomicFile
+from vs_superres.media.colour import (CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_NAMES,
+                                      TRANSFER_NAMES)
+from vs_superres.media.pump import Pump, SinkRequest
 
 PROG = "superres-ffmpeg"
+_AFTERMATH = "no output file was written"
 
 
 def ffmpeg_binary() -> str:
@@ -165,11 +171,12 @@ def _exists_refusal(cmd: Command) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: SIGTERM stops like Ctrl-C; our own text never goes to stdout
-    (ffmpeg may be writing the video there, ``-``)."""
-    status.raise_on_sigterm()
+    """The console script: SIGINT, SIGTERM and SIGHUP stop like Ctrl-C (the host kit's policy:
+    a second signal cannot cut the clean-up short); our own text never goes to stdout (ffmpeg
+    may be writing the video there, ``-``)."""
     sys.stdout = sys.stderr
-    return run_command(list(sys.argv[1:] if argv is None else argv))
+    with signals_as_exceptions():
+        return run_command(list(sys.argv[1:] if argv is None else argv))
 
 
 def run_command(argv: list[str]) -> int:
@@ -179,8 +186,7 @@ def run_command(argv: list[str]) -> int:
         cmd = parse(argv)
         split = find_filter(cmd)
     except SuperResError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return status.USER_ERROR
+        return report(classify(exc, PROG, aftermath=_AFTERMATH))
     if split is None:  # nothing of ours: ffmpeg itself
         return subprocess.call([exe, *argv])
     refused = _exists_refusal(cmd)
@@ -202,7 +208,7 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 def _run(exe: str, cmd: Command, split) -> int:
-    level = status.loglevel(next((cmd.global_options[i + 1] for i, a in enumerate(cmd.global_options[:-1])
+    level = loglevel(next((cmd.global_options[i + 1] for i, a in enumerate(cmd.global_options[:-1])
                                   if a in ("-loglevel", "-v")), None))
     user_stats = "-stats" in cmd.global_options
     front = None
@@ -213,28 +219,29 @@ def _run(exe: str, cmd: Command, split) -> int:
     try:
         model, kwargs = engine_arguments(parse_filter(split.ours))
         is_video = probe_video_index(cmd, split.output_options)
-        from ..runtime.upscaler import Upscaler
+        from vs_superres.runtime.upscaler import Upscaler
 
         holder: dict = {}
-        engine = Upscaler(model, cancel=lambda: bool(holder) and holder["bridge"].cancelled(), **kwargs)
+        engine = Upscaler(model, cancel=lambda: bool(holder) and holder["run"].cancelled(), **kwargs)
         front = subprocess.Popen(front_command(exe, cmd, split.before), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE)
         assert front.stdout is not None
         source = ContainerSource(PeekedInput(front.stdout), CARRIERS["matroska"], ColourOverrides())
         info = source.info
-        progress = status.ProgressLine(PROG, float(info.fps), enabled=level >= 32 and "-nostats" not in cmd.global_options)
+        progress = ProgressLine(PROG, float(info.fps), enabled=level >= 32 and "-nostats" not in cmd.global_options)
 
-        def open_sink(width: int, height: int, first_pts: int) -> PipeSink:
+        def open_sink(request: SinkRequest) -> PipeSink:
+            first = float((request.first_pts or 0) * info.time_base)
             back = subprocess.Popen(back_command(exe, cmd, split.after, split.output_options, target, info,
-                                                 user_stats, float(first_pts * info.time_base), is_video),
+                                                 user_stats, first, is_video),
                                     stdin=subprocess.PIPE)
             children["back"] = back
             assert back.stdin is not None
-            return PipeSink(back.stdin, CARRIERS["nut"], info, width, height, copy_streams=False)
+            return PipeSink(back.stdin, CARRIERS["nut"], info, request.width, request.height, copy_streams=False)
 
-        bridge = Bridge(source, engine, open_sink, on_frame=progress)
-        holder["bridge"] = bridge
-        bridge.run()
+        run = Pump(source, lambda inputs: upscaled(engine, inputs), open_sink, on_progress=progress)
+        holder["run"] = run
+        run.run()
         progress.finish()
     except BaseException as exc:  # decided below, once the children's statuses are known
         failure = exc
@@ -243,8 +250,9 @@ def _run(exe: str, cmd: Command, split) -> int:
         if back is not None and back.stdin is not None:
             with contextlib.suppress(OSError):
                 back.stdin.close()
-        interrupted = isinstance(failure, (KeyboardInterrupt, status.Terminated, Cancelled))
-        if interrupted or (failure is not None and not status.is_broken_pipe(failure)):
+        outcome = classify(failure, PROG, aftermath=_AFTERMATH) if failure is not None else None
+        interrupted = outcome is not None and outcome.interrupted
+        if interrupted or (outcome is not None and outcome.status != ExitStatus.BROKEN_PIPE):
             _stop(front)
             if interrupted:
                 _stop(back)
@@ -253,41 +261,30 @@ def _run(exe: str, cmd: Command, split) -> int:
                 front.stdout.close()
         front_rc = front.wait() if front is not None else 0
         back_rc = back.wait() if back is not None else 0
-    return _conclude(failure, front_rc, back_rc, atomic)
+    return _conclude(outcome, front_rc, back_rc, atomic)
 
 
-def _conclude(failure, front_rc: int, back_rc: int, atomic: AtomicFile | None) -> int:
-    if isinstance(failure, status.Terminated):
-        code, text = status.TERMINATED, "terminated"
-    elif isinstance(failure, (KeyboardInterrupt, Cancelled)):
-        code, text = status.INTERRUPTED, "interrupted"
-    else:
-        code, text = 0, ""
-    if code:
+def _conclude(outcome, front_rc: int, back_rc: int, atomic: AtomicFile | None) -> int:
+    """The exit status: an interruption first; then the first failing ffmpeg's (it said why on
+    stderr; what we saw after it is a consequence); then ours, down the kit's ladder."""
+    if outcome is not None and outcome.interrupted:
         if atomic:
             atomic.abort()
-        print(f"\n{PROG}: {text}; no output file was written", file=sys.stderr)
-        return code
-    if front_rc:  # ffmpeg said why on stderr; what we saw after it is a consequence
+        return report(outcome)
+    if front_rc:
         code = front_rc if front_rc > 0 else 128 - front_rc
     elif back_rc:
         code = back_rc if back_rc > 0 else 128 - back_rc
-    elif isinstance(failure, IncompleteInput):
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
-        code = status.INCOMPLETE_INPUT
-    elif isinstance(failure, SuperResError):
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
-        code = status.USER_ERROR
-    elif failure is not None:
-        print(f"{PROG}: internal error: {type(failure).__name__}: {failure}; this is a bug in "
-              "vs-superres, please report it", file=sys.stderr)
-        code = status.INTERNAL_ERROR
+    elif outcome is not None:
+        code = report(outcome)
+    else:
+        code = ExitStatus.OK
     if atomic:
         if code:
             atomic.abort()
         else:
             atomic.commit()
-    return code
+    return int(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,14 +24,17 @@ LAYERS = [
     ("models", "vs_superres.models", 2),
     ("vs_superres/runtime", "vs_superres.runtime", 3),
     ("vs_superres/media", "vs_superres.media", 3),
-    ("vs_superres/vapoursynth", "vs_superres.vapoursynth", 4),
-    ("comfy_nodes", "vs_superres.comfy_nodes", 4),
-    ("ffmpeg_filter", "vs_superres.ffmpeg_filter", 4),
-    ("vs_superres/cli.py", "vs_superres.cli", 4),
-    ("vs_superres/distributed", "vs_superres.distributed", 4),
     ("vs_superres/hostkit", "vs_superres.hostkit", 4),
+    ("vs_superres/distributed", "vs_superres.distributed", 4),
+    ("vs_superres/vapoursynth", "vs_superres.vapoursynth", 5),
+    ("comfy_nodes", "vs_superres.comfy_nodes", 5),
+    ("ffmpeg_filter", "vs_superres.ffmpeg_filter", 5),
+    ("vs_superres/cli", "vs_superres.cli", 5),
 ]
-LAYER_NAMES = {0: "contracts", 1: "numerics", 2: "families", 3: "runtime/media", 4: "hosts"}
+LAYER_NAMES = {0: "contracts", 1: "numerics", 2: "families", 3: "runtime/media", 4: "host kit/distributed",
+               5: "hosts"}
+#: each host: its own import prefix; a host never imports another (what they share is the kit)
+HOSTS = [prefix for _folder, prefix, rank in LAYERS if rank == 5]
 
 
 def module_name(path: Path) -> str:
@@ -98,11 +101,30 @@ def test_imports_only_point_to_lower_layers():
         mine = rank_of_module(module_name(path))
         for line, target in imports_of(path):
             theirs = rank_of_module(target)
-            if theirs is None:  # the package root (`from vs_superres import Upscaler`): a host-level facade
-                theirs = 4 if target.endswith(".Upscaler") else 0
+            if theirs is None:  # the package root (`from vs_superres import Upscaler`): the runtime's facade
+                theirs = 3 if target.endswith(".Upscaler") else 0
             if theirs > mine:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} ({LAYER_NAMES[mine]}) imports {target} ({LAYER_NAMES[theirs]})")
     assert wrong == [], "imports against the layer direction:\n" + "\n".join(wrong)
+
+
+def host_of(module: str) -> str | None:
+    return next((h for h in HOSTS if module == h or module.startswith(h + ".")), None)
+
+
+def test_hosts_do_not_import_each_other():
+    """What two hosts share lives in the host kit (signals, exit statuses, flags, progress) or
+    below it; one host importing another is how duplicated policies start to diverge."""
+    wrong = []
+    for path in source_files():
+        mine = host_of(module_name(path))
+        if mine is None:
+            continue
+        for line, target in imports_of(path):
+            theirs = host_of(target)
+            if theirs is not None and theirs != mine:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} ({mine}) imports {target}")
+    assert wrong == [], "host -> host imports:\n" + "\n".join(wrong)
 
 
 def test_families_do_not_import_each_other():

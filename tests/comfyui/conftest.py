@@ -5,7 +5,7 @@ once by tools/comfy_env.sh outside the checkout and reused (rebuilt when its rec
 The server runs that environment's Python; it sees this checkout's package through
 PYTHONPATH, laid out as an install lays it out (``vs_superres.models`` from ``models/``, ...)
 with symbolic links, so every run tests the working tree as it is. The pack is linked into
-``custom_nodes/`` by ``superres comfyui install``'s own code (comfy_nodes/install.py).
+``custom_nodes/`` by ``superres comfyui install``'s own code (vs_superres/cli/comfyui.py).
 Tests run the server on one torch thread and compare with the engine on one thread: then
 CPU results are bit-identical.
 """
@@ -195,7 +195,7 @@ def make_base(root: Path, packs: dict[str, str | Path]) -> Path:
 def comfy(comfy_env, installed_layout, tiny_ditn_path, tmp_path_factory):
     """The session's server: the pack linked by `superres comfyui install` (V1), the probe
     nodes, and the tiny DITN checkpoint in models/superres."""
-    from vs_superres.comfy_nodes.install import install
+    from vs_superres.cli.comfyui import install
 
     base = make_base(tmp_path_factory.mktemp("comfy_v1"), {"superres_probe": HERE / "probe_pack"})
     install(base, api="v1")

@@ -16,7 +16,7 @@ from graphs import image_prompt
 
 from vs_superres.comfy_nodes import NODE_CLASS_MAPPINGS
 from vs_superres.comfy_nodes.checkout import ROOT_INIT
-from vs_superres.comfy_nodes.install import install, main as install_main
+from vs_superres.cli.comfyui import install, main as install_main
 
 
 @pytest.fixture(scope="module")

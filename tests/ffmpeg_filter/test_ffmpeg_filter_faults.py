@@ -174,4 +174,4 @@ def test_sigterm_stops_the_filter():
     proc.terminate()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
-    assert b"terminated; the output stream ends here, incomplete" in err and b"Traceback" not in err
+    assert b"superres-filter: interrupted by SIGTERM; the output stream ends here, incomplete" in err and b"Traceback" not in err

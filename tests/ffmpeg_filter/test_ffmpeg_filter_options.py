@@ -9,6 +9,7 @@ from vs_superres.contracts.errors import InvalidOption
 from vs_superres.ffmpeg_filter import options
 from vs_superres.ffmpeg_filter.filter_cmd import build_parser
 from vs_superres.runtime import registry
+from vs_superres.runtime.registry import default_model
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 
 
@@ -46,4 +47,4 @@ def test_values_are_parsed_by_their_declaration():
         options.engine_arguments({"dtype": "fp8"})
     with pytest.raises(InvalidOption, match=r"unknown filter option tiel \(did you mean tile\?\)"):
         options.engine_arguments({"tiel": "3"})
-    assert options.engine_arguments({})[0] == options.DEFAULT_MODEL
+    assert options.engine_arguments({})[0] == default_model()

@@ -1,10 +1,13 @@
 """The driver of a distributed run: read, hand out segments, write in order.
 
-The driver opens the input with the one :class:`~vs_superres.media.video.VideoReader` and the
-output with the one writer (:class:`.output.CodeWriter`), exactly as the single-process CLI
-does, before any worker starts, so a bad input or an output the container refuses fails in
-milliseconds. It then reads frames as a stream, releases each segment of the plan
-(:mod:`.plan`) once it is settled, and writes the finished segments' frames in order.
+The driver runs through the one run path of the single-process CLI
+(:mod:`vs_superres.media.pump`): the input is the one :class:`~vs_superres.media.video.VideoReader`
+and the output the one writer (:class:`.output.CodeWriter`), opened before any worker starts,
+so a bad input or an output the container refuses fails in milliseconds. The pump's decoding
+thread reads frames as a stream; the driver (the pump's ``process``) releases each segment of
+the plan (:mod:`.plan`) once it is settled and yields the finished segments' frames in order;
+the pump's encoding thread writes them, reports progress, and commits the output or, for a cut
+input, commits it and then says so.
 
 Memory is bounded by the number of workers, not by the video: at most ``2 * workers``
 segments are out at a time (one computing and one queued per worker), counted from the oldest
@@ -26,19 +29,20 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..contracts.errors import InternalError, SuperResError
-from ..contracts.progress import Progress, ProgressFn
-from ..media.transcoding import incomplete_input_error
-from ..media.video import VideoReader
-from ..runtime.windows import ClipSegment
-from .cluster import connected, import_ray, start_workers, worker_slots
-from .inputs import PackedInputs, pack, packs_exactly
-from .output import CodeWriter
-from .plan import SegmentPlan, choose_windows_per_segment, frames_text
+from vs_superres.contracts.errors import InternalError, SuperResError
+from vs_superres.contracts.progress import ProgressFn
+from vs_superres.distributed.cluster import connected, import_ray, start_workers, worker_slots
+from vs_superres.distributed.inputs import PackedInputs, pack, packs_exactly
+from vs_superres.distributed.output import CodeWriter
+from vs_superres.distributed.plan import SegmentPlan, choose_windows_per_segment, frames_text
+from vs_superres.media.pump import Inputs, Pump, ReaderSource, SinkRequest
+from vs_superres.media.streaminfo import StreamInfo
+from vs_superres.media.video import VideoReader
+from vs_superres.runtime.windows import ClipSegment
 
 log = logging.getLogger("vs_superres")
 
@@ -108,62 +112,68 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
         scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
         startup_timeout: float = 300.0) -> RunSummary:
     """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring)."""
-    from ..runtime.loading import resolve_model
+    from vs_superres.runtime.loading import resolve_model
 
     import_ray()  # before any work: a missing extra is the first thing to hear about
     if transport not in TRANSPORTS:
         raise SuperResError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", option="transport")
     started = time.monotonic()
+    runs: list[_Run] = []
+
+    def open_sink(request: SinkRequest) -> CodeWriter:
+        return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets)
+
+    def process(inputs: Inputs) -> Iterator[tuple]:
+        local_cpus = (workers or 1) * threads
+        device_options = options
+        with connected(address, local_cpus) as ray:
+            device = str(options.get("device", "auto"))
+            count, need = worker_slots(ray, device, workers, threads)
+            if "num_gpus" in need and device.startswith("cuda:"):
+                device_options = {**options, "device": "cuda"}  # Ray gives each worker its own GPU
+            actors, infos = start_workers(ray, count, need, model, device_options,
+                                          threads if "num_cpus" in need else None, retries, startup_timeout)
+            try:
+                assert isinstance(pumped.sink, CodeWriter)
+                runs.append(_Run(ray, inputs, reader.info, reader.name, pumped.sink, actors, infos, src,
+                                 segment_frames, transport, retries, scene_starts))
+                yield from runs[0].outputs()
+            finally:
+                for actor in actors:
+                    ray.kill(actor, no_restart=True)
+
     with VideoReader(src, passthrough=True) as reader:
         scale = resolve_model(model)[0].scale
-        writer = CodeWriter(dst, reader.info, reader.info.width * scale, reader.info.height * scale,
-                            packets=reader.passthrough_packets)
-        try:
-            local_cpus = (workers or 1) * threads
-            with connected(address, local_cpus) as ray:
-                device = str(options.get("device", "auto"))
-                count, need = worker_slots(ray, device, workers, threads)
-                if "num_gpus" in need and device.startswith("cuda:"):
-                    options = {**options, "device": "cuda"}  # Ray gives each worker its own GPU
-                actors, infos = start_workers(ray, count, need, model, options,
-                                              threads if "num_cpus" in need else None, retries, startup_timeout)
-                try:
-                    summary = _Run(ray, reader, writer, actors, infos, src, segment_frames, transport,
-                                   retries, scene_starts, progress).go()
-                finally:
-                    for actor in actors:
-                        ray.kill(actor, no_restart=True)
-        except BaseException:
-            writer.abort()
-            raise
-        summary.path = writer.close()
-        summary.seconds = time.monotonic() - started
-        if reader.truncation is not None:
-            raise incomplete_input_error(reader.name, reader.truncation, summary.path)
+        pumped = Pump(ReaderSource(reader), process, open_sink, output_size=lambda info: (info.width * scale, info.height * scale),
+                      on_progress=progress, phase="frames")
+        result = pumped.run()
+    summary = runs[0].summary
+    assert summary is not None
+    summary.path, summary.seconds = result.path, time.monotonic() - started
     return summary
 
 
 class _Run:
     """One run's state: the input stream, the jobs out, the reorder buffer."""
 
-    def __init__(self, ray, reader: VideoReader, writer: CodeWriter, actors: list, infos: list[dict], src: Path,
-                 segment_frames: int | None, transport: str, retries: int,
-                 scene_starts: Sequence[bool] | None, progress: ProgressFn | None):
-        self.ray, self.reader, self.writer, self.actors = ray, reader, writer, actors
-        self.src, self.transport, self.retries, self.progress = src, transport, retries, progress
+    def __init__(self, ray, inputs: Inputs, info: StreamInfo, name: str, writer: CodeWriter, actors: list,
+                 infos: list[dict], src: Path, segment_frames: int | None, transport: str, retries: int,
+                 scene_starts: Sequence[bool] | None):
+        self.ray, self.info, self.name, self.writer, self.actors = ray, info, name, writer, actors
+        self.src, self.transport, self.retries = src, transport, retries
         first = infos[0]
         self.kind = first["kind"]
-        self.total = reader.frame_count or None
+        self.total = inputs.total
+        self.summary: RunSummary | None = None
         out_bytes = 3 * 4 * writer.width * writer.height
         wps = choose_windows_per_segment(self.total, len(actors), first["window"], first["window_overlap"],
                                          out_bytes, segment_frames)
         self.plan = SegmentPlan(first["window"], first["window_overlap"], wps)
         self.cuts = frozenset(i for i, flag in enumerate(scene_starts or ()) if flag)
-        self.frames = iter(reader)
+        self.frames = iter(inputs)
         self.buffer: dict[int, Any] = {}  # frame index -> its PackedFrame (or float R'G'B')
         self.packed: bool | None = None  # settled at the first frame (inputs.packs_exactly)
         self.sent_frames = self.sent_bytes = 0
-        self.pts: collections.deque = collections.deque()
         self.read, self.ended = 0, False
         self.stats = [WorkerStats(i, info["node"]) for i, info in enumerate(infos)]
         self.alive = set(range(len(actors)))
@@ -181,14 +191,13 @@ class _Run:
                 if self.read == 0:
                     raise SuperResError("the clip has no frames")
                 return
-            self.pts.append(decoded.pts)
             if self.transport == "store":
                 frame = decoded.frame
                 if self.packed is None:
-                    self.packed = frame is not None and packs_exactly(frame, decoded.rgb, self.reader.info.colour)
+                    self.packed = frame is not None and packs_exactly(frame, decoded.rgb, self.info.colour)
                     if not self.packed:
                         log.info("input frames of %s travel as float32: its %s planes do not rebuild exactly",
-                                 self.reader.name, self.reader.info.pix_fmt)
+                                 self.name, self.info.pix_fmt)
                 self.buffer[self.read] = pack(frame) if self.packed and frame is not None else decoded.rgb
             self.read += 1
 
@@ -231,13 +240,15 @@ class _Run:
         got = [self.buffer[i] for i in indices]
         if not got:
             return None
-        batch: Any = PackedInputs(self.reader.info.colour, tuple(got)) if self.packed else np.stack(got)
+        batch: Any = PackedInputs(self.info.colour, tuple(got)) if self.packed else np.stack(got)
         self.sent_frames += len(got)
         self.sent_bytes += batch.nbytes
         return batch
 
     # ------------------------------------------------------------------ the loop
-    def go(self) -> RunSummary:
+    def outputs(self) -> Iterator[tuple]:
+        """Each output frame's code planes, in order (the pump writes them); :attr:`summary`
+        is set once the last one was yielded."""
         ray = self.ray
         began = time.monotonic()
         state = self.clip_state()
@@ -289,16 +300,14 @@ class _Run:
             while next_write in done:
                 result = done.pop(next_write)
                 for planes in result["codes"]:
-                    self.writer.write_codes(planes, self.pts.popleft())
+                    yield planes
                     written += 1
-                    if self.progress is not None:
-                        self.progress(Progress(written, max(self.total or 0, written), "frames"))
                 next_write += 1
-        if self.pts or not self.ended:
+        if written != self.read or not self.ended:
             raise InternalError(f"the distributed run wrote {written} frames of {self.read} read")
         busy = time.monotonic() - began - self.waiting
-        return RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy,
-                          self.sent_frames, self.sent_bytes, bool(self.packed))
+        self.summary = RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy,
+                                  self.sent_frames, self.sent_bytes, bool(self.packed))
 
     def result(self, ref, job: _Job, send: Callable[[_Job], None]) -> dict | None:
         """The segment's result, or None after sending it again; raises when it cannot be had."""

@@ -7,8 +7,8 @@ writer's own, so a distributed output is the single-process CLI's, byte for byte
 
 from __future__ import annotations
 
-from ..media.writer import VideoWriter
-from .codes import OutputFormat, from_codes
+from vs_superres.distributed.codes import OutputFormat, from_codes
+from vs_superres.media.writer import VideoWriter
 
 
 class CodeWriter(VideoWriter):
@@ -21,3 +21,7 @@ class CodeWriter(VideoWriter):
 
     def write_codes(self, planes, pts: int | None) -> None:
         self.write_frame(from_codes(planes, self.output_format), pts)
+
+    def write(self, planes, pts: int | None = None) -> None:  # type: ignore[override]
+        """The run path's sink call: a distributed run's outputs are always code planes."""
+        self.write_codes(planes, pts)

@@ -6,11 +6,11 @@ hosts' docstrings all read it. :func:`classify` is the ladder: an exception beco
 
 1. :class:`~vs_superres.contracts.errors.IncompleteInput`: the input was cut; the output with
    every complete frame was written (4);
-2. :class:`~vs_superres.contracts.errors.SuperResError`: the user's mistake, told with the fix (2);
-3. :class:`~.signals.Terminated`: SIGTERM or SIGHUP (128 + the signal's number);
-4. ``KeyboardInterrupt`` or :class:`~vs_superres.contracts.errors.Cancelled`: Ctrl-C (130);
-5. a closed downstream pipe (``| head``, a dead encoder): nothing more can be written, so
+2. :class:`~.signals.Terminated`: SIGTERM or SIGHUP (128 + the signal's number);
+3. ``KeyboardInterrupt`` or :class:`~vs_superres.contracts.errors.Cancelled`: Ctrl-C (130);
+4. a closed downstream pipe (``| head``, a dead encoder): nothing more can be written, so
    nothing is said (141);
+5. :class:`~vs_superres.contracts.errors.SuperResError`: the user's mistake, told with the fix (2);
 6. anything else: a bug, said as one and never as the user's mistake; its traceback goes to the
    debug log (``--debug``) (3).
 """
@@ -106,20 +106,20 @@ def classify(exc: BaseException, prog: str, *, aftermath: str,
 
     if isinstance(exc, IncompleteInput):  # before SuperResError: it is one, but output was written
         return Outcome(ExitStatus.INCOMPLETE_INPUT, f"{prog}: error: {text(exc)}")
-    if isinstance(exc, SuperResError):
-        return Outcome(ExitStatus.USER_ERROR, f"{prog}: error: {text(exc)}")
     if isinstance(exc, Terminated):
         return Outcome(exc.exit_status, f"{prog}: interrupted by {exc.signal_name}; {aftermath}", True)
     if isinstance(exc, (KeyboardInterrupt, Cancelled)):
         return Outcome(ExitStatus.INTERRUPTED, f"{prog}: interrupted; {aftermath}", True)
-    if is_broken_pipe(exc):
+    if is_broken_pipe(exc):  # before SuperResError: the writer reports it as an encoding failure
         return Outcome(ExitStatus.BROKEN_PIPE, None)
-    if log is not None:
-        log.debug("internal error", exc_info=exc)
+    if isinstance(exc, SuperResError):
+        return Outcome(ExitStatus.USER_ERROR, f"{prog}: error: {text(exc)}")
+    if log is not None:  # --debug shows it; otherwise it waits in the debug log
+        (log.error if debug else log.debug)("internal error", exc_info=exc)
     how = "" if debug else " (run with --debug for the traceback)"
     return Outcome(ExitStatus.INTERNAL_ERROR,
                    f"{prog}: internal error: {type(exc).__name__}: {exc}; this is a bug in vs-superres, "
-                   f"please report it{how}")
+                   f"please report it{how}; {aftermath}")
 
 
 def report(outcome: Outcome, *, quiet: bool = False, before: Callable[[], bool] | None = None) -> int:

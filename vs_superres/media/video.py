@@ -45,7 +45,7 @@ from typing import Any, Iterator, NamedTuple
 import av
 import numpy as np
 
-from ..contracts.errors import UnsupportedFormat
+from ..contracts.errors import IncompleteInput, UnsupportedFormat
 from .colour import CHROMA_LOCATION_NAMES
 from .convert import frame_to_rgb
 from .files import InputSource, MediaFile
@@ -392,3 +392,17 @@ class VideoReader:
         info = self.info
         return (f"VideoReader({self.name}, {info.width}x{info.height}, {info.pix_fmt}, "
                 f"{float(info.fps):.3f} fps, {info.frame_count} frames, {info.colour.names()})")
+
+
+def incomplete_input_error(source: str, cut: Truncation, output: Path | None) -> IncompleteInput:
+    """The error for an input that ended early, after ``output`` was written from its
+    ``cut.frames_read`` complete frames."""
+    expected = (f"{cut.frames_expected} expected" if cut.frames_expected
+                else "the container announced no frame count")
+    held = (f"'{output}' was written and holds the {cut.frames_read} complete frames"
+            if output is not None else f"the output holds the {cut.frames_read} complete frames")
+    return IncompleteInput(
+        f"{source} ends early: {cut.frames_read} frames read, {expected} ({cut.reason}); "
+        f"the file is cut short or damaged; {held}; to get the rest, get a complete copy of "
+        "the input", frames_read=cut.frames_read, frames_expected=cut.frames_expected,
+        output=output)

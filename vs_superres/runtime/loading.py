@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..contracts.descriptor import ModelDescriptor, WeightFile
 from ..contracts.errors import InvalidOption, WeightsError, option_ref
@@ -22,18 +22,30 @@ from .registry import Registry, default_registry
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 
 
-def resolve_model(model: str | os.PathLike | ModelDescriptor, registry: Registry | None = None) -> tuple[ModelDescriptor, dict | None]:
+class ResolvedModel(NamedTuple):
+    """A model resolved once: its descriptor and, for a checkpoint read by its shapes, the
+    state dict already read (a host that needs the scale before building the engine hands this
+    to ``Upscaler``, so the file is read once)."""
+
+    descriptor: ModelDescriptor
+    state_dict: dict | None
+
+
+def resolve_model(model: str | os.PathLike | ModelDescriptor | ResolvedModel,
+                  registry: Registry | None = None) -> ResolvedModel:
     """A registered name, a descriptor, or a checkpoint path -> ``(descriptor, state_dict or None)``."""
     registry = registry or default_registry()
+    if isinstance(model, ResolvedModel):
+        return model
     if isinstance(model, ModelDescriptor):
-        return model, None
+        return ResolvedModel(model, None)
     text = os.fspath(model) if isinstance(model, os.PathLike) else str(model)
     path = Path(text)
     if text not in registry and (path.suffix in CHECKPOINT_SUFFIXES or path.is_file()):
         if not path.is_file():
             raise InvalidOption(f"model file {text!r} does not exist", option="model")
-        return descriptor_from_checkpoint(path, registry)
-    return registry.get(text), None
+        return ResolvedModel(*descriptor_from_checkpoint(path, registry))
+    return ResolvedModel(registry.get(text), None)
 
 
 def descriptor_from_own_format(path: Path, registry: Registry) -> ModelDescriptor | None:

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..contracts.errors import InvalidOption
-from ..hostkit.flags import given, model_options
-from ..runtime.engine_options import ENGINE_OPTIONS
+from vs_superres.contracts.errors import InvalidOption
+from vs_superres.hostkit.flags import engine_options, model_options
+from vs_superres.hostkit.progress import ProgressBar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,17 +45,16 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
     """The distributed run asked for by ``args`` (exit status 0), or None when none was."""
     if not wanted(args):
         return None
-    from ..media.images import IMAGE_READ_EXTENSIONS
+    from vs_superres.media.images import IMAGE_READ_EXTENSIONS
 
     if src.suffix.lower() in IMAGE_READ_EXTENSIONS:
         raise InvalidOption(f"--ray and --workers split videos across workers; {src.name!r} is an image, "
                             "so upscale it without them", option="workers")
     if args.workers is not None and args.workers < 1:
         raise InvalidOption(f"--workers must be >= 1, got {args.workers}", option="workers")
-    from ..hostkit.progress import ProgressBar
-    from . import upscale_video
+    from vs_superres.distributed import upscale_video
 
-    engine = given(args, ENGINE_OPTIONS)
+    engine = engine_options(args)
     bar = ProgressBar(src.name) if not args.quiet else None
     try:
         summary = upscale_video(src, dst, model=args.model, address=args.ray, workers=args.workers,

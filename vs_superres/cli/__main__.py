@@ -1,0 +1,5 @@
+import sys
+
+from vs_superres.cli.app import main
+
+sys.exit(main())
