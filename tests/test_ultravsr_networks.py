@@ -19,7 +19,10 @@ pytest.importorskip("peft")
 
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 
+from vs_superres.models.ultravsr import adapters as adapters_mod  # noqa: E402
+from vs_superres.models.ultravsr import base as base_mod  # noqa: E402
 from vs_superres.models.ultravsr import checkpoint as ckpt_mod  # noqa: E402
+from vs_superres.models.ultravsr import loader as loader_mod  # noqa: E402
 from vs_superres.models.ultravsr.unet import UltraVSRUNet  # noqa: E402
 from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder  # noqa: E402
 
@@ -234,7 +237,7 @@ def test_sd21_rts_keys_and_shapes(sd21_meta):
 
 def test_sd21_official_target_lists(sd21_meta):
     unet, vae = sd21_meta
-    targets = ckpt_mod.official_unet_targets(unet)
+    targets = adapters_mod.official_unet_targets(unet)
     enc, dec, oth = (targets[a] for a in ckpt_mod.UNET_ADAPTERS)
     assert "conv_in" in enc and "down_blocks.0.resnets.0.conv1" in enc
     assert "conv_out" in dec and "up_blocks.3.attentions.2.transformer_blocks.0.ff.net.2" in dec
@@ -242,7 +245,7 @@ def test_sd21_official_target_lists(sd21_meta):
     assert all(n.startswith("mid_block.") for n in oth)
     everything = enc + dec + oth
     assert not any("RTS" in n or "time_emb" in n or "norm" in n for n in everything)
-    vae_targets = ckpt_mod.official_vae_targets(vae)
+    vae_targets = adapters_mod.official_vae_targets(vae)
     assert "encoder.down_blocks.0.resnets.0.conv1" in vae_targets and "quant_conv" in vae_targets
     assert "encoder.mid_block.attentions.0.to_q" in vae_targets
     assert not any(n.startswith(("decoder.", "post_quant_conv")) for n in vae_targets)
@@ -395,17 +398,17 @@ def trained():
     unet = UltraVSRUNet(**configs.TINY_UNET_CONFIG).eval()
     vae = UltraVSRAutoencoder(**configs.TINY_VAE_CONFIG).eval()
     base = ({k: v.clone() for k, v in unet.state_dict().items()}, {k: v.clone() for k, v in vae.state_dict().items()})
-    unet_targets = ckpt_mod.official_unet_targets(unet)
-    vae_targets = ckpt_mod.official_vae_targets(vae)
-    ckpt_mod.add_unet_adapters(unet, 4, unet_targets)
-    ckpt_mod.add_vae_adapter(vae, 4, vae_targets)
+    unet_targets = adapters_mod.official_unet_targets(unet)
+    vae_targets = adapters_mod.official_vae_targets(vae)
+    adapters_mod.add_unet_adapters(unet, 4, unet_targets)
+    adapters_mod.add_vae_adapter(vae, 4, vae_targets)
     g = torch.Generator().manual_seed(31)
     with torch.no_grad():
         for model, markers in ((unet, ("lora", "conv_in", "RTS")), (vae, ("lora", "RTS"))):
             for name, p in model.named_parameters():
                 if any(m in name for m in markers):
                     p.copy_(p + torch.randn(p.shape, generator=g) * 0.05)
-    ckpt = ckpt_mod.checkpoint_from_models(unet, vae)
+    ckpt = adapters_mod.checkpoint_from_models(unet, vae)
     return unet, vae, base, ckpt, (unet_targets, vae_targets)
 
 
@@ -456,12 +459,12 @@ def test_official_format_round_trip_and_merge(trained, tmp_path):
     expected = run_pair(unet, vae)
 
     fresh = fresh_pair(*base)
-    ckpt_mod.apply_checkpoint(*fresh, loaded)
+    adapters_mod.apply_checkpoint(*fresh, loaded)
     assert_same_outputs(run_pair(*fresh), expected)
     assert (expected[0] - run_pair(*fresh_pair(*base))[0]).abs().max() > 1e-3  # the checkpoint matters
 
     merged = fresh_pair(*base)
-    ckpt_mod.apply_checkpoint(*merged, loaded, merge_lora=True)
+    adapters_mod.apply_checkpoint(*merged, loaded, merge_lora=True)
     assert not any("lora" in k or "base_layer" in k for k in merged[0].state_dict())
     assert "conv_in.weight" in merged[0].state_dict() and "quant_conv.weight" in merged[1].state_dict()
     assert_same_outputs(run_pair(*merged), expected, **TOL)
@@ -478,7 +481,7 @@ def test_safetensors_round_trip(trained, tmp_path):
     for a, b in ((loaded.state_dict_unet, ckpt.state_dict_unet), (loaded.state_dict_vae, ckpt.state_dict_vae)):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     fresh = fresh_pair(*base)
-    ckpt_mod.apply_checkpoint(*fresh, loaded)
+    adapters_mod.apply_checkpoint(*fresh, loaded)
     assert_same_outputs(run_pair(*fresh), run_pair(unet, vae))
 
 
@@ -495,14 +498,14 @@ def test_checkpoint_errors(trained, tmp_path):
     del missing_tensor["state_dict_unet"][gone]
     path = saved(missing_tensor)
     with pytest.raises(WeightsError, match="missing keys") as err:
-        ckpt_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(path))
+        adapters_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(path))
     assert gone in str(err.value) and str(path) in str(err.value)
 
     extra = ckpt.to_official_dict()
     extra["state_dict_vae"] = {**ckpt.state_dict_vae, "decoder.something.weight": torch.zeros(1)}
     with pytest.raises(WeightsError, match="unexpected keys.*decoder.something.weight"):
-        ckpt_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(saved(extra, "extra.pkl")))
-    ckpt_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(tmp_path / "extra.pkl"), strict=False)
+        adapters_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(saved(extra, "extra.pkl")))
+    adapters_mod.apply_checkpoint(*fresh_pair(*base), ckpt_mod.read_checkpoint(tmp_path / "extra.pkl"), strict=False)
 
     no_rank = {k: v for k, v in ckpt.to_official_dict().items() if k != "rank_vae"}
     with pytest.raises(WeightsError, match=r"\['rank_vae'\] are missing"):
@@ -511,15 +514,15 @@ def test_checkpoint_errors(trained, tmp_path):
     wider_text = UltraVSRUNet(**{**configs.TINY_UNET_CONFIG, "cross_attention_dim": 48}).eval()
     mismatch = r"shape mismatches.*attn2.to_k.lora_A.default_encoder.weight: file \(4, 32\), model \(4, 48\)"
     with pytest.raises(WeightsError, match=mismatch):
-        ckpt_mod.apply_checkpoint(wider_text, fresh_pair(*base)[1], ckpt)
+        adapters_mod.apply_checkpoint(wider_text, fresh_pair(*base)[1], ckpt)
     other_blocks = UltraVSRUNet(**{**configs.TINY_UNET_CONFIG, "block_out_channels": (96, 192, 192, 192)}).eval()
     with pytest.raises(WeightsError, match="different base model"):
-        ckpt_mod.apply_checkpoint(other_blocks, fresh_pair(*base)[1], ckpt)
+        adapters_mod.apply_checkpoint(other_blocks, fresh_pair(*base)[1], ckpt)
 
     with pytest.raises(WeightsError, match="LoRA targets"):
         wrong_targets = ckpt_mod.UltraVSRCheckpoint(**{**ckpt.to_official_dict(),
                                                        "unet_lora_others_modules": ["mid_block.nothing_here"]})
-        ckpt_mod.apply_checkpoint(*fresh_pair(*base), wrong_targets)
+        adapters_mod.apply_checkpoint(*fresh_pair(*base), wrong_targets)
 
 
 class NotWeights:
@@ -580,7 +583,7 @@ def test_load_from_base_folder(trained, tmp_path):
     write_base_folder(folder, *base, old_attention_names=True)
     path = tmp_path / "UltraVSR.pkl"
     ckpt_mod.save_official_checkpoint(ckpt, path)
-    loaded_unet, loaded_vae = ckpt_mod.load_ultravsr(path, folder)
+    loaded_unet, loaded_vae = loader_mod.load_ultravsr(path, folder)
     assert not any(p.requires_grad for p in loaded_unet.parameters())
     for a, b in ((loaded_unet, unet), (loaded_vae, vae)):
         ours, theirs = a.state_dict(), b.state_dict()
@@ -596,25 +599,13 @@ def test_base_weights_go_through_the_safe_loader(trained, tmp_path):
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(WeightsError, match="not a readable safetensors file.*Re-download the base model"):
-        ckpt_mod.load_base_unet(folder)
+        base_mod.load_base_unet(folder)
     # A weights-only .bin works the same; one holding code is refused.
     weights.unlink()
     plain = {k: v.contiguous() for k, v in base[0].items() if "RTS" not in k}
     torch.save(plain, folder / "unet" / "diffusion_pytorch_model.bin")
-    loaded = ckpt_mod.load_base_unet(folder).state_dict()
+    loaded = base_mod.load_base_unet(folder).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in plain.items())
     torch.save({**plain, "extra": NotWeights()}, folder / "unet" / "diffusion_pytorch_model.bin")
     with pytest.raises(WeightsError, match="never runs code from checkpoints.*Re-download the base model"):
-        ckpt_mod.load_base_unet(folder)
-
-
-def test_missing_base_model_errors(tmp_path):
-    with pytest.raises(SuperResError, match="stable-diffusion-2-1-base") as err:
-        ckpt_mod.resolve_base_model(tmp_path / "nowhere")
-    assert str(tmp_path / "nowhere") in str(err.value)
-    partial = tmp_path / "partial"
-    (partial / "unet").mkdir(parents=True)
-    with pytest.raises(SuperResError, match="lacks.*'vae'.*'text_encoder'"):
-        ckpt_mod.resolve_base_model(partial)
-    with pytest.raises(SuperResError, match="not a local folder.*allow_download=True"):
-        ckpt_mod.resolve_base_model("nobody-here/not-a-model")
+        base_mod.load_base_unet(folder)

@@ -267,6 +267,40 @@ def test_cancellation_between_tiles(release, photo):
 # ------------------------------------------------------------------ errors
 
 
+def test_base_as_a_hub_id_goes_through_the_runtime(release, photo, monkeypatch):
+    """The family never asks the Hub: the runtime turns a hub id into the cached folder."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    asked = []
+
+    def snapshot_download(repo, *, allow_patterns=None, local_files_only=False):
+        asked.append((repo, local_files_only))
+        return release["base"]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    x = pan(photo, 2)
+    by_id = engine(release | {"base": "someone/sd-2-1-base"}).upscale(x)
+    assert asked == [("someone/sd-2-1-base", True)]
+    assert torch.equal(by_id, engine(release).upscale(x))
+
+
+def test_the_pipeline_runs_as_the_descriptor_it_is_given(release):
+    """The runtime hands the family its descriptor; nothing looks it up by name."""
+    import dataclasses
+    from pathlib import Path
+
+    from vs_superres.contracts.runners import LoadRequest
+    from vs_superres.models.ultravsr.family import BASE, CHECKPOINT, CLIP_RN50, FAMILY, MODEL
+
+    assert pipeline(release).descriptor is MODEL
+    renamed = dataclasses.replace(MODEL, name="my-ultravsr", min_size=8)
+    found = {CHECKPOINT.relpath: None, BASE.relpath: Path(release["base"]), CLIP_RN50.relpath: None}
+    runner = FAMILY.load(LoadRequest(descriptor=renamed, device="cpu", dtype=torch.float32, weights=found,
+                                     options={"checkpoint": release["checkpoint"], "strength": 0.3}))
+    assert runner.descriptor is renamed
+    with pytest.raises(SuperResError, match="my-ultravsr needs frames of at least 8x8 pixels, got 6x6"):
+        runner(torch.rand(2, 3, 6, 6))
+
+
 def test_errors_name_the_problem(release, tmp_path, monkeypatch, photo):
     with pytest.raises(SuperResError, match="stable-diffusion-2-1-base"):
         engine(release | {"base": str(tmp_path / "nowhere")})

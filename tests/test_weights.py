@@ -222,3 +222,88 @@ def test_one_loader_for_tensors_metadata_and_hints(tmp_path):
     torch.save([1, 2, 3], numbers)
     with pytest.raises(WeightsError, match=r"numbers.pth'?: the checkpoint holds no state dict.*Convert it"):
         checkpoints.load_state_dict(numbers, hint="Convert it.")
+
+
+# ------------------------------------------------------------------ folders from the Hugging Face Hub
+
+
+def _base_folder(folder: Path) -> Path:
+    """The structure the UltraVSR base declares (no weights: only the runtime's checks run)."""
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        (folder / sub).mkdir(parents=True)
+    for sub in ("unet", "vae"):
+        (folder / sub / "config.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """``huggingface_hub.snapshot_download`` answering from ``cached`` (repo -> folder) only."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    calls, cached = [], {}
+
+    def snapshot_download(repo, *, allow_patterns=None, local_files_only=False):
+        calls.append((repo, tuple(allow_patterns or ()), local_files_only))
+        if repo not in cached:
+            raise huggingface_hub.errors.LocalEntryNotFoundError(f"{repo} is not cached")
+        return str(cached[repo])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls, cached
+
+
+def test_missing_base_model_errors(isolated):
+    """The family declares its base folder (``HubSnapshot``); the runtime finds and checks it."""
+    from vs_superres.models.ultravsr.family import BASE
+
+    with pytest.raises(WeightsError, match="stable-diffusion-2-1-base") as err:
+        weights.resolve_snapshot(BASE, isolated / "nowhere")
+    assert str(err.value).startswith(f"base model folder {isolated / 'nowhere'} does not exist.")
+    assert "hf download stabilityai/stable-diffusion-2-1-base" in str(err.value) and err.value.option == "base"
+    partial = isolated / "partial"
+    (partial / "unet").mkdir(parents=True)
+    with pytest.raises(WeightsError, match=r"lacks \['vae', 'text_encoder', 'tokenizer', 'scheduler', 'unet/config.json'\]"):
+        weights.resolve_snapshot(BASE, partial)
+    with pytest.raises(WeightsError, match="not a local folder.*allow_download=True"):
+        weights.resolve_snapshot(BASE, "nobody-here/not-a-model")
+
+
+def test_base_folder_search_then_hub_cache_then_download(isolated, monkeypatch, fake_hub):
+    from vs_superres.models.ultravsr.family import BASE
+
+    calls, cached = fake_hub
+    # Nothing given, nothing in the search path, nothing cached: the declared repository is named.
+    with pytest.raises(WeightsError, match="^base model 'stabilityai/stable-diffusion-2-1-base' is not a local folder. "
+                       r"It is not in the Hugging Face cache, and downloads are off \(allow_download=True turns them on\)"):
+        weights.resolve_snapshot(BASE)
+    cached[BASE.hub.repo] = _base_folder(isolated / "hf" / "snapshot")
+    # Not in the search path: the Hugging Face cache, never the network unless allowed.
+    assert weights.resolve_snapshot(BASE) == isolated / "hf" / "snapshot"
+    assert calls[-1] == (BASE.hub.repo, BASE.hub.patterns, True)
+    assert weights.resolve_snapshot(BASE, allow_download=True) == isolated / "hf" / "snapshot"
+    assert calls[-1][2] is False
+    # A hub id given as the option.
+    cached["someone/sd21"] = cached[BASE.hub.repo]
+    assert weights.resolve_snapshot(BASE, "someone/sd21") == isolated / "hf" / "snapshot"
+    # The search path comes first, and an explicit folder before everything.
+    env = isolated / "env"
+    _base_folder(env / BASE.relpath)
+    monkeypatch.setenv("SUPERRES_WEIGHTS", str(env))
+    n = len(calls)
+    assert weights.resolve_snapshot(BASE) == env / BASE.relpath
+    mine = _base_folder(isolated / "mine")
+    assert weights.resolve_snapshot(BASE, mine) == mine and len(calls) == n
+
+
+def test_load_request_gets_the_base_folder_and_no_hub_options(isolated, fake_hub):
+    """``resolve_weights`` resolves a hub folder whatever its option says; the family only reads it."""
+    from vs_superres.models.ultravsr.family import BASE, MODEL
+    from vs_superres.runtime.loading import resolve_weights
+
+    calls, cached = fake_hub
+    cached["someone/sd21"] = _base_folder(isolated / "snap")
+    ckpt = isolated / "UltraVSR.pkl"
+    ckpt.write_bytes(b"x")
+    found = resolve_weights(MODEL, [], {"checkpoint": str(ckpt), "base": "someone/sd21", "allow_download": True})
+    assert found[BASE.relpath] == isolated / "snap" and calls[-1][2] is False
+    assert found["ultravsr/UltraVSR.pkl"] is None  # the checkpoint option is the family's

@@ -2,8 +2,9 @@
 
 ``family`` declares the family and the ``ultravsr`` video model (x4) and ``options`` its
 options, without torch. ``rts`` and ``tiles`` need only torch; ``unet``, ``vae``,
-``checkpoint``, ``pipeline`` and ``tiny`` need diffusers, peft and transformers (the
-``ultravsr`` extra). Every name below is imported on first use, so this package imports
+``checkpoint`` (the checkpoint files), ``adapters`` (LoRA), ``base`` (the SD-2.1-base
+folder's parts), ``loader`` (the networks of both), ``pipeline`` and ``tiny`` need diffusers,
+peft and transformers (the ``ultravsr`` extra). Every name below is imported on first use, so this package imports
 without any of them.
 Design and differences from the released code: ``docs/ultravsr.md``.
 """
@@ -36,17 +37,18 @@ _LAZY = {
     "read_checkpoint": "checkpoint",
     "save_official_checkpoint": "checkpoint",
     "save_safetensors_checkpoint": "checkpoint",
-    "checkpoint_from_models": "checkpoint",
-    "official_unet_targets": "checkpoint",
-    "official_vae_targets": "checkpoint",
-    "add_unet_adapters": "checkpoint",
-    "add_vae_adapter": "checkpoint",
-    "apply_checkpoint": "checkpoint",
-    "merge_adapters": "checkpoint",
-    "resolve_base_model": "checkpoint",
-    "load_base_unet": "checkpoint",
-    "load_base_vae": "checkpoint",
-    "load_ultravsr": "checkpoint",
+    "checkpoint_from_models": "adapters",
+    "official_unet_targets": "adapters",
+    "official_vae_targets": "adapters",
+    "add_unet_adapters": "adapters",
+    "add_vae_adapter": "adapters",
+    "apply_checkpoint": "adapters",
+    "merge_adapters": "adapters",
+    "load_base_unet": "base",
+    "load_base_vae": "base",
+    "load_text_encoder": "base",
+    "load_alphas_cumprod": "base",
+    "load_ultravsr": "loader",
     "UltraVSRPipeline": "pipeline",
     "UltraVSRSettings": "options",
     "UltraVSRLoadOptions": "options",

@@ -17,19 +17,18 @@ Design and the deliberate differences from the released script: ``docs/ultravsr.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import threading
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vs_superres.contracts.descriptor import ModelDescriptor
 from vs_superres.contracts.errors import SuperResError, option_ref
 from vs_superres.contracts.progress import ProgressFn
 from vs_superres.numerics.colorfix import color_fix
@@ -38,22 +37,16 @@ from vs_superres.numerics.resample import upscale_bicubic
 from vs_superres.numerics.tiling import Grid, blend_tiles
 
 from .drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
-from .family import MODELS
+from .family import MODEL
 from .options import UltraVSRSettings
 from .tiles import GAUSSIAN_WEIGHTS, RELEASED_WEIGHTS, balanced_spans, official_decoder_grid, official_encoder_grid, official_unet_grid
 
 log = logging.getLogger("vs_superres")
 
-__all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE", "MIN_INPUT_SIDE", "CLIP_RN50_RELPATH"]
+__all__ = ["ClipState", "UltraVSRPipeline", "UltraVSRSettings", "Tagger", "SCALE", "CLIP_RN50_RELPATH"]
 
 SCALE = 4
 CLIP_RN50_RELPATH = "clip/RN50.safetensors"
-_DESCRIPTOR = next(d for d in MODELS if d.name == "ultravsr")
-MIN_INPUT_SIDE = _DESCRIPTOR.min_size
-"""Smallest input side (the descriptor's ``min_size``, 4): 16 pre-upscaled pixels, a 2x2 latent.
-The pipeline checks it with the descriptor's :meth:`~vs_superres.contracts.descriptor.ModelDescriptor.check_size`,
-so a direct call and the engine refuse small frames with the same message."""
-StepFn = ProgressFn
 Tagger = Callable[[torch.Tensor], str]
 """``tagger(frames) -> "tag, tag, ..."``: sees the clip's sampled, pre-upscaled frames
 ``[K, 3, H, W]`` in [0, 1]; its tags are appended to the prompt."""
@@ -98,6 +91,10 @@ class UltraVSRPipeline:
     Build it with :meth:`from_pretrained` (base model folder + checkpoint), or from modules.
     Call it with frames ``[T, 3, h, w]`` (float, [0, 1]); it returns ``[T, 3, 4h, 4w]`` float32
     in [0, 1] on its device. Without a ``clip_state`` the window is treated as the whole clip.
+    ``descriptor`` is the model it runs as (the runtime passes the one it resolved; default the
+    family's registered ``ultravsr``): small frames are refused with its
+    :meth:`~vs_superres.contracts.descriptor.ModelDescriptor.check_size`, so a direct call and
+    the engine say the same.
     """
 
     scale = SCALE
@@ -115,7 +112,9 @@ class UltraVSRPipeline:
         settings: UltraVSRSettings = UltraVSRSettings(),
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        descriptor: ModelDescriptor = MODEL,
     ):
+        self.descriptor = descriptor
         self.device, self.dtype = torch.device(device), dtype
         # nn.Module.to, not diffusers' override: that one warns about fp32-only modules that
         # SD-2.1 does not have.
@@ -136,40 +135,42 @@ class UltraVSRPipeline:
     def from_pretrained(
         cls,
         checkpoint: str | os.PathLike,
-        base: str | os.PathLike | None = None,
+        base: str | os.PathLike,
         *,
+        descriptor: ModelDescriptor = MODEL,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         strength: float | None = None,
         clip_iqa: Any = None,
         tagger: Tagger | None = None,
         merge_lora: bool = True,
-        allow_download: bool = False,
         search_roots: Sequence[os.PathLike] = (),
         **settings: Any,
     ) -> "UltraVSRPipeline":
-        """Load the SD-2.1-base folder ``base`` (default: the hub id, from the Hugging Face
-        cache; the runtime passes ``stable-diffusion-2-1-base`` from the weight search when it
-        finds one) and the UltraVSR ``checkpoint``.
+        """Load the SD-2.1-base diffusers folder ``base`` and the UltraVSR ``checkpoint``.
+
+        ``base`` is a local folder: finding it (the weight search, a hub id, the Hugging Face
+        cache, a download) is the runtime's, which passes the folder it found.
 
         ``settings`` are :class:`UltraVSRSettings` fields. Cheap checks (settings, the
         estimator) run before anything large is read. ``merge_lora`` (default True, see
         :class:`~.options.UltraVSRLoadOptions`) folds the LoRA adapters into the base weights;
         ``False`` keeps the peft layers the released script runs.
         """
-        from .checkpoint import DEFAULT_BASE_MODEL, load_ultravsr, read_checkpoint, resolve_base_model
+        from .base import load_alphas_cumprod, load_text_encoder
+        from .checkpoint import read_checkpoint
+        from .loader import load_ultravsr
 
         config = UltraVSRSettings.from_options(settings)
         estimator = degradation_estimator(strength, clip_iqa, search_roots=search_roots)
         if tagger is not None and not callable(tagger):
             raise SuperResError(f"tagger must be a callable frames -> str, got {type(tagger).__name__}")
         ckpt = read_checkpoint(checkpoint)
-        folder = resolve_base_model(base if base is not None else DEFAULT_BASE_MODEL, allow_download=allow_download)
-        unet, vae = load_ultravsr(ckpt, folder, merge_lora=bool(merge_lora))
-        text_encoder, tokenizer = load_text_encoder(folder)
+        unet, vae = load_ultravsr(ckpt, base, merge_lora=bool(merge_lora))
+        text_encoder, tokenizer = load_text_encoder(base)
         return cls(
-            unet, vae, text_encoder, tokenizer, alphas_cumprod=load_alphas_cumprod(folder), estimator=estimator,
-            tagger=tagger, settings=config, device=device, dtype=dtype,
+            unet, vae, text_encoder, tokenizer, alphas_cumprod=load_alphas_cumprod(base), estimator=estimator,
+            tagger=tagger, settings=config, device=device, dtype=dtype, descriptor=descriptor,
         )
 
     # ------------------------------------------------------------------ clip state
@@ -235,13 +236,13 @@ class UltraVSRPipeline:
         *,
         clip_state: ClipState | None = None,
         frame_indices: Sequence[int] | None = None,
-        on_step: StepFn | None = None,
+        on_step: ProgressFn | None = None,
     ) -> torch.Tensor:
         """Upscale one window ``[T, 3, h, w]`` -> ``[T, 3, 4h, 4w]`` (float32, [0, 1])."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise SuperResError(f"UltraVSR expects frames shaped [T, 3, h, w], got {tuple(x.shape)}")
         T, _, h, w = x.shape
-        _DESCRIPTOR.check_size(h, w)  # a network invariant; the engine checked it already
+        self.descriptor.check_size(h, w)  # a network invariant; the engine checked it already
         indices = list(range(T)) if frame_indices is None else [int(i) for i in frame_indices]
         if len(indices) != T:
             raise SuperResError(f"frame_indices has {len(indices)} entries for {T} frames")
@@ -271,7 +272,7 @@ class UltraVSRPipeline:
         ov = min(overlap, tile // 2 // align * align)
         return Grid(balanced_spans(height, tile, ov, align), balanced_spans(width, tile, ov, align))
 
-    def _tiled(self, stage: str, fn, x: torch.Tensor, tile: int, overlap: int, scale, on_step: StepFn | None, floor: int) -> torch.Tensor:
+    def _tiled(self, stage: str, fn, x: torch.Tensor, tile: int, overlap: int, scale, on_step: ProgressFn | None, floor: int) -> torch.Tensor:
         align = 8 if stage == "encoder" else 1
         what = {"encoder": "VAE-encoder tiles (pixels)", "unet": "UNet tiles (latent)", "decoder": "VAE-decoder tiles (latent)"}[stage]
         weights = RELEASED_WEIGHTS if self.settings.tile_grid == "official" else GAUSSIAN_WEIGHTS
@@ -285,7 +286,7 @@ class UltraVSRPipeline:
 
         return retry_on_oom(attempt, tile, floor=floor, alignment=align, what=what, on_shrink=shrink)
 
-    def encode(self, pixels: torch.Tensor, indices: Sequence[int], on_step: StepFn | None = None) -> torch.Tensor:
+    def encode(self, pixels: torch.Tensor, indices: Sequence[int], on_step: ProgressFn | None = None) -> torch.Tensor:
         """Raw latents ``[T, 4, H/8, W/8]`` (float32) of pixels in [-1, 1] (multiples of 8)."""
         s = self.settings
 
@@ -301,7 +302,7 @@ class UltraVSRPipeline:
         ]).to(mean.device)
         return mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
 
-    def denoise(self, z: torch.Tensor, state: ClipState, on_step: StepFn | None = None) -> torch.Tensor:
+    def denoise(self, z: torch.Tensor, state: ClipState, on_step: ProgressFn | None = None) -> torch.Tensor:
         """The UNet's noise estimate ``eps`` (float32) for scaled latents ``z`` at the clip's timestep."""
         s = self.settings
         context = state.context.to(self.device, self.dtype)
@@ -311,7 +312,7 @@ class UltraVSRPipeline:
 
         return self._tiled("unet", fn, z, s.unet_tile, s.unet_overlap, 1, on_step, floor=16)
 
-    def decode(self, latents: torch.Tensor, on_step: StepFn | None = None) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, on_step: ProgressFn | None = None) -> torch.Tensor:
         """Pixels ``[T, 3, 8h, 8w]`` in [-1, 1] (float32) from raw latents; every tile clamped."""
         s = self.settings
 
@@ -319,61 +320,3 @@ class UltraVSRPipeline:
             return self.vae.decode_frames(tile.to(self.dtype), frames_per_batch=s.frames_per_batch).float().clamp_(-1, 1)
 
         return self._tiled("decoder", fn, latents, s.decoder_tile, s.decoder_overlap, 8, on_step, floor=16)
-
-
-# ---------------------------------------------------------------------- base model parts
-
-
-def load_text_encoder(folder: str | os.PathLike):
-    """``(CLIPTextModel, CLIPTokenizer)`` from a diffusers base folder (fp32, CPU, eval)."""
-    folder = Path(folder)
-    try:
-        from transformers import CLIPTextModel, CLIPTokenizer
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise SuperResError("UltraVSR needs transformers; install `pip install vs-superres[ultravsr]`") from exc
-    try:
-        with quiet_transformers():
-            tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-            text_encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"))
-    except (OSError, ValueError) as exc:
-        raise SuperResError(
-            f"the text encoder or tokenizer in {folder} could not be read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); re-download the base model"
-        ) from None
-    return text_encoder.float().eval(), tokenizer
-
-
-def load_alphas_cumprod(folder: str | os.PathLike) -> torch.Tensor:
-    """``alphas_cumprod`` of the base model's training schedule (``scheduler/``)."""
-    from diffusers import DDPMScheduler
-
-    try:  # as released: a DDPM schedule from the folder's config, whatever its class name
-        scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(Path(folder) / "scheduler")))
-    except (OSError, ValueError) as exc:
-        raise SuperResError(f"the scheduler config in {folder} could not be read ({exc}); re-download the base model") from None
-    return scheduler.alphas_cumprod.to(torch.float32)
-
-
-_QUIET_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No progress bars or info chatter from transformers while loading (hosts own the terminal).
-
-    transformers' verbosity is process-wide, so loads that overlap (two VapourSynth filters
-    created on two threads) take turns; otherwise the second would restore the first one's
-    quiet level as the "original".
-    """
-    from transformers.utils import logging as tlog
-
-    with _QUIET_LOCK:
-        bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
-        tlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        try:
-            yield
-        finally:
-            tlog.set_verbosity(level)
-            if bars:
-                tlog.enable_progress_bar()

@@ -61,7 +61,7 @@ def write_tiny_base(folder: str | os.PathLike, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .pipeline import quiet_transformers
+    from .base import quiet_transformers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,10 +98,9 @@ def write_tiny_checkpoint(path: str | os.PathLike, base: str | os.PathLike, seed
     The zero-initialised RTS output projections and LoRA ``B`` matrices get random values too, so
     every temporal and LoRA path is live.
     """
-    from .checkpoint import (
-        add_unet_adapters, add_vae_adapter, checkpoint_from_models, load_base_unet, load_base_vae,
-        official_unet_targets, official_vae_targets, save_official_checkpoint,
-    )
+    from .adapters import add_unet_adapters, add_vae_adapter, checkpoint_from_models, official_unet_targets, official_vae_targets
+    from .base import load_base_unet, load_base_vae
+    from .checkpoint import save_official_checkpoint
 
     unet, vae = load_base_unet(base), load_base_vae(base)
     add_unet_adapters(unet, TINY_LORA_RANK, official_unet_targets(unet))

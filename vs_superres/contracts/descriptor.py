@@ -23,6 +23,33 @@ KINDS = ("image", "video")
 
 
 @dataclasses.dataclass(frozen=True)
+class HubSnapshot:
+    """Where a folder weight (``WeightFile(folder=True)``) comes from when the search has none:
+    a snapshot of a Hugging Face Hub repository, found by the runtime in the Hugging Face cache
+    or, when the option named by ``download_option`` is true, downloaded.
+
+    ``what`` names the folder in messages (``base model``); ``subfolders`` are what a usable
+    folder holds and ``files`` the files it must hold inside them (``unet/config.json``),
+    checked by the runtime before the family reads it; ``patterns`` are the repository's files
+    a snapshot fetches (``allow_patterns``).
+    """
+
+    repo: str
+    what: str = "folder"
+    subfolders: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    download_option: str | None = None
+
+    def download_hint(self, where: str) -> str:
+        """How to get the folder by hand, into ``where``."""
+        return (
+            f"Download {self.repo} (subfolders {', '.join(self.subfolders)}), e.g. "
+            f"`hf download {self.repo} --local-dir {where}`, and pass that folder."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class WeightFile:
     """One published checkpoint file (or folder) a model needs.
 
@@ -31,7 +58,8 @@ class WeightFile:
     the model option through which a user gives its path instead of the search (UltraVSR's
     ``checkpoint``, ``clip_iqa``, ``base``); ``required=False`` files are looked up but may be
     absent (the family decides what their absence means); ``folder`` marks a directory (a
-    diffusers base model). ``pinned`` is a file the user named as the model itself
+    diffusers base model) and ``hub`` where such a folder comes from when the search has none
+    (:class:`HubSnapshot`; its option then takes a folder or a hub id). ``pinned`` is a file the user named as the model itself
     (``--model my.safetensors``): it is used as given, not searched, and not held to
     ``sha256``.
     """
@@ -46,6 +74,7 @@ class WeightFile:
     required: bool = True
     folder: bool = False
     pinned: str | None = None
+    hub: HubSnapshot | None = None
 
     @property
     def filename(self) -> str:

@@ -24,9 +24,11 @@ class LoadRequest:
     """What a family's ``load`` gets from the runtime: everything resolved, nothing to search.
 
     ``weights`` maps each of the descriptor's :class:`~.descriptor.WeightFile` ``relpath`` to
-    the file found (an explicit path from its option, or the weight search), or ``None`` for a
-    file that is not required and was not found. ``options`` are the family's declared
-    options, already checked (only those the user gave).
+    the file found by the weight search, or ``None`` for a file that is not required and was
+    not found, or whose option the user gave (the option is then its path). A folder with a
+    hub snapshot (``WeightFile.hub``) is always a local folder here, whatever its option said
+    (a folder or a hub id). ``options`` are the family's declared options, already checked
+    (only those the user gave).
     """
 
     descriptor: ModelDescriptor

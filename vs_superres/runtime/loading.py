@@ -99,8 +99,11 @@ def descriptor_from_checkpoint(path: Path, registry: Registry | None = None) -> 
 
 def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike], options: Mapping[str, Any]) -> dict[str, Path | None]:
     """Find every weight file of ``desc``: explicit ``weights=`` paths go to its required files in
-    order; a file whose option the user gave is left to the family (the option is its path);
-    the rest is searched. Missing required files raise one error naming every place looked at."""
+    order; a file whose option the user gave is left to the family (the option is its path),
+    except a folder with a hub snapshot (``WeightFile.hub``), which is always resolved here
+    (its option's folder or hub id, the search, the Hugging Face cache;
+    :func:`~.weights.resolve_snapshot`); the rest is searched. Missing required files raise one
+    error naming every place looked at."""
     required = [wf for wf in desc.weights if wf.required]
     if explicit and len(explicit) != len(required):
         raise InvalidOption(
@@ -117,12 +120,18 @@ def resolve_weights(desc: ModelDescriptor, explicit: Sequence[str | os.PathLike]
                 f"{option_ref(wf.option, 'PATH')} or name the registered model instead of the file",
                 option=wf.option, model=desc.name,
             )
-        if wf.option and options.get(wf.option) is not None:
-            if wf.relpath in given:
-                raise InvalidOption(
-                    f"give the {desc.name} {wf.option} once: {option_ref(wf.option, 'PATH')} or {option_ref('weights', 'PATH')}, not both",
-                    option=wf.option, model=desc.name,
-                )
+        value = options.get(wf.option) if wf.option else None
+        if wf.option and value is not None and wf.relpath in given:
+            raise InvalidOption(
+                f"give the {desc.name} {wf.option} once: {option_ref(wf.option, 'PATH')} or {option_ref('weights', 'PATH')}, not both",
+                option=wf.option, model=desc.name,
+            )
+        if wf.hub is not None:
+            allow = bool(options.get(wf.hub.download_option)) if wf.hub.download_option else False
+            found[wf.relpath] = weights_mod.resolve_snapshot(
+                wf, value if value is not None else given.get(wf.relpath), allow_download=allow, model_name=desc.name)
+            continue
+        if value is not None:
             found[wf.relpath] = None
             continue
         try:

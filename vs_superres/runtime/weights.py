@@ -10,6 +10,11 @@ Search order for a registered weight file (``WeightFile.relpath``):
 Nothing is ever downloaded implicitly: ``superres models download NAME`` does that, with a
 sha256 check before the file gets its final name. Reading a found file is
 ``vs_superres.numerics.checkpoints`` (never unpickling code).
+
+A folder weight that declares a :class:`~vs_superres.contracts.descriptor.HubSnapshot` (the
+SD-2.1-base folder UltraVSR needs) is found by :func:`resolve_snapshot`: the folder or hub id
+given through its option, else the search above, else the declared repository in the
+Hugging Face cache; downloaded from the Hub only when the declared option allows it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import tempfile
 import urllib.request
 from pathlib import Path
-from ..contracts.descriptor import WeightFile
+
+from ..contracts.descriptor import HubSnapshot, WeightFile
 from ..contracts.errors import WeightsError, option_ref
 from ..contracts.progress import Progress, ProgressFn
 
@@ -92,6 +99,60 @@ def resolve(wf: WeightFile, explicit: str | os.PathLike | None = None, *, model_
                 verify_file(path, wf)
             return path
     raise WeightsError(_missing_message(wf, candidates, model_name), option=wf.option, model=model_name)
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def resolve_snapshot(wf: WeightFile, explicit: str | os.PathLike | None = None, *,
+                     allow_download: bool = False, model_name: str | None = None) -> Path:
+    """The local folder of a folder weight with a :class:`HubSnapshot` (``wf.hub``).
+
+    ``explicit`` (the value of the weight's option) is a folder, or a hub id looked up in the
+    Hugging Face cache; without it the search roots are tried, then ``wf.hub.repo`` in the cache.
+    The Hub is asked only with ``allow_download``. The folder's declared subfolders and files
+    are checked; every failure raises :class:`WeightsError` saying how to get the folder.
+    """
+    hub = wf.hub
+    if hub is None:
+        raise ValueError(f"{wf.relpath} declares no hub snapshot")
+    path = None
+    if explicit is None:
+        path = next((root / wf.relpath for root in search_roots() if (root / wf.relpath).is_dir()), None)
+        explicit = hub.repo
+    if path is None:
+        path = Path(explicit).expanduser()
+        if not path.exists() and _HUB_ID.fullmatch(str(explicit)):
+            path = _from_hub(wf, str(explicit), allow_download, model_name)
+    if not path.is_dir():
+        raise WeightsError(f"{hub.what} folder {path} does not exist. {hub.download_hint(str(path))}",
+                           option=wf.option, model=model_name)
+    missing = [s for s in hub.subfolders if not (path / s).is_dir()]
+    missing += [f for f in hub.files if (path / f).parent.is_dir() and not (path / f).is_file()]
+    if missing:
+        raise WeightsError(f"{hub.what} folder {path} lacks {missing}. {hub.download_hint(str(path))}",
+                           option=wf.option, model=model_name)
+    return path
+
+
+def _from_hub(wf: WeightFile, repo: str, allow_download: bool, model_name: str | None) -> Path:
+    """``repo``'s snapshot (the declared patterns) from the Hugging Face cache, or the Hub."""
+    hub: HubSnapshot = wf.hub  # type: ignore[assignment]  # checked by the caller
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, allow_patterns=list(hub.patterns) or None,
+                                      local_files_only=not allow_download))
+    except Exception as exc:
+        if allow_download:
+            how = "It could not be downloaded"
+        else:
+            turn_on = f" ({option_ref(hub.download_option, 'True')} turns them on)" if hub.download_option else ""
+            how = f"It is not in the Hugging Face cache, and downloads are off{turn_on}"
+        raise WeightsError(
+            f"{hub.what} {repo!r} is not a local folder. {how} ({type(exc).__name__}). {hub.download_hint('<folder>')}",
+            option=wf.option, model=model_name,
+        ) from exc
 
 
 def verify_file(path: Path, wf: WeightFile) -> None:
