@@ -155,12 +155,13 @@ def run_guarded(body: Callable[[], int], prog: str, *, aftermath: str,
                 spelling: Callable[[str, str | None], str] | None = None, debug: bool = False,
                 quiet: bool = False, log: logging.Logger | None = None,
                 before: Callable[[], bool] | None = None) -> int:
-    """Run ``body`` under the kit's signal policy; any exception goes down the ladder."""
-    try:
-        with signals_as_exceptions():
+    """Run ``body`` under the kit's signal policy; any exception goes down the ladder. The
+    message is printed while a repeated signal is still absorbed, so it is always said."""
+    with signals_as_exceptions():
+        try:
             return body()
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - the ladder decides, nothing escapes as a traceback
-        return report(classify(exc, prog, aftermath=aftermath, spelling=spelling, debug=debug, log=log),
-                      quiet=quiet, before=before)
+        except SystemExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the ladder decides, nothing escapes as a traceback
+            return report(classify(exc, prog, aftermath=aftermath, spelling=spelling, debug=debug, log=log),
+                          quiet=quiet, before=before)
