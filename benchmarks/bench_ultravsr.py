@@ -389,7 +389,7 @@ class _MetaModels:
     def __init__(self, lora_rank: int | None = None, merged: bool = False):
         """``lora_rank``: add UltraVSR's peft adapters (the official target lists) at that rank;
         ``merged``: then fold them in with ``checkpoint.merge_adapters``, as the loader does."""
-        from vs_superres.models.ultravsr import checkpoint as ckpt
+        from vs_superres.models.ultravsr import adapters as ckpt
         from vs_superres.models.ultravsr.configs import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG
         from vs_superres.models.ultravsr.unet import UltraVSRUNet
         from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder

@@ -6,7 +6,9 @@ Speed: a 320x180 H.264 clip made from a real photo (a slow pan over ``skimage.da
 is upscaled, in each round, (a) by the model alone (``Upscaler.upscale`` on every frame,
 already decoded, results dropped) and (b) by the video path the CLI runs
 (:func:`vs_superres.media.transcode` with ``Upscaler.stream``: decode, colour conversion,
-inference, encode to H.264). Rounds interleave (a) and (b); the ratio is per round.
+inference, encode to H.264), once with the run path's declared queue depth
+(``vs_superres.media.pump.QUEUE_FRAMES``) and once with twice that (``--queue-compare``).
+Rounds interleave the configurations; the ratios are per round.
 
 Memory: ``superres upscale`` itself (one child process per clip length, small frames so it
 stays quick) on clips of ``--rss-short`` and ``--rss-long`` frames; peak RSS should not grow
@@ -64,16 +66,29 @@ def speed(args, folder: Path) -> None:
         for f in frames:
             up.upscale(f)
 
-    def video_path() -> None:
-        def process(src):
-            for out in up.stream((torch.from_numpy(f) for f in src), total=getattr(src, "total", None)):
-                yield out.numpy()
+    from vs_superres.media import pump
 
-        transcode(clip, folder / "out.mp4", process)
+    declared = pump.QUEUE_FRAMES
 
-    times: dict[str, list[float]] = {"model alone": [], "video path": []}
+    def video_path(depth: int):
+        def run() -> None:
+            def process(src):
+                for out in up.stream((torch.from_numpy(f) for f in src), total=getattr(src, "total", None)):
+                    yield out.numpy()
+
+            pump.QUEUE_FRAMES = depth  # read by each run
+            try:
+                transcode(clip, folder / "out.mp4", process)
+            finally:
+                pump.QUEUE_FRAMES = declared
+        return run
+
+    configs = [("model alone", model_alone), ("video path", video_path(declared))]
+    if args.queue_compare:
+        configs.append((f"queue {2 * declared}", video_path(2 * declared)))
+    times: dict[str, list[float]] = {name: [] for name, _ in configs}
     for _ in range(args.rounds):
-        for name, fn in (("model alone", model_alone), ("video path", video_path)):
+        for name, fn in configs:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -82,7 +97,12 @@ def speed(args, folder: Path) -> None:
     print(f"{'config':<14}{'frames/s per round':>34}")
     for name, ts in times.items():
         print(f"{name:<14}{'  '.join(f'{args.frames / t:7.3f}' for t in ts):>34}")
-    print(f"video path / model alone: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+    print(f"video path (queue {declared}) / model alone: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    if args.queue_compare:
+        deeper = [v / d for v, d in zip(times["video path"], times[f"queue {2 * declared}"])]
+        print(f"queue {2 * declared} / queue {declared} speed: median {statistics.median(deeper):.3f} "
+              f"(min {min(deeper):.3f}, max {max(deeper):.3f})")
 
 
 def rss(args, folder: Path) -> None:
@@ -123,6 +143,8 @@ def main() -> None:
     ap.add_argument("--rss-short", type=int, default=30)
     ap.add_argument("--rss-long", type=int, default=600)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--queue-compare", action="store_true", help="also run the video path at twice the declared queue depth")
+    ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -131,7 +153,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
             speed(args, Path(tmp))
-        rss(args, Path(tmp))
+        if not args.skip_rss:
+            rss(args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -330,7 +330,7 @@ def test_matroska_raw_list_is_every_format_the_muxer_keeps():
     from vs_superres.ffmpeg_filter.carriers import MATROSKA_RAW_PIX_FMTS
     from vs_superres.media import VideoWriter
     from vs_superres.media.colour import ColourInfo
-    from vs_superres.media.writer import fill_format
+    from vs_superres.media.encoders import fill_format
 
     listing = subprocess.run(["ffmpeg", "-hide_banner", "-pix_fmts"], capture_output=True, text=True).stdout
     names = [line.split()[1] for line in listing.splitlines() if line[:1] in "I." and len(line.split()) > 3]

@@ -7,7 +7,10 @@
   opened as local files, never as FFmpeg URLs) or binary file objects (pipes).
 - :class:`StreamInfo`: what the reader tells the writer (geometry, rate, time base, colour,
   bit depth, the streams to pass through); the two never import each other.
-- :func:`transcode`: reader -> your frame iterator function -> writer, in bounded memory.
+- :mod:`.pump`: the one run path of every sequential video host (a :class:`~.pump.FrameSource`
+  -> ``process`` -> a :class:`~.pump.FrameSink`, three threads, bounded queues, one
+  cancellation, progress and cut-input rule); :func:`transcode` is it with a reader and a
+  writer: your frame iterator function between two files, in bounded memory.
 - :func:`atomic_output`: every file appears under its final name only once complete.
 """
 
@@ -17,7 +20,8 @@ from .images import ImageInfo, read_image, write_image
 from .streaminfo import PassthroughStream, StreamInfo
 from .transcoding import transcode
 from .video import DecodedFrame, VideoReader
-from .writer import VideoWriter, choose_encoder, encoder_available
+from .encoders import choose_encoder, encoder_available
+from .writer import VideoWriter
 
 __all__ = [
     "AtomicFile", "ColourInfo", "DecodedFrame", "ImageInfo", "PassthroughStream", "StreamInfo",

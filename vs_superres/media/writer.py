@@ -58,7 +58,6 @@ from .atomic import reporting_full_disk
 from .colour import CHROMA_LOCATION_NAMES, guess_matrix
 from .convert import pixel_layout, rgb_to_frame
 from .encoders import choose_encoder, encoder_defaults, fill_format, stored_codecs, stream_copy_advice
-from .encoders import encoder_available as encoder_available  # re-exported: media/__init__.py
 from .files import MediaFile, OutputTarget
 from .stream_aspect import Y4MAspectField, set_stream_aspect
 from .streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
