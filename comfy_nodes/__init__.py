@@ -13,8 +13,8 @@ Importing this package imports neither ComfyUI nor torch. See docs/comfyui.md.
 
 from __future__ import annotations
 
-from .nodes import NODES
-from .v1 import v1_class
+from vs_superres.comfy_nodes.nodes import NODES
+from vs_superres.comfy_nodes.v1 import v1_class
 
 NODE_CLASS_MAPPINGS = {spec.node_id: v1_class(spec) for spec in NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {spec.node_id: spec.display_name for spec in NODES}
@@ -22,7 +22,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {spec.node_id: spec.display_name for spec in NODES}
 
 async def comfy_entrypoint():
     """ComfyUI's V3 entry point (imports ComfyUI's ``comfy_api`` on call)."""
-    from .v3 import comfy_entrypoint as entrypoint
+    from vs_superres.comfy_nodes.v3 import comfy_entrypoint as entrypoint
 
     return await entrypoint()
 

@@ -13,7 +13,7 @@ from typing import Iterator
 from vs_superres.contracts.errors import Cancelled, SuperResError
 from vs_superres.contracts.progress import Progress
 
-from .model_files import ModelFileFilter
+from vs_superres.comfy_nodes.model_files import ModelFileFilter
 
 log = logging.getLogger("vs_superres.comfy")
 #: ComfyUI model folder kind for our checkpoints (``models/superres``), next to the stock

@@ -15,7 +15,7 @@ from vs_superres.contracts.options import Option, OptionSet
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import Registry, default_registry
 
-from .spec import FRONTEND_SEED_NAMES, Port
+from vs_superres.comfy_nodes.spec import FRONTEND_SEED_NAMES, Port
 
 AUTO = -1
 INT_MAX = 2**31 - 1

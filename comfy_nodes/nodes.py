@@ -22,10 +22,10 @@ from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import Registry, default_registry
 from vs_superres.runtime.windows import SceneStarts
 
-from . import host
-from .handle import ModelHandle, follow_comfy_unloads, replace_for_loader
-from .inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_ports, family_values, port_for, value_of
-from .spec import MODEL_TYPE, SCENES_TYPE, NodeSpec, Port
+from vs_superres.comfy_nodes import host
+from vs_superres.comfy_nodes.handle import ModelHandle, follow_comfy_unloads, replace_for_loader
+from vs_superres.comfy_nodes.inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_ports, family_values, port_for, value_of
+from vs_superres.comfy_nodes.spec import MODEL_TYPE, SCENES_TYPE, NodeSpec, Port
 
 LOADER = "SuperResModelLoader"
 UPSCALE_IMAGE = "SuperResUpscaleImage"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec import NodeSpec, Port
+from vs_superres.comfy_nodes.spec import NodeSpec, Port
 
 
 def v1_input(port: Port) -> tuple:

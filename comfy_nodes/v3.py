@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .spec import NodeSpec, Port
+from vs_superres.comfy_nodes.spec import NodeSpec, Port
 
 _SOCKETS = {"IMAGE": io.Image, "VIDEO": io.Video, "MASK": io.Mask, "AUDIO": io.Audio}
 
@@ -55,7 +55,7 @@ def v3_class(spec: NodeSpec) -> type:
 
 class SuperResExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .nodes import NODES
+        from vs_superres.comfy_nodes.nodes import NODES
 
         return [v3_class(spec) for spec in NODES]
 

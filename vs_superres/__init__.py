@@ -4,7 +4,7 @@
 ``import vs_superres`` stays free of torch).
 """
 
-from .contracts.errors import Cancelled, InternalError, InvalidOption, SuperResError, UnsupportedFormat, WeightsError
+from vs_superres.contracts.errors import Cancelled, InternalError, InvalidOption, SuperResError, UnsupportedFormat, WeightsError
 
 __version__ = "0.1.0"
 
@@ -14,7 +14,7 @@ __all__ = ["Cancelled", "InternalError", "InvalidOption", "SuperResError", "Unsu
 
 def __getattr__(name: str):
     if name == "Upscaler":
-        from .runtime.upscaler import Upscaler
+        from vs_superres.runtime.upscaler import Upscaler
 
         return Upscaler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

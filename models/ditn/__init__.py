@@ -12,7 +12,7 @@ import importlib
 _ARCH = ("DITN", "build", "config_from_state_dict", "reflect_pad_to_multiple")
 __all__ = ["DITNConfig", *_ARCH]
 
-from .family import DITNConfig  # noqa: E402
+from vs_superres.models.ditn.family import DITNConfig  # noqa: E402
 
 
 def __getattr__(name: str):

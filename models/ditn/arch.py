@@ -30,7 +30,7 @@ from torch import nn
 
 from vs_superres.contracts.errors import SuperResError
 
-from .family import DITNConfig
+from vs_superres.models.ditn.family import DITNConfig
 
 #: The released networks always predict RGB, whatever ``in_channels`` is.
 OUT_CHANNELS = 3

@@ -49,13 +49,13 @@ class DITNConfig(FrozenConfig):
 def _build(config: DITNConfig):
     """The runtime's network: :class:`~.fast.DITNInference`, the checkpoint-true DITN with a
     fused gradient-free forward (``docs/benchmarks.md``: same state dict, output within 1e-4)."""
-    from .fast import DITNInference
+    from vs_superres.models.ditn.fast import DITNInference
 
     return DITNInference(**config.to_dict())
 
 
 def _config_from_state_dict(state_dict) -> DITNConfig:
-    from .arch import config_from_state_dict
+    from vs_superres.models.ditn.arch import config_from_state_dict
 
     return config_from_state_dict(state_dict)
 

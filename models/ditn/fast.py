@@ -34,8 +34,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .arch import DITN, reflect_pad_to_multiple
-from .kernels import Kernels, dilated_depthwise, kernels_for
+from vs_superres.models.ditn.arch import DITN, reflect_pad_to_multiple
+from vs_superres.models.ditn.kernels import Kernels, dilated_depthwise, kernels_for
 
 _EPS = 1e-12  # F.normalize's default, which the release uses
 

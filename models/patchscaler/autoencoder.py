@@ -18,7 +18,7 @@ import torch
 from vs_superres.contracts.errors import WeightsError, option_ref
 from vs_superres.numerics.checkpoints import load_tensors
 
-from .configs import LATENT_CHANNELS, LATENT_FACTOR, SD_LATENT_SCALE
+from vs_superres.models.patchscaler.configs import LATENT_CHANNELS, LATENT_FACTOR, SD_LATENT_SCALE
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _GET_IT = ("PatchScaler needs Stable Diffusion's KL-f8 autoencoder in diffusers format, e.g. "

@@ -25,8 +25,8 @@ import torch
 from vs_superres.contracts.errors import WeightsError, option_ref
 from vs_superres.numerics.checkpoints import read_safetensors
 
-from .configs import PatchScalerConfig
-from .networks import PatchScalerNetworks
+from vs_superres.models.patchscaler.configs import PatchScalerConfig
+from vs_superres.models.patchscaler.networks import PatchScalerNetworks
 
 FORMAT = "vs-superres/patchscaler"
 FORMAT_VERSION = "1"

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.numerics.resample import upscale_bicubic
 
-from .autoencoder import encode
-from .degradations import DEFAULT, DegradationConfig, degrade
+from vs_superres.models.patchscaler.autoencoder import encode
+from vs_superres.models.patchscaler.degradations import DEFAULT, DegradationConfig, degrade
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 #: scikit-image's bundled real photographs (no download needed), for smoke training and tests.

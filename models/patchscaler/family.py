@@ -13,8 +13,8 @@ from typing import Any
 
 from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily, WeightFile
 
-from .configs import PatchScalerConfig
-from .options import OPTIONS
+from vs_superres.models.patchscaler.configs import PatchScalerConfig
+from vs_superres.models.patchscaler.options import OPTIONS
 
 UPSTREAM = "https://github.com/yongliuy/PatchScaler (paper only: no code or weights released)"
 TILING_OPTIONS = ("patch_stride", "patches_per_batch", "decoder_tile", "decoder_overlap")
@@ -33,14 +33,14 @@ MIN_INPUT_SIDE = 4
 
 def _build(config: PatchScalerConfig):
     """Random-weight networks of a config (GRM, Patch-DiT, texture classifier and encoder)."""
-    from .networks import PatchScalerNetworks
+    from vs_superres.models.patchscaler.networks import PatchScalerNetworks
 
     return PatchScalerNetworks(config)
 
 
 def _load(request) -> Any:
     """Checkpoint + autoencoder folder -> :class:`~.pipeline.PatchScalerPipeline`."""
-    from .pipeline import PatchScalerPipeline
+    from vs_superres.models.patchscaler.pipeline import PatchScalerPipeline
 
     options = dict(request.options)
     checkpoint = options.pop("checkpoint", None) or request.weights[CHECKPOINT.relpath]

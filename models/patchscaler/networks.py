@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .configs import PatchScalerConfig
-from .grm import GlobalRestorationModule
-from .patch_dit import PatchDiT
-from .rtm import ReferenceTextureMemory, retrieve
-from .texture import SimilarityAwareTextureEncoder, TextureClassifier
+from vs_superres.models.patchscaler.configs import PatchScalerConfig
+from vs_superres.models.patchscaler.grm import GlobalRestorationModule
+from vs_superres.models.patchscaler.patch_dit import PatchDiT
+from vs_superres.models.patchscaler.rtm import ReferenceTextureMemory, retrieve
+from vs_superres.models.patchscaler.texture import SimilarityAwareTextureEncoder, TextureClassifier
 
 
 class PatchScalerNetworks(nn.Module):

@@ -30,15 +30,15 @@ from vs_superres.numerics.oom import retry_on_oom
 from vs_superres.numerics.resample import upscale_bicubic
 from vs_superres.numerics.tiling import FEATHERED, Grid, blend_tiles, tile_starts
 
-from .autoencoder import decode, encode, load_autoencoder
-from .checkpoint import load_networks
-from .configs import LATENT_FACTOR
-from .family import MIN_INPUT_SIDE
-from .networks import PatchScalerNetworks
-from .options import MIN_DECODER_TILE, PatchScalerSettings
-from .pgs import GROUP_NAMES, PatchGrid, assign_groups
-from .sampler import GroupJob, StepReporter, sample_patches, texture_prompts
-from .schedule import NoiseSchedule, group_plans
+from vs_superres.models.patchscaler.autoencoder import decode, encode, load_autoencoder
+from vs_superres.models.patchscaler.checkpoint import load_networks
+from vs_superres.models.patchscaler.configs import LATENT_FACTOR
+from vs_superres.models.patchscaler.family import MIN_INPUT_SIDE
+from vs_superres.models.patchscaler.networks import PatchScalerNetworks
+from vs_superres.models.patchscaler.options import MIN_DECODER_TILE, PatchScalerSettings
+from vs_superres.models.patchscaler.pgs import GROUP_NAMES, PatchGrid, assign_groups
+from vs_superres.models.patchscaler.sampler import GroupJob, StepReporter, sample_patches, texture_prompts
+from vs_superres.models.patchscaler.schedule import NoiseSchedule, group_plans
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import torch
 from vs_superres.contracts.errors import Cancelled
 from vs_superres.contracts.progress import Progress, ProgressFn
 
-from .schedule import GroupPlan, NoiseSchedule, ddim_step, next_steps, truncated_start
+from vs_superres.models.patchscaler.schedule import GroupPlan, NoiseSchedule, ddim_step, next_steps, truncated_start
 
 _MASK64 = (1 << 64) - 1
 

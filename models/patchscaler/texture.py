@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .patch_dit import patchify, sincos_2d
+from vs_superres.models.patchscaler.patch_dit import patchify, sincos_2d
 
 
 class TextureClassifier(nn.Module):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .configs import TINY_AUTOENCODER_CONFIG, TINY_CONFIG, PatchScalerConfig
+from vs_superres.models.patchscaler.configs import TINY_AUTOENCODER_CONFIG, TINY_CONFIG, PatchScalerConfig
 
 __all__ = ["tiny_networks", "write_tiny_autoencoder", "write_tiny_checkpoint", "write_tiny_release"]
 
@@ -38,8 +38,8 @@ def write_tiny_autoencoder(folder: str | os.PathLike, seed: int = 0) -> Path:
 
 def tiny_networks(config: PatchScalerConfig = TINY_CONFIG, seed: int = 0, scale: float = 0.05, live: bool = True):
     """Networks of ``config`` from ``seed``; ``live`` also randomises the zero-initialised tensors."""
-    from .networks import PatchScalerNetworks
-    from .rtm import build_rtm
+    from vs_superres.models.patchscaler.networks import PatchScalerNetworks
+    from vs_superres.models.patchscaler.rtm import build_rtm
 
     torch.manual_seed(seed)
     nets = PatchScalerNetworks(config)
@@ -57,7 +57,7 @@ def tiny_networks(config: PatchScalerConfig = TINY_CONFIG, seed: int = 0, scale:
 
 def write_tiny_checkpoint(path: str | os.PathLike, seed: int = 0, config: PatchScalerConfig = TINY_CONFIG,
                           live: bool = True) -> Path:
-    from .checkpoint import save_checkpoint
+    from vs_superres.models.patchscaler.checkpoint import save_checkpoint
 
     return save_checkpoint(path, tiny_networks(config, seed, live=live))
 

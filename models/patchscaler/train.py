@@ -41,16 +41,16 @@ import torch.nn.functional as F
 
 from vs_superres.contracts.errors import SuperResError
 
-from .autoencoder import load_autoencoder
-from .checkpoint import ema_parameter_names, load_networks, read_contents, save_checkpoint
-from .configs import TINY_CONFIG, PatchScalerConfig
-from .data import HRFolder, LatentPool, random_latent_patches, write_skimage_photos
-from .degradations import DEFAULT, DegradationConfig
-from .grm import grm_loss, squared_error_map
-from .networks import PatchScalerNetworks
-from .pgs import GROUP_NAMES, qmap
-from .rtm import build_rtm
-from .schedule import NoiseSchedule, q_sample
+from vs_superres.models.patchscaler.autoencoder import load_autoencoder
+from vs_superres.models.patchscaler.checkpoint import ema_parameter_names, load_networks, read_contents, save_checkpoint
+from vs_superres.models.patchscaler.configs import TINY_CONFIG, PatchScalerConfig
+from vs_superres.models.patchscaler.data import HRFolder, LatentPool, random_latent_patches, write_skimage_photos
+from vs_superres.models.patchscaler.degradations import DEFAULT, DegradationConfig
+from vs_superres.models.patchscaler.grm import grm_loss, squared_error_map
+from vs_superres.models.patchscaler.networks import PatchScalerNetworks
+from vs_superres.models.patchscaler.pgs import GROUP_NAMES, qmap
+from vs_superres.models.patchscaler.rtm import build_rtm
+from vs_superres.models.patchscaler.schedule import NoiseSchedule, q_sample
 
 STAGES = ("classifier", "rtm", "grm", "joint", "dit")
 #: The EMA decay the notes suggest (the paper is silent): an averaging horizon of 10K steps.
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             data = write_skimage_photos(Path(tempfile.mkdtemp(prefix="patchscaler-photos-")))
         vae = args.autoencoder
         if vae is None and args.tiny_autoencoder:
-            from .tiny import write_tiny_autoencoder
+            from vs_superres.models.patchscaler.tiny import write_tiny_autoencoder
 
             vae = args.tiny_autoencoder
             if not (Path(vae) / "config.json").is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from .configs import (
+from vs_superres.models.ultravsr.configs import (
     SD21_BASE_SCHEDULER_CONFIG,
     SD21_BASE_UNET_CONFIG,
     SD21_BASE_VAE_CONFIG,

@@ -20,9 +20,9 @@ from torch import nn
 
 from vs_superres.contracts.errors import SuperResError, WeightsError
 
-from .checkpoint import GET_IT, UNET_ADAPTERS, VAE_ADAPTER, UltraVSRCheckpoint
-from .unet import UltraVSRUNet
-from .vae import UltraVSRAutoencoder
+from vs_superres.models.ultravsr.checkpoint import GET_IT, UNET_ADAPTERS, VAE_ADAPTER, UltraVSRCheckpoint
+from vs_superres.models.ultravsr.unet import UltraVSRUNet
+from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder
 
 __all__ = [
     "LORA_ALPHA", "add_unet_adapters", "add_vae_adapter", "apply_checkpoint", "checkpoint_from_models",

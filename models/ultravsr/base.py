@@ -22,10 +22,10 @@ import torch
 from vs_superres.contracts.errors import SuperResError, WeightsError
 from vs_superres.numerics.checkpoints import load_tensors
 
-from .family import BASE
-from .rts import RTSModule
-from .unet import UltraVSRUNet
-from .vae import UltraVSRAutoencoder
+from vs_superres.models.ultravsr.family import BASE
+from vs_superres.models.ultravsr.rts import RTSModule
+from vs_superres.models.ultravsr.unet import UltraVSRUNet
+from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder
 
 __all__ = ["load_alphas_cumprod", "load_base_unet", "load_base_vae", "load_text_encoder", "quiet_transformers"]
 

@@ -27,7 +27,7 @@ import torch
 from vs_superres.contracts.errors import WeightsError
 from vs_superres.numerics.checkpoints import load_checkpoint, read_safetensors
 
-from .family import FAMILY
+from vs_superres.models.ultravsr.family import FAMILY
 
 __all__ = [
     "GET_IT", "SAFETENSORS_FORMAT", "UNET_ADAPTERS", "VAE_ADAPTER", "UltraVSRCheckpoint", "read_checkpoint",

@@ -31,7 +31,7 @@ import torch
 
 from vs_superres.contracts.errors import SuperResError
 
-from .clip import CLIP, clip_from_state_dict, normalize_images
+from vs_superres.models.ultravsr.clip import CLIP, clip_from_state_dict, normalize_images
 
 MAX_SAMPLED_FRAMES = 5
 MIN_STRENGTH = 1e-3

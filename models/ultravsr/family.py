@@ -16,8 +16,8 @@ from vs_superres.contracts.config import FrozenConfig, FrozenDict
 from vs_superres.contracts.descriptor import HubSnapshot, ModelDescriptor, ModelFamily, WeightFile
 from vs_superres.contracts.errors import SuperResError
 
-from .configs import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG
-from .options import OPTIONS
+from vs_superres.models.ultravsr.configs import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG
+from vs_superres.models.ultravsr.options import OPTIONS
 
 UPSTREAM = "https://github.com/yongliuy/UltraVSR"
 TILING_OPTIONS = ("unet_tile", "unet_overlap", "decoder_tile", "decoder_overlap", "encoder_tile", "encoder_overlap", "tile_grid")
@@ -57,8 +57,8 @@ def _build(config: UltraVSRConfig):
     """Random-weight UNet and VAE of a config in a ModuleDict."""
     from torch import nn
 
-    from .unet import UltraVSRUNet
-    from .vae import UltraVSRAutoencoder
+    from vs_superres.models.ultravsr.unet import UltraVSRUNet
+    from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder
 
     unet, vae = UltraVSRUNet(**config.unet.thaw()), UltraVSRAutoencoder(**config.vae.thaw())
     return nn.ModuleDict({"unet": unet, "vae": vae})  # type: ignore[dict-item]  # diffusers is untyped
@@ -68,7 +68,7 @@ def _load(request) -> Any:
     """Base folder + checkpoint (+ CLIP RN50 for the d estimate) -> :class:`~.pipeline.UltraVSRPipeline`.
 
     The runtime found the base folder (``base`` and ``allow_download`` were its to read)."""
-    from .pipeline import UltraVSRPipeline
+    from vs_superres.models.ultravsr.pipeline import UltraVSRPipeline
 
     options = dict(request.options)
     found = request.weights

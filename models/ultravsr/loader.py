@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from .adapters import apply_checkpoint
-from .base import load_base_unet, load_base_vae
-from .checkpoint import UltraVSRCheckpoint, read_checkpoint
-from .unet import UltraVSRUNet
-from .vae import UltraVSRAutoencoder
+from vs_superres.models.ultravsr.adapters import apply_checkpoint
+from vs_superres.models.ultravsr.base import load_base_unet, load_base_vae
+from vs_superres.models.ultravsr.checkpoint import UltraVSRCheckpoint, read_checkpoint
+from vs_superres.models.ultravsr.unet import UltraVSRUNet
+from vs_superres.models.ultravsr.vae import UltraVSRAutoencoder
 
 __all__ = ["load_ultravsr"]
 

@@ -36,10 +36,10 @@ from vs_superres.numerics.oom import retry_on_oom
 from vs_superres.numerics.resample import upscale_bicubic
 from vs_superres.numerics.tiling import Grid, blend_tiles
 
-from .drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
-from .family import MODEL
-from .options import UltraVSRSettings
-from .tiles import GAUSSIAN_WEIGHTS, RELEASED_WEIGHTS, balanced_spans, official_decoder_grid, official_encoder_grid, official_unet_grid
+from vs_superres.models.ultravsr.drs import MIN_STRENGTH, ClipIqaEstimator, _check_strength, DegradationEstimator, FixedStrength, reconstruct_x0, sample_frame_indices, timestep_for
+from vs_superres.models.ultravsr.family import MODEL
+from vs_superres.models.ultravsr.options import UltraVSRSettings
+from vs_superres.models.ultravsr.tiles import GAUSSIAN_WEIGHTS, RELEASED_WEIGHTS, balanced_spans, official_decoder_grid, official_encoder_grid, official_unet_grid
 
 log = logging.getLogger("vs_superres")
 
@@ -157,9 +157,9 @@ class UltraVSRPipeline:
         :class:`~.options.UltraVSRLoadOptions`) folds the LoRA adapters into the base weights;
         ``False`` keeps the peft layers the released script runs.
         """
-        from .base import load_alphas_cumprod, load_text_encoder
-        from .checkpoint import read_checkpoint
-        from .loader import load_ultravsr
+        from vs_superres.models.ultravsr.base import load_alphas_cumprod, load_text_encoder
+        from vs_superres.models.ultravsr.checkpoint import read_checkpoint
+        from vs_superres.models.ultravsr.loader import load_ultravsr
 
         config = UltraVSRSettings.from_options(settings)
         estimator = degradation_estimator(strength, clip_iqa, search_roots=search_roots)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .configs import SD21_BASE_SCHEDULER_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
+from vs_superres.models.ultravsr.configs import SD21_BASE_SCHEDULER_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
 __all__ = [
     "TINY_LORA_RANK", "TINY_TEXT_CONFIG", "write_tiny_base", "write_tiny_checkpoint", "write_tiny_clip", "write_tiny_release",
@@ -61,7 +61,7 @@ def write_tiny_base(folder: str | os.PathLike, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .base import quiet_transformers
+    from vs_superres.models.ultravsr.base import quiet_transformers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,9 +98,9 @@ def write_tiny_checkpoint(path: str | os.PathLike, base: str | os.PathLike, seed
     The zero-initialised RTS output projections and LoRA ``B`` matrices get random values too, so
     every temporal and LoRA path is live.
     """
-    from .adapters import add_unet_adapters, add_vae_adapter, checkpoint_from_models, official_unet_targets, official_vae_targets
-    from .base import load_base_unet, load_base_vae
-    from .checkpoint import save_official_checkpoint
+    from vs_superres.models.ultravsr.adapters import add_unet_adapters, add_vae_adapter, checkpoint_from_models, official_unet_targets, official_vae_targets
+    from vs_superres.models.ultravsr.base import load_base_unet, load_base_vae
+    from vs_superres.models.ultravsr.checkpoint import save_official_checkpoint
 
     unet, vae = load_base_unet(base), load_base_vae(base)
     add_unet_adapters(unet, TINY_LORA_RANK, official_unet_targets(unet))
@@ -123,7 +123,7 @@ def write_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write random CLIP weights of :data:`~.clip.TINY_CONFIG` (OpenAI layout, safetensors) for CLIP-IQA."""
     from safetensors.torch import save_file
 
-    from .clip import CLIP, TINY_CONFIG
+    from vs_superres.models.ultravsr.clip import CLIP, TINY_CONFIG
 
     torch.manual_seed(seed)
     path = Path(path)

@@ -27,8 +27,8 @@ from torch import nn
 
 from vs_superres.contracts.errors import InternalError, SuperResError
 
-from .configs import unet_rts_channels
-from .rts import RTSModule
+from vs_superres.models.ultravsr.configs import unet_rts_channels
+from vs_superres.models.ultravsr.rts import RTSModule
 
 try:  # diffusers is an optional dependency ("ultravsr" extra)
     from diffusers import UNet2DConditionModel

@@ -22,9 +22,9 @@ from torch import nn
 
 from vs_superres.contracts.errors import InternalError
 
-from .configs import vae_decoder_rts_channels
-from .rts import RTSModule
-from .unet import frame_chunk_sizes
+from vs_superres.models.ultravsr.configs import vae_decoder_rts_channels
+from vs_superres.models.ultravsr.rts import RTSModule
+from vs_superres.models.ultravsr.unet import frame_chunk_sizes
 
 try:  # diffusers is an optional dependency ("ultravsr" extra)
     from diffusers import AutoencoderKL

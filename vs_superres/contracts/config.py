@@ -92,7 +92,7 @@ class FrozenConfig:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)
         if unknown:
-            from .errors import InvalidOption
+            from vs_superres.contracts.errors import InvalidOption
 
             raise InvalidOption(
                 f"{cls.__name__} has no field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from .config import FrozenConfig
-from .errors import UnsupportedFormat
-from .options import OptionSet
+from vs_superres.contracts.config import FrozenConfig
+from vs_superres.contracts.errors import UnsupportedFormat
+from vs_superres.contracts.options import OptionSet
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 KINDS = ("image", "video")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import OutOfRangeFrames, SuperResError
+from vs_superres.contracts.errors import OutOfRangeFrames, SuperResError
 
 #: Float values a legal conversion can produce (limited-range 8-bit YUV -> RGB spans about
 #: [-1.2, 2.0]); anything beyond is data in the wrong scale.

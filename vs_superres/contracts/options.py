@@ -18,7 +18,7 @@ import difflib
 import math
 from typing import Any, Iterator, Mapping
 
-from .errors import InvalidOption, option_ref
+from vs_superres.contracts.errors import InvalidOption, option_ref
 
 TYPES = ("int", "float", "bool", "str", "path", "callable")
 _TRUE = ("1", "true", "yes", "on")

@@ -12,8 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from .descriptor import ModelDescriptor
-from .progress import ProgressFn
+from vs_superres.contracts.descriptor import ModelDescriptor
+from vs_superres.contracts.progress import ProgressFn
 
 if TYPE_CHECKING:  # torch is not needed to read the contracts
     import torch

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..contracts.progress import ProgressFn
+from vs_superres.contracts.progress import ProgressFn
 
 __all__ = ["upscale_video"]
 
@@ -50,7 +50,7 @@ def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, addres
         options: engine options (``device``, ``dtype``, ``tile``, ``window``, ...) and the
             model family's options, as :class:`~vs_superres.Upscaler` takes them.
     """
-    from .driver import run
+    from vs_superres.distributed.driver import run
 
     return run(Path(src), Path(dst), model=str(model), options=dict(options), address=address, workers=workers,
                threads=threads, segment_frames=segment_frames, transport=transport, retries=retries,

@@ -11,7 +11,7 @@ import contextlib
 import socket
 from typing import Any, Iterator
 
-from ..contracts.errors import InvalidOption, SuperResError, WeightsError, option_ref
+from vs_superres.contracts.errors import InvalidOption, SuperResError, WeightsError, option_ref
 
 INSTALL_HINT = "pip install vs-superres[ray]"
 
@@ -110,7 +110,7 @@ def start_workers(ray, count: int, need: dict, model: str, options: dict, thread
     """``count`` :class:`~.worker.SegmentWorker` actors, spread over the nodes, each with its
     model loaded; their :meth:`~.worker.SegmentWorker.describe`. A worker whose model does
     not load fails the run with the node's name and the reason (the missing file)."""
-    from .worker import SegmentWorker
+    from vs_superres.distributed.worker import SegmentWorker
 
     remote = ray.remote(SegmentWorker).options(
         **need, max_restarts=retries, max_task_retries=retries, scheduling_strategy="SPREAD")

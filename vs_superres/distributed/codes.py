@@ -15,9 +15,9 @@ import functools
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError
-from ..media.colour import ColourInfo
-from ..media.convert import pixel_layout, rgb_to_frame
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.convert import pixel_layout, rgb_to_frame
 
 
 @dataclasses.dataclass(frozen=True)

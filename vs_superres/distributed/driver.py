@@ -226,7 +226,7 @@ class _Run:
         num_frames = self.read if self.ended else self.total
         frames: Any
         if self.transport == "path" and needed:
-            from .worker import read_inputs
+            from vs_superres.distributed.worker import read_inputs
 
             got = read_inputs(self.src, ClipSegment(range(0), range(0), range(0, max(needed) + 1)))
             frames = np.stack([got[i] for i in needed]) if needed else None

@@ -17,8 +17,8 @@ import dataclasses
 import av
 import numpy as np
 
-from ..media.colour import ColourInfo
-from ..media.convert import frame_to_rgb
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.convert import frame_to_rgb
 
 
 @dataclasses.dataclass(frozen=True)

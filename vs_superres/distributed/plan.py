@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..contracts.errors import InvalidOption, option_ref
-from ..runtime.windows import ClipSegment, TemporalWindowPlan
+from vs_superres.contracts.errors import InvalidOption, option_ref
+from vs_superres.runtime.windows import ClipSegment, TemporalWindowPlan
 
 #: segments per worker when the size is chosen from the clip length: enough that a slow
 #: worker or a retried segment does not leave the others idle at the end, few enough that

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..contracts.errors import SuperResError
-from ..runtime.windows import ClipSegment, SceneStarts
-from .codes import OutputFormat, to_codes
-from .inputs import PackedInputs, rgb_of
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.runtime.windows import ClipSegment, SceneStarts
+from vs_superres.distributed.codes import OutputFormat, to_codes
+from vs_superres.distributed.inputs import PackedInputs, rgb_of
 
 
 def node_name() -> str:
@@ -47,7 +47,7 @@ class SegmentWorker:
         self.error: tuple[str, str] | None = None
         self.up = None
         try:
-            from ..runtime.upscaler import Upscaler
+            from vs_superres.runtime.upscaler import Upscaler
 
             self.up = Upscaler(model, **dict(options))
         except SuperResError as exc:
@@ -104,7 +104,7 @@ class SegmentWorker:
 def read_inputs(path: Path, segment: ClipSegment) -> np.ndarray:
     """Decode ``segment.inputs`` of the video at ``path`` with the one reader (from its start:
     the reader has no exact seek, and a frame-exact seek is what bit-identical output needs)."""
-    from ..media.video import VideoReader
+    from vs_superres.media.video import VideoReader
 
     wanted = segment.inputs
     got = []

@@ -14,14 +14,14 @@
 - :func:`atomic_output`: every file appears under its final name only once complete.
 """
 
-from .atomic import AtomicFile, atomic_output, write_bytes_atomic
-from .colour import ColourInfo
-from .images import ImageInfo, read_image, write_image
-from .streaminfo import PassthroughStream, StreamInfo
-from .transcoding import transcode
-from .video import DecodedFrame, VideoReader
-from .encoders import choose_encoder, encoder_available
-from .writer import VideoWriter
+from vs_superres.media.atomic import AtomicFile, atomic_output, write_bytes_atomic
+from vs_superres.media.colour import ColourInfo
+from vs_superres.media.images import ImageInfo, read_image, write_image
+from vs_superres.media.streaminfo import PassthroughStream, StreamInfo
+from vs_superres.media.transcoding import transcode
+from vs_superres.media.video import DecodedFrame, VideoReader
+from vs_superres.media.encoders import choose_encoder, encoder_available
+from vs_superres.media.writer import VideoWriter
 
 __all__ = [
     "AtomicFile", "ColourInfo", "DecodedFrame", "ImageInfo", "PassthroughStream", "StreamInfo",

@@ -27,7 +27,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from ..contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 #: errno values meaning "the disk (or the allowance on it) is full"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

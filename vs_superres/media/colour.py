@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 MATRIX_NAMES = {
     0: "gbr", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError
-from .colour import (ColourInfo, chroma_offsets, downsample_chroma, rgb_to_yuv,
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.media.colour import (ColourInfo, chroma_offsets, downsample_chroma, rgb_to_yuv,
                      upsample_chroma, yuv_to_rgb)
 
 _SUBSAMPLING_NAMES = {(1, 1): "420", (1, 0): "422", (0, 0): "444", (0, 1): "440",

@@ -25,9 +25,9 @@ import os
 
 import av
 
-from ..contracts.errors import SuperResError
-from .convert import PixelLayout, is_direct_planar, pixel_layout
-from .streaminfo import StreamInfo
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.media.convert import PixelLayout, is_direct_planar, pixel_layout
+from vs_superres.media.streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import IO, Any, Callable, Union
 
 import av
 
-from ..contracts.errors import SuperResError, UnsupportedFormat
-from .atomic import AtomicFile
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.media.atomic import AtomicFile
 
 #: a local path, or a binary file object PyAV can read or write
 MediaFile = Union[str, "os.PathLike[str]", IO[bytes]]

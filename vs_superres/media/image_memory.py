@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..contracts.errors import UnsupportedFormat
+from vs_superres.contracts.errors import UnsupportedFormat
 
 #: float32 RGB frames of the input size held at once at the peak (decode, the engine's
 #: validated, batched and per-call copies)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..contracts.errors import InvalidOption, UnsupportedFormat
-from .icc import icc_colour_space
+from vs_superres.contracts.errors import InvalidOption, UnsupportedFormat
+from vs_superres.media.icc import icc_colour_space
 
 #: pixels (width x height) above which an image is refused before decoding
 DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)

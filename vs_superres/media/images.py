@@ -39,13 +39,13 @@ from typing import Any
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError, UnsupportedFormat
-from .atomic import write_bytes_atomic
-from .convert import pixel_layout
-from .icc import icc_colour_space, png_with_icc, tiff_with_icc
-from .image_probe import (READ_FORMATS, ImageInfo, check_pixel_limit, open_header, open_image_file,
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.media.atomic import write_bytes_atomic
+from vs_superres.media.convert import pixel_layout
+from vs_superres.media.icc import icc_colour_space, png_with_icc, tiff_with_icc
+from vs_superres.media.image_probe import (READ_FORMATS, ImageInfo, check_pixel_limit, open_header, open_image_file,
                           pending_orientation, probe_image)
-from .orientation import upright
+from vs_superres.media.orientation import upright
 
 __all__ = ["IMAGE_READ_EXTENSIONS", "IMAGE_WRITE_EXTENSIONS", "ImageInfo", "probe_image", "read_image",
            "write_image"]

@@ -17,10 +17,10 @@ from typing import Any, Callable, Protocol
 
 import av
 
-from ..contracts.errors import UnsupportedFormat
-from .colour import (CHROMA_LEFT, MATRIX_UNSPECIFIED, RANGE_FULL, RANGE_UNSPECIFIED,
+from vs_superres.contracts.errors import UnsupportedFormat
+from vs_superres.media.colour import (CHROMA_LEFT, MATRIX_UNSPECIFIED, RANGE_FULL, RANGE_UNSPECIFIED,
                      ColourInfo, guess_matrix)
-from .convert import PixelLayout, pixel_layout
+from vs_superres.media.convert import PixelLayout, pixel_layout
 
 #: stream kinds a writer copies; anything else is listed in ``StreamInfo.dropped``
 PASSTHROUGH_KINDS = ("audio", "subtitle", "attachment")

@@ -45,11 +45,11 @@ from typing import Any, Iterator, NamedTuple
 import av
 import numpy as np
 
-from ..contracts.errors import IncompleteInput, UnsupportedFormat
-from .colour import CHROMA_LOCATION_NAMES
-from .convert import frame_to_rgb
-from .files import InputSource, MediaFile
-from .streaminfo import StreamInfo
+from vs_superres.contracts.errors import IncompleteInput, UnsupportedFormat
+from vs_superres.media.colour import CHROMA_LOCATION_NAMES
+from vs_superres.media.convert import frame_to_rgb
+from vs_superres.media.files import InputSource, MediaFile
+from vs_superres.media.streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
 

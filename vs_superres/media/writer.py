@@ -53,14 +53,14 @@ from typing import Callable, Iterable, Iterator, Union
 import av
 import numpy as np
 
-from ..contracts.errors import SuperResError, UnsupportedFormat
-from .atomic import reporting_full_disk
-from .colour import CHROMA_LOCATION_NAMES, guess_matrix
-from .convert import pixel_layout, rgb_to_frame
-from .encoders import choose_encoder, encoder_defaults, fill_format, stored_codecs, stream_copy_advice
-from .files import MediaFile, OutputTarget
-from .stream_aspect import Y4MAspectField, set_stream_aspect
-from .streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
+from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.media.atomic import reporting_full_disk
+from vs_superres.media.colour import CHROMA_LOCATION_NAMES, guess_matrix
+from vs_superres.media.convert import pixel_layout, rgb_to_frame
+from vs_superres.media.encoders import choose_encoder, encoder_defaults, fill_format, stored_codecs, stream_copy_advice
+from vs_superres.media.files import MediaFile, OutputTarget
+from vs_superres.media.stream_aspect import Y4MAspectField, set_stream_aspect
+from vs_superres.media.streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..contracts.errors import WeightsError
+from vs_superres.contracts.errors import WeightsError
 
 __all__ = ["load_checkpoint", "load_state_dict", "load_tensors", "read_safetensors", "unwrap_state_dict"]
 

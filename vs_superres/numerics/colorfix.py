@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 COLOR_FIX_MODES = ("wavelet", "adain", "none")
 

@@ -6,7 +6,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from ..contracts.errors import Cancelled, SuperResError
+from vs_superres.contracts.errors import Cancelled, SuperResError
 
 T = TypeVar("T")
 

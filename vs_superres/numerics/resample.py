@@ -19,7 +19,7 @@ import functools
 
 import torch
 
-from ..contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 __all__ = ["bicubic_matrix", "resize_bicubic", "upscale_bicubic"]
 

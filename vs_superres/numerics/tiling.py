@@ -32,8 +32,8 @@ from typing import Callable, NamedTuple, Protocol, Sequence
 
 import torch
 
-from ..contracts.errors import SuperResError
-from ..contracts.progress import Progress, ProgressFn
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.progress import Progress, ProgressFn
 
 __all__ = [
     "DISCARD", "FEATHERED", "Feathered", "Gaussian", "Grid", "Span", "Weighting", "blend_tiles", "tile_starts",

@@ -8,7 +8,7 @@ import threading
 
 import torch
 
-from ..contracts.errors import InvalidOption
+from vs_superres.contracts.errors import InvalidOption
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..contracts.descriptor import ModelDescriptor
-from ..contracts.errors import InvalidOption, option_ref
-from ..contracts.options import OptionSet, declare, option
-from .registry import Registry, default_registry
+from vs_superres.contracts.descriptor import ModelDescriptor
+from vs_superres.contracts.errors import InvalidOption, option_ref
+from vs_superres.contracts.options import OptionSet, declare, option
+from vs_superres.runtime.registry import Registry, default_registry
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import logging
 import os
 from importlib import metadata
 
-from .registry import Registry
+from vs_superres.runtime.registry import Registry
 
 log = logging.getLogger("vs_superres")
 

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from ..contracts.descriptor import ModelDescriptor, WeightFile
-from ..contracts.errors import InvalidOption, WeightsError, option_ref
-from ..contracts.runners import LoadRequest
-from ..numerics.checkpoints import load_state_dict, safetensors_metadata
-from . import weights as weights_mod
-from .registry import Registry, default_registry
+from vs_superres.contracts.descriptor import ModelDescriptor, WeightFile
+from vs_superres.contracts.errors import InvalidOption, WeightsError, option_ref
+from vs_superres.contracts.runners import LoadRequest
+from vs_superres.numerics.checkpoints import load_state_dict, safetensors_metadata
+from vs_superres.runtime import weights as weights_mod
+from vs_superres.runtime.registry import Registry, default_registry
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 

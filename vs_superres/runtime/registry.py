@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import threading
 
-from ..contracts.descriptor import ModelDescriptor, ModelFamily
-from ..contracts.errors import InvalidOption
+from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily
+from vs_superres.contracts.errors import InvalidOption
 
 
 class Registry:
@@ -84,7 +84,7 @@ def default_registry() -> Registry:
     if _default is None:
         with _default_lock:
             if _default is None:
-                from .families import populate
+                from vs_superres.runtime.families import populate
 
                 reg = Registry()
                 populate(reg)
@@ -94,7 +94,7 @@ def default_registry() -> Registry:
 
 def default_model() -> str:
     """The name of the model hosts run when none is named (the composition root's choice)."""
-    from .families import DEFAULT_MODEL
+    from vs_superres.runtime.families import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 

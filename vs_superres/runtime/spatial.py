@@ -8,9 +8,9 @@ from typing import Callable
 
 import torch
 
-from ..contracts.progress import ProgressFn
-from ..numerics.oom import align_up, retry_on_oom
-from ..numerics.tiling import FEATHERED, Grid, blend_tiles, tile_starts
+from vs_superres.contracts.progress import ProgressFn
+from vs_superres.numerics.oom import align_up, retry_on_oom
+from vs_superres.numerics.tiling import FEATHERED, Grid, blend_tiles, tile_starts
 
 log = logging.getLogger("vs_superres")
 

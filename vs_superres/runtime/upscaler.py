@@ -29,16 +29,16 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from ..contracts.descriptor import ModelDescriptor
-from ..contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat
-from ..contracts.frames import as_frames
-from ..contracts.progress import CancelFn, Progress, ProgressFn
-from ..contracts.runners import ClipRunner, SteppingRunner
-from .devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
-from .engine_options import ENGINE_OPTIONS, options_help, settle
-from .loading import load_runner, resolve_model
-from .spatial import auto_tile, run_with_oom_fallback
-from .windows import ClipSegment, SceneStarts, SceneStartsLike, TemporalWindowPlan, WindowStream
+from vs_superres.contracts.descriptor import ModelDescriptor
+from vs_superres.contracts.errors import Cancelled, InvalidOption, SuperResError, UnsupportedFormat
+from vs_superres.contracts.frames import as_frames
+from vs_superres.contracts.progress import CancelFn, Progress, ProgressFn
+from vs_superres.contracts.runners import ClipRunner, SteppingRunner
+from vs_superres.runtime.devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS, options_help, settle
+from vs_superres.runtime.loading import load_runner, resolve_model
+from vs_superres.runtime.spatial import auto_tile, run_with_oom_fallback
+from vs_superres.runtime.windows import ClipSegment, SceneStarts, SceneStartsLike, TemporalWindowPlan, WindowStream
 
 log = logging.getLogger("vs_superres")
 

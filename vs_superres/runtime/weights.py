@@ -27,9 +27,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from ..contracts.descriptor import HubSnapshot, WeightFile
-from ..contracts.errors import WeightsError, option_ref
-from ..contracts.progress import Progress, ProgressFn
+from vs_superres.contracts.descriptor import HubSnapshot, WeightFile
+from vs_superres.contracts.errors import WeightsError, option_ref
+from vs_superres.contracts.progress import Progress, ProgressFn
 
 ENV_VAR = "SUPERRES_WEIGHTS"
 

@@ -32,7 +32,7 @@ import dataclasses
 import operator
 from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
-from ..contracts.errors import SuperResError
+from vs_superres.contracts.errors import SuperResError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,14 +24,14 @@ from typing import Any, Mapping, Sequence, TextIO
 import numpy as np
 import torch
 
-from ..contracts.descriptor import PRECISIONS, ModelDescriptor
-from ..contracts.errors import OutOfRangeFrames, SuperResError
-from ..runtime import registry
-from ..runtime.devices import device_precisions, resolve_device
-from ..runtime.engine_options import ENGINE_OPTIONS
-from ..runtime.upscaler import Upscaler
-from ..runtime.windows import SceneStarts
-from . import signatures
+from vs_superres.contracts.descriptor import PRECISIONS, ModelDescriptor
+from vs_superres.contracts.errors import OutOfRangeFrames, SuperResError
+from vs_superres.runtime import registry
+from vs_superres.runtime.devices import device_precisions, resolve_device
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS
+from vs_superres.runtime.upscaler import Upscaler
+from vs_superres.runtime.windows import SceneStarts
+from vs_superres.vapoursynth import signatures
 
 #: Accepted formats: VapourSynth format name -> plane dtype.
 FORMATS = {"RGBS": np.float32, "RGBH": np.float16}

@@ -10,9 +10,9 @@ VapourSynth script, including those that never call it.
 
 from __future__ import annotations
 
-from ..contracts.options import Option, OptionSet
-from ..runtime.engine_options import ENGINE_OPTIONS, engine_options
-from ..runtime.registry import Registry, default_registry
+from vs_superres.contracts.options import Option, OptionSet
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS, engine_options
+from vs_superres.runtime.registry import Registry, default_registry
 
 ANY_MODEL = "Upscale"
 #: Engine options that mean nothing under random access (a frame at a time).
