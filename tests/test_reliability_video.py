@@ -224,6 +224,104 @@ def test_a_cut_pipe_is_reported(cut_clips, name):
     assert frame_count_bytes(sink.getvalue()) == caught.value.frames_read
 
 
+class _Pipe(io.RawIOBase):
+    """A pipe's end: read or written in order, never seeked (what ffmpeg meets on `-`)."""
+
+    def __init__(self, data: bytes = b""):
+        self._data, self._pos, self.written = data, 0, bytearray()
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def readinto(self, buffer):
+        piece = self._data[self._pos:self._pos + min(len(buffer), 4096)]
+        buffer[:len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+    def write(self, data):
+        self.written += data
+        return len(data)
+
+
+@pytest.fixture(scope="module")
+def piped_matroska() -> bytes:
+    """36 frames of Matroska as FFmpeg writes it to a pipe: no DURATION, no Segment size, no
+    index, so nothing but the element sizes can tell a cut from a shorter stream."""
+    pipe = _Pipe()
+    with av.open(pipe, "w", format="matroska") as out:
+        video = out.add_stream("ffv1", rate=12)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(36):
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture(i), format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    data = bytes(pipe.written)
+    with av.open(io.BytesIO(data)) as c:
+        assert not c.streams.video[0].metadata.get("DURATION")  # as from a pipe
+    return data
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.55, 0.8])
+@pytest.mark.parametrize("through", ["pipe", "file"])
+def test_a_cut_piped_matroska_is_reported(piped_matroska, tmp_path, capsys, fraction, through):
+    """Cut inside a Cluster (ffmpeg writes no DURATION to a pipe): found from a pipe and from a
+    file, by the element sizes."""
+    cut = piped_matroska[: int(len(piped_matroska) * fraction)]
+    if through == "pipe":
+        sink = io.BytesIO()
+        with pytest.raises(IncompleteInput, match="into a (Cluster|SimpleBlock|BlockGroup) that announces") as caught:
+            transcode(_Pipe(cut), sink, upscale2, format="matroska", src_format="matroska")
+        assert 0 < caught.value.frames_read < 36
+        assert frame_count_bytes(sink.getvalue()) == caught.value.frames_read
+    else:
+        path = tmp_path / "cut.mkv"
+        path.write_bytes(cut)
+        assert cli(path, tmp_path / "up.mkv") == 4
+        err = capsys.readouterr().err
+        written = frame_count(tmp_path / "up.mkv")
+        assert 0 < written < 36 and f"ends early: {written} frames read" in err
+        assert "bytes into a Cluster that announces" in err
+
+
+@pytest.mark.parametrize("through", ["pipe", "file"])
+def test_a_whole_piped_matroska_is_not_called_cut(piped_matroska, tmp_path, through):
+    if through == "pipe":
+        sink = io.BytesIO()
+        transcode(_Pipe(piped_matroska), sink, upscale2, format="matroska", src_format="matroska")
+        assert frame_count_bytes(sink.getvalue()) == 36
+    else:
+        path = tmp_path / "whole.mkv"
+        path.write_bytes(piped_matroska)
+        assert cli(path, tmp_path / "up.mkv") == 0
+        assert frame_count(tmp_path / "up.mkv") == 36
+
+
+def test_a_matroska_file_shorter_than_its_segment_is_cut_even_between_clusters(tmp_path):
+    """A file written by a seeking muxer announces its Segment's size: a cut exactly at a
+    Cluster boundary is found too."""
+    from vs_superres.media.matroska_tail import file_verdict
+
+    whole = make_clip(tmp_path / "whole.mkv", n=36)
+    data = whole.read_bytes()
+    at = data.rfind(b"\x1f\x43\xb6\x75")  # the last Cluster's start
+    (tmp_path / "cut.mkv").write_bytes(data[:at])
+    assert file_verdict(whole) is None
+    assert "before the end its Segment announces" in (file_verdict(tmp_path / "cut.mkv") or "")
+
+
+def test_a_stream_that_is_not_matroska_gets_no_judgement(tmp_path):
+    from vs_superres.media.matroska_tail import MatroskaTail
+
+    tail = MatroskaTail()
+    tail.feed(b"\x00\x00\x01\xba not EBML at all" * 10)
+    assert tail.verdict() is None and not tail.active
+
+
 def frame_count_bytes(payload: bytes) -> int:
     with av.open(io.BytesIO(payload)) as c:
         return sum(1 for _ in c.decode(video=0))

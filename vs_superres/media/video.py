@@ -48,7 +48,8 @@ import numpy as np
 from vs_superres.contracts.errors import IncompleteInput, UnsupportedFormat
 from vs_superres.media.colour import CHROMA_LOCATION_NAMES
 from vs_superres.media.convert import frame_to_rgb
-from vs_superres.media.files import InputSource, MediaFile
+from vs_superres.media.files import InputSource, MediaFile, is_path
+from vs_superres.media.matroska_tail import WatchedPipe, file_verdict
 from vs_superres.media.streaminfo import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,16 @@ def probe_chroma_location(stream, packets: list) -> int | None:
     return by_name.get(lines[0]) if lines else None
 
 
+def _seekable_object(source: object) -> bool:
+    probe = getattr(source, "seekable", None)
+    if not callable(probe):
+        return callable(getattr(source, "seek", None)) and callable(getattr(source, "tell", None))
+    try:
+        return bool(probe())
+    except (OSError, ValueError):
+        return False
+
+
 def _tag_seconds(value: str | None) -> float | None:
     """Seconds in a Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``), or None."""
     if not value:
@@ -177,6 +188,10 @@ class VideoReader:
     """
 
     def __init__(self, source: MediaFile, *, passthrough: bool = False, format: str | None = None):
+        # a pipe is watched as it is read: how a Matroska stream ends shows in its element sizes
+        self._watch: WatchedPipe | None = None
+        if not is_path(source) and not _seekable_object(source):
+            source = self._watch = WatchedPipe(source)  # type: ignore[arg-type]
         self._source = InputSource(source, format)
         self.path: Path | None = self._source.path
         self.name = self._source.name
@@ -348,6 +363,12 @@ class VideoReader:
                 reasons.append(f"{what} {announced:.3f} s but its packets end "
                                f"at {ends - start:.3f} s")
                 expected = expected or max(frames_read, round(announced * info.fps))
+        if "matroska" in fmt or "webm" in fmt:
+            # the element sizes: a Cluster or block cut short, a Segment shorter than announced
+            inside = (self._watch.verdict() if self._watch is not None
+                      else file_verdict(self._source.path) if self._source.path is not None else None)
+            if inside:
+                reasons.append(inside)
         if fmt == "nut" and self._source.path is not None and not container.duration:
             # ffmpeg ends every NUT file with an index (which gives the duration); a pipe
             # cannot seek to it, a file that lacks it was cut
