@@ -152,6 +152,7 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
 
         run = Pump(source, lambda inputs: upscaled(engine, inputs), open_sink, on_progress=progress)
         engine = Upscaler(model, cancel=run.cancelled, **kwargs)
+        run.model = engine.descriptor  # the memory budget: the output size, the model's share
         say(f"{info.width}x{info.height} {info.pix_fmt} {float(info.fps):.3f} fps -> x{engine.scale} "
             f"with {engine.descriptor.name}, {out_carrier.name} out")
         written = run.run().frames

@@ -239,7 +239,8 @@ def _run(exe: str, cmd: Command, split) -> int:
             assert back.stdin is not None
             return PipeSink(back.stdin, CARRIERS["nut"], info, request.width, request.height, copy_streams=False)
 
-        run = Pump(source, lambda inputs: upscaled(engine, inputs), open_sink, on_progress=progress)
+        run = Pump(source, lambda inputs: upscaled(engine, inputs), open_sink, on_progress=progress,
+                   model=engine.descriptor)  # the memory budget: the output size, the model's share
         holder["run"] = run
         run.run()
         progress.finish()

@@ -27,8 +27,8 @@ from vs_superres.cli import main
 from vs_superres.contracts.errors import InvalidOption, SuperResError, UnsupportedFormat
 from vs_superres.media import read_image, write_image
 from vs_superres.media.icc import icc_colour_space
-from vs_superres.media.image_memory import check_upscale_memory, upscale_frame_bytes
-from vs_superres.media.image_probe import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, probe_image
+from vs_superres.media.budget import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, check_image_memory, image_job_bytes
+from vs_superres.media.image_probe import probe_image
 from vs_superres.media.images import IMAGE_READ_EXTENSIONS
 
 READ_FORMATS = ["png", "jpg", "tif", "bmp", "webp"]
@@ -280,12 +280,12 @@ def test_job_too_big_for_memory_is_refused_with_the_way_out(tmp_path, tiny_ditn_
 
 def test_memory_estimate_message():
     with pytest.raises(UnsupportedFormat) as err:
-        check_upscale_memory(12000, 12000, 4, model="ditn-real-x4", source="big.png", available=8 * 10**9)
+        check_image_memory(12000, 12000, 4, model="ditn-real-x4", source="big.png", available=8 * 10**9)
     text = str(err.value)
-    needed = upscale_frame_bytes(12000, 12000, 4) / 1e9
+    needed = image_job_bytes(12000, 12000, 4) / 1e9
     assert f"12000x12000 -> 48000x48000 with ditn-real-x4 needs about {needed:.1f} GB" in text
     assert "only 8.0 GB is available" in text
-    check_upscale_memory(12000, 12000, 4, model="m", source="x", available=int(needed * 1e9) + 1)
+    check_image_memory(12000, 12000, 4, model="m", source="x", available=int(needed * 1e9) + 1)
 
 
 # -------------------------------------------------------------------------------- orientation

@@ -454,3 +454,197 @@ def test_size_change_is_unsupported_format(tmp_path):
     src = size_changing_clip(tmp_path / "sizes.ts", [(W, H), (W, H), (16, 12), (16, 12)])
     with pytest.raises(UnsupportedFormat, match="frame 2"):
         transcode(src, tmp_path / "up.mkv", upscale2)
+
+
+# ------------------------------------------------- 6. one pixel and memory budget (issue #21)
+
+def huge_ffv1(path: Path, size: str) -> Path:
+    """One frame of one colour: FFV1 in Matroska compresses it about 1000:1 (17 KB for 8000x8000)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=size={size}", "-frames:v", "1",
+                    "-c:v", "ffv1", str(path)], check=True, timeout=120)
+    return path
+
+
+def run_measured(cmd: list[str], *, stdin=None, env_extra: dict | None = None,
+                 timeout: int = 120) -> tuple[subprocess.CompletedProcess, float, float]:
+    """``cmd`` as a child: the run, its wall time (s) and its peak RSS (MB; 0 when not the
+    largest child so far, whose maximum ru_maxrss reports)."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    run = subprocess.run(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                         env={**os.environ, **(env_extra or {})})
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return run, seconds, (peak if peak > before else 0) / 1024
+
+
+def job_fits(width: int, height: int, scale: int, window: int = 1) -> bool:
+    """Whether this machine has the memory a video job of this size needs (the test skips then:
+    the refusal it proves is of a job larger than the memory)."""
+    from vs_superres.media.budget import available_memory_bytes, video_job_bytes
+    from vs_superres.media.pump import QUEUE_FRAMES
+
+    available = available_memory_bytes()
+    need = video_job_bytes(width, height, width * scale, height * scale, frames_in_flight=QUEUE_FRAMES, window=window)
+    return available is None or need <= available
+
+
+needs_ffmpeg = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="the ffmpeg CLI makes the huge-frame clips")
+
+
+@needs_ffmpeg
+def test_a_huge_video_frame_is_refused_by_the_cli_before_any_work(tmp_path):
+    """A 17 KB FFV1 file of one 8000x8000 frame: x4 needs ~87 GB. ``superres upscale`` refuses
+    it from the header and the model's scale, before the model loads: exit 2 in seconds, the
+    message names the sizes, the estimate, the memory and the way out; no output."""
+    if job_fits(8000, 8000, 4):
+        pytest.skip("this machine has the memory an 8000x8000 x4 job needs")
+    src = huge_ffv1(tmp_path / "huge.mkv", "8000x8000")
+    assert src.stat().st_size < 64_000
+    run, seconds, peak_mb = run_measured(
+        [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(tmp_path / "up.mkv"), "--tile", "128", "-q"])
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert "8000x8000 -> 32000x32000 with ditn-real-x4 needs about" in err
+    assert "GB is available" in err and "--tile does not help" in err and "smaller input" in err
+    assert "Traceback" not in err
+    assert seconds < 60 and peak_mb < 1500, (seconds, peak_mb)
+    assert not (tmp_path / "up.mkv").exists() and not partials(tmp_path)
+
+
+@needs_ffmpeg
+def test_a_huge_video_frame_on_a_pipe_is_refused_by_superres_filter(tmp_path):
+    """The same bomb sent to ``superres-filter --tile 128`` (it used to reach ~20 GB RSS): the
+    pump's budget refuses it before a frame is decoded for the engine: exit 2, bounded RSS."""
+    if job_fits(8000, 8000, 2, window=3):
+        pytest.skip("this machine has the memory an 8000x8000 x2 job needs")
+    src = huge_ffv1(tmp_path / "huge.mkv", "8000x8000")
+    with open(src, "rb") as stdin:
+        run, seconds, peak_mb = run_measured(
+            [sys.executable, "-m", "vs_superres.ffmpeg_filter.filter_cmd", "-m", "temporal-mean-x2",
+             "--tile", "128", "-"], stdin=stdin)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert "cannot upscale the input stream: 8000x8000 -> 16000x16000 with temporal-mean-x2" in err
+    assert "GB is available" in err and "Traceback" not in err
+    assert run.stdout == b""
+    assert seconds < 60 and peak_mb < 1500, (seconds, peak_mb)
+
+
+@needs_ffmpeg
+def test_the_pixel_limit_applies_to_videos_and_pipes(tmp_path):
+    """``$SUPERRES_MAX_PIXELS`` is the one limit of every input: a 4000x4000 video over a limit
+    of one megapixel is refused from its header by the CLI, by superres-filter from a Matroska
+    pipe, and by ``VideoReader`` (every host's reader) before its first frame is decoded."""
+    from vs_superres.media.budget import MAX_PIXELS_ENV, OverBudget
+
+    src = huge_ffv1(tmp_path / "big.mkv", "4000x4000")
+    limit = {MAX_PIXELS_ENV: "1000000"}
+    run, seconds, _ = run_measured(
+        [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(tmp_path / "up.mkv"),
+         "--model", "temporal-mean-x2", "-q"], env_extra=limit)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert f"cannot read '{src}': its frames are 4000x4000 pixels (16 megapixels), over the limit of 1" in err
+    assert f"{MAX_PIXELS_ENV}=16000000" in err and not (tmp_path / "up.mkv").exists()
+    with open(src, "rb") as stdin:
+        run, seconds, _ = run_measured(
+            [sys.executable, "-m", "vs_superres.ffmpeg_filter.filter_cmd", "-m", "temporal-mean-x2", "-"],
+            stdin=stdin, env_extra=limit)
+    err = run.stderr.decode()
+    assert run.returncode == 2 and "4000x4000 pixels" in err and f"{MAX_PIXELS_ENV}=16000000" in err, err
+    os.environ[MAX_PIXELS_ENV] = "1000000"
+    try:
+        with pytest.raises(OverBudget, match="4000x4000 pixels"):
+            VideoReader(src)
+    finally:
+        del os.environ[MAX_PIXELS_ENV]
+    with VideoReader(src) as reader:  # under the default limit it reads
+        assert (reader.width, reader.height) == (4000, 4000)
+
+
+def test_transcode_refuses_an_output_larger_than_memory(tmp_path):
+    """The Python API's ``transcode`` with ``output_size`` goes through the same budget: an
+    output far beyond any machine's memory is refused before ``process`` runs."""
+    from vs_superres.media.budget import OverBudget
+
+    src = make_clip(tmp_path / "in.mkv", n=3)
+    called = []
+
+    def process(frames):
+        called.append(1)
+        yield from upscale2(frames)
+
+    with pytest.raises(OverBudget, match=r"32x24 -> 1000000x1000000 needs about"):
+        transcode(src, tmp_path / "up.mkv", process, output_size=(1_000_000, 1_000_000))
+    assert not called and not (tmp_path / "up.mkv").exists() and not partials(tmp_path)
+
+
+# ------------------------------------------ 7. an input rewritten while it is read (issue #21)
+
+def test_an_input_rewritten_during_transcode_is_not_passed_off_as_output(tmp_path):
+    """The input is rewritten in place (truncated and written again, as ``ffmpeg -y`` over it
+    does) after the first frame: the frames read may mix both versions, so the pass ends with
+    an error naming the change and no output is committed."""
+    src = make_clip(tmp_path / "in.mkv", n=8)
+    other = make_clip(tmp_path / "other.mkv", n=12, rate=24)
+
+    def process(frames):
+        for i, out in enumerate(upscale2(frames)):
+            if i == 0:
+                shutil.copyfile(other, src)  # same inode, new size and time
+            yield out
+
+    with pytest.raises(SuperResError, match="changed while it was being read"):
+        transcode(src, tmp_path / "up.mkv", process)
+    assert not (tmp_path / "up.mkv").exists() and not partials(tmp_path)
+    # the same clip left alone upscales; a file replaced by a rename is not a rewrite
+    assert transcode(src, tmp_path / "up.mkv", upscale2) == tmp_path / "up.mkv"
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="tells when the input is open from /proc")
+def test_an_input_rewritten_during_a_cli_run_exits_2_without_output(tmp_path):
+    """``superres upscale`` on a file that another program rewrites while it runs: exit 2 with
+    the reason, not exit 0 with frames of two versions."""
+    import contextlib
+    import threading
+    import time
+
+    src, out = tmp_path / "in.mkv", tmp_path / "up.mkv"
+    for path, pattern in ((src, "testsrc2"), (tmp_path / "other.mkv", "smptebars")):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"{pattern}=size=320x240:rate=25",
+                        "-frames:v", "40", "-c:v", "ffv1", str(path)], check=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out),
+                             "--model", "temporal-mean-x2", "-q"], stderr=subprocess.PIPE)
+    rewritten = threading.Event()
+
+    def reading() -> bool:
+        """The child holds the input open (its reader, not a check that opens and closes it)."""
+        with contextlib.suppress(OSError):
+            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(src)
+                       for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        return False
+
+    def rewrite() -> None:  # while the input is being read
+        deadline, seen = time.monotonic() + 120, 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen = seen + 1 if reading() else 0
+            if seen == 3:
+                shutil.copyfile(tmp_path / "other.mkv", src)
+                rewritten.set()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=rewrite)
+    thread.start()
+    _, err = proc.communicate(timeout=300)
+    thread.join()
+    text = err.decode()
+    assert rewritten.is_set(), text
+    assert proc.returncode == 2, text
+    assert f"'{src}' changed while it was being read" in text and "Traceback" not in text
+    assert not out.exists()

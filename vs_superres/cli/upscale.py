@@ -47,13 +47,13 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
     a band of rows at a time."""
     from vs_superres.contracts.errors import WeightsError
     from vs_superres.media import read_image, write_image
-    from vs_superres.media.image_memory import check_upscale_memory
+    from vs_superres.media.budget import check_image_memory, model_share_bytes
     from vs_superres.media.image_probe import check_pixel_limit, probe_image
 
     def check_memory(desc) -> None:
         # The model's share at a small tile: --tile can shrink it that far, never the frames.
-        check_upscale_memory(probe.width, probe.height, desc.scale, model=desc.name, source=src,
-                             model_bytes=desc.bytes_per_pixel * 128 * 128)
+        check_image_memory(probe.width, probe.height, desc.scale, model=desc.name, source=src,
+                           model_bytes=model_share_bytes(desc.bytes_per_pixel))
 
     to_jpeg = dst.suffix.lower() in (".jpg", ".jpeg")
     if to_jpeg and args.bit_depth == 16:
@@ -138,7 +138,7 @@ def _upscale_video(src: Path, dst: Path, args) -> None:
     try:
         with VideoReader(src, passthrough=True) as reader:
             run = Pump(ReaderSource(reader), process, open_sink, output_size=output_size,
-                       on_progress=bar, phase="transcode")
+                       model=lambda: model.descriptor, on_progress=bar, phase="transcode")
             path = run.run().path
     finally:
         if bar:

@@ -97,6 +97,15 @@ def _label(handle) -> str:
     return f"the input stream '{name}'" if isinstance(name, str) and name else "the input stream"
 
 
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What tells a file's version apart: device, inode, size, modification time (ns)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class InputSource:
     """Where a video is read from: a local file (``str``/``PathLike``) or a readable binary
     file object. :meth:`open` gives a PyAV input container; a second :meth:`open` rereads
@@ -106,6 +115,7 @@ class InputSource:
         self.format = format
         self._opened = False
         self._borrowed: _Borrowed | None = None
+        self._identity: tuple[int, ...] | None = None
         if is_path(source):
             path = Path(source)  # type: ignore[arg-type]
             if not path.exists():
@@ -146,6 +156,7 @@ class InputSource:
                 self._handle.seek(self._start)
         self._opened = True
         if self.path is not None:
+            self._identity = self._identity or _identity(self.path)
             target: object = file_url(self.path)
         else:
             target = self._borrowed = _Borrowed(self._handle, writing=False)
@@ -178,6 +189,23 @@ class InputSource:
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             return self._handle.getbuffer().nbytes - self._start  # type: ignore[union-attr]
         return None  # seekable, size unknown: reads may skip around, so counting proves nothing
+
+    def check_unchanged(self) -> None:
+        """Raise when the file was rewritten in place since it was first opened (same device
+        and inode, another size or modification time): the frames read may mix its old and new
+        contents, which must never pass for an upscale of either. A file replaced by another
+        (renamed over, deleted) is not: the open file still reads the old one whole. Call it
+        after a pass has read to the end; a file object is the caller's and is not checked."""
+        if self.path is None or self._identity is None:
+            return
+        now = _identity(self.path)
+        if now is None or now[:2] != self._identity[:2] or now == self._identity:
+            return
+        raise SuperResError(
+            f"{self.name} changed while it was being read (its size or modification time is not "
+            "what it was when it was opened): the frames read may mix its old and new contents, so "
+            "the output is not kept; run again once nothing writes to the input (let the program "
+            "writing it finish, or upscale a copy)")
 
     def unreadable_hint(self) -> str:
         """Advice for a source that opened but yields no frames."""

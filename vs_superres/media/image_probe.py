@@ -8,9 +8,9 @@ limit; vs-superres applies its own (:func:`check_pixel_limit`), which the user c
 
 The pixel limit guards against decompression bombs: a PNG of a single colour compresses
 about 1000:1, so a 400 KB file can announce 12000x12000 pixels and take gigabytes once
-decoded. The default, :data:`DEFAULT_MAX_PIXELS`, is Pillow's own refusal threshold
-(2 x ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels, e.g. 13000x13000); set
-``$SUPERRES_MAX_PIXELS`` (or pass ``max_pixels=``) to change it, ``0`` for no limit.
+decoded. It is the one limit of every input, images, videos and pipes
+(:mod:`vs_superres.media.budget`: ``$SUPERRES_MAX_PIXELS`` or ``max_pixels=``, ``0`` for no
+limit; by default Pillow's own refusal threshold, about 179 megapixels).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vs_superres.contracts.errors import InvalidOption, UnsupportedFormat
+from vs_superres.contracts.errors import UnsupportedFormat
+from vs_superres.media import budget
 from vs_superres.media.icc import icc_colour_space
 
-#: pixels (width x height) above which an image is refused before decoding
-DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
-MAX_PIXELS_ENV = "SUPERRES_MAX_PIXELS"
 ORIENTATION_TAG = 0x0112
 #: formats told apart by their first bytes, so a PNG named .jpg is still read as a PNG
 _MAGIC = (
@@ -83,38 +81,10 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def max_pixels_limit(max_pixels: int | None = None) -> int | None:
-    """The pixel limit in force: ``max_pixels`` if given, else ``$SUPERRES_MAX_PIXELS``, else
-    :data:`DEFAULT_MAX_PIXELS`; ``0`` means no limit (returned as None)."""
-    if max_pixels is None:
-        text = os.environ.get(MAX_PIXELS_ENV, "").strip()
-        if not text:
-            return DEFAULT_MAX_PIXELS
-        try:
-            max_pixels = int(text.replace("_", ""))
-        except ValueError:
-            max_pixels = -1
-        if max_pixels < 0:
-            raise InvalidOption(
-                f"${MAX_PIXELS_ENV} must be a whole number of pixels (0 for no limit), got {text!r}; "
-                f"e.g. {MAX_PIXELS_ENV}={DEFAULT_MAX_PIXELS}", option=MAX_PIXELS_ENV)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
-        raise InvalidOption(f"max_pixels must be a whole number of pixels (0 for no limit), got {max_pixels!r}",
-                            option="max_pixels")
-    return max_pixels or None
-
-
 def check_pixel_limit(info: ImageInfo, path: str | os.PathLike, max_pixels: int | None = None) -> None:
-    """Refuse an image larger than the pixel limit (:func:`max_pixels_limit`), before decoding."""
-    limit = max_pixels_limit(max_pixels)
-    if limit is None or info.pixels <= limit:
-        return
-    raise UnsupportedFormat(
-        f"cannot read '{path}': it is {info.width}x{info.height} pixels "
-        f"({info.pixels / 1e6:.0f} megapixels), over the limit of {limit / 1e6:.0f} megapixels that "
-        "guards against decompression bombs (small files that decode to gigabytes); use a smaller "
-        f"image, or if this one is genuine raise the limit, e.g. {MAX_PIXELS_ENV}={info.pixels} "
-        "(max_pixels= in the Python API; 0 for no limit)")
+    """Refuse an image larger than the pixel limit (:func:`~.budget.max_pixels_limit`), before
+    decoding: the one budget every input shares (:mod:`.budget`)."""
+    budget.check_pixel_limit(info.width, info.height, path, kind="image", max_pixels=max_pixels)
 
 
 def probe_image(path: str | os.PathLike) -> ImageInfo:

@@ -41,8 +41,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Union
 
+from vs_superres.contracts.descriptor import ModelDescriptor
 from vs_superres.contracts.errors import IncompleteInput, SuperResError
 from vs_superres.contracts.progress import Progress, ProgressFn
+from vs_superres.media.budget import check_pixel_limit, check_video_memory, model_share_bytes
 from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.video import VideoReader, incomplete_input_error
 
@@ -59,6 +61,8 @@ _PIPE_JOIN_S = 1.0
 
 #: the output's ``(width, height)``, or a function of the source's :class:`StreamInfo` giving it
 OutputSize = Union[tuple[int, int], Callable[[StreamInfo], tuple[int, int]]]
+#: the model ``process`` runs, or a function returning it (asked once the output size is known)
+ModelOf = Union[ModelDescriptor, Callable[[], ModelDescriptor]]
 
 
 class FrameSource(abc.ABC):
@@ -169,8 +173,9 @@ class Pump:
 
     def __init__(self, source: FrameSource, process: ProcessFn, open_sink: OpenSink, *,
                  output_size: OutputSize | None = None, on_progress: ProgressFn | None = None,
-                 phase: str = "frames"):
+                 phase: str = "frames", model: ModelOf | None = None):
         self.source, self.process, self.open_sink = source, process, open_sink
+        self.model = model
         self.output_size, self.on_progress, self.phase = output_size, on_progress, phase
         self._stop = threading.Event()
         self.sink: FrameSink | None = None
@@ -208,11 +213,14 @@ class Pump:
         outputs: Any = None
         done = 0
         try:
-            decoding.start()
+            out_size = None
             if self.output_size is not None:
                 size = self.output_size
-                width, height = size(source.info) if callable(size) else size
-                self.sink = self.open_sink(SinkRequest(width, height, None, source.info, packets_so_far))
+                out_size = size(source.info) if callable(size) else size
+            check_budget(source, out_size, self.model)  # before any frame is decoded here
+            decoding.start()
+            if out_size is not None:
+                self.sink = self.open_sink(SinkRequest(*out_size, None, source.info, packets_so_far))
             outputs = self.process(Inputs(inputs(), total))
             for output in outputs:
                 if not pending_pts:
@@ -270,17 +278,40 @@ class Pump:
 
 def pump(source: FrameSource, process: ProcessFn, open_sink: OpenSink, *,
          output_size: OutputSize | None = None, on_progress: ProgressFn | None = None,
-         phase: str = "frames") -> PumpResult:
+         phase: str = "frames", model: ModelOf | None = None) -> PumpResult:
     """Run ``source`` through ``process`` into the sink ``open_sink`` makes (module docstring).
 
     ``process`` receives :class:`Inputs` (source frames, ``.rgb``/``.pts``; ``.total``) and
     must yield exactly one output per input, in order; it may lag behind its input (temporal
     windows). ``on_progress`` gets ``Progress(written, total, phase)`` after each written frame.
+    ``model`` (the :class:`ModelDescriptor` ``process`` runs, or a function returning it, asked
+    after ``output_size``) gives the memory budget the model's share, and the output size when
+    ``output_size`` is not given (:func:`check_budget`).
     Returns the sink's path and the number of frames written; raises the cut input's
     :class:`IncompleteInput` after committing the output.
     """
     return Pump(source, process, open_sink, output_size=output_size, on_progress=on_progress,
-                phase=phase).run()
+                phase=phase, model=model).run()
+
+
+def check_budget(source: FrameSource, out_size: tuple[int, int] | None, model: ModelOf | None = None) -> None:
+    """The one pixel and memory budget (:mod:`.budget`) for a run, before any frame is decoded
+    by the pump: the source's frame size against ``$SUPERRES_MAX_PIXELS``, and the frames in
+    flight (:data:`QUEUE_FRAMES` each way, the engine's copies, the window, the encoder's
+    picture) plus the model's share at a small tile against the memory available. The output
+    size is ``out_size``, else the input's times the model's scale, else unknown (then only
+    the input frames are counted)."""
+    info = source.info
+    size = (int(info.width), int(info.height))
+    check_pixel_limit(*size, source.name, kind="video")
+    descriptor = model() if callable(model) else model
+    if out_size is None and descriptor is not None:
+        out_size = (size[0] * descriptor.scale, size[1] * descriptor.scale)
+    window = descriptor.window if descriptor is not None and descriptor.kind == "video" else 1
+    check_video_memory(size, out_size, frames_in_flight=QUEUE_FRAMES, source=source.name,
+                       model=descriptor.name if descriptor is not None else None,
+                       model_bytes=model_share_bytes(descriptor.bytes_per_pixel, window) if descriptor else 0,
+                       window=window)
 
 
 def _size_of(output: Any) -> tuple[int, int]:

@@ -46,6 +46,7 @@ import av
 import numpy as np
 
 from vs_superres.contracts.errors import IncompleteInput, UnsupportedFormat
+from vs_superres.media.budget import check_pixel_limit
 from vs_superres.media.colour import CHROMA_LOCATION_NAMES
 from vs_superres.media.convert import frame_to_rgb
 from vs_superres.media.files import InputSource, MediaFile, is_path
@@ -203,6 +204,8 @@ class VideoReader:
         self.truncation: Truncation | None = None
         try:
             self._stream = self._pick_stream()
+            check_pixel_limit(self._stream.codec_context.width, self._stream.codec_context.height,
+                              self.name, kind="video")  # before the first frame is decoded
             self._stream.thread_type = "AUTO"
             extra = [s for s in self._container.streams
                      if passthrough and s.index != self._stream.index and s.type in ("audio", "subtitle")]
@@ -321,6 +324,7 @@ class VideoReader:
                 index += 1
                 frame = next(frames, None)
             if self._tail.finished:
+                self._source.check_unchanged()  # a file rewritten while read: mixed frames
                 self.truncation = self._judge(container or self._container, index)
         finally:
             if container is not None:
