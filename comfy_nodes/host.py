@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Iterator
 
-from vs_superres.contracts.errors import Cancelled, SuperResError
+from vs_superres.contracts.errors import Cancelled, InvalidOption, SuperResError, option_ref
 from vs_superres.contracts.progress import Progress
 
 from vs_superres.comfy_nodes.model_files import ModelFileFilter
@@ -21,6 +21,11 @@ log = logging.getLogger("vs_superres.comfy")
 FOLDER = "superres"
 UPSCALE_MODELS = "upscale_models"
 EXTENSIONS = {".pth", ".pt", ".safetensors", ".pkl", ".ckpt", ".bin"}
+#: The model folder kinds our nodes open files in: a path option or a listed model must lie
+#: inside one of their folders (``models/superres/``, ``models/upscale_models/`` and what
+#: ``extra_model_paths.yaml`` adds to them). Never ``input/``, ``output/`` or ``temp/``, which a
+#: prompt can fill through ComfyUI's upload and save nodes.
+MODEL_KINDS = (FOLDER, UPSCALE_MODELS)
 
 
 class SuperResNodeError(Exception):
@@ -41,10 +46,70 @@ def register_folders() -> None:
         folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
 
 
+def model_roots() -> list[str]:
+    """The folders of :data:`MODEL_KINDS`, resolved (symbolic links followed)."""
+    import folder_paths
+
+    register_folders()
+    roots: list[str] = []
+    for kind in MODEL_KINDS:
+        try:
+            paths = folder_paths.get_folder_paths(kind)
+        except KeyError:
+            continue
+        roots += [os.path.realpath(p) for p in paths if os.path.realpath(p) not in roots]
+    return roots
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def confined_path(value: str, option: str) -> str:
+    """The file or folder a path option names, resolved, if it lies inside ComfyUI's model
+    folders (:func:`model_roots`); a relative path is taken under ``models/superres/``.
+
+    A prompt is untrusted (ComfyUI answers on the network), so the value is resolved first
+    (``..`` and symbolic links followed), then checked; the refusal is one message whether or
+    not the path exists, and never shows where it leads."""
+    import folder_paths
+
+    register_folders()
+    roots = model_roots()
+    value = os.path.expanduser(value) if value.startswith("~" + os.sep) else value
+    if os.path.isabs(value):
+        candidates = [value]
+    else:
+        candidates = [os.path.join(r, value) for r in folder_paths.get_folder_paths(FOLDER)]
+        candidates = [c for c in candidates if os.path.lexists(c)][:1] or candidates[:1]
+    resolved = [os.path.realpath(c) for c in candidates]
+    if not resolved or not _inside(resolved[0], roots):
+        raise InvalidOption(
+            f"{option_ref(option)} = {value!r} is not inside ComfyUI's model folders: the SuperRes nodes open "
+            f"files in models/{FOLDER}/ and models/{UPSCALE_MODELS}/ only (and the folders extra_model_paths.yaml "
+            f"adds to them); put the file or folder in models/{FOLDER}/ and write its path relative to it "
+            f"(e.g. ultravsr/UltraVSR.pkl), or add the folder holding it to extra_model_paths.yaml under "
+            f"'{FOLDER}:'", option=option)
+    return resolved[0]
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _skip_warning(path: str, err: BaseException) -> None:
+    """One logged warning per file and problem (the list is rebuilt at every page load)."""
+    key = (path, str(err))
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("SuperRes: %s is left out of the model list: %s", path, err)
+
+
 def folder_files(kind: str, contains: str = "") -> list[str]:
     """Checkpoint files in ComfyUI's ``kind`` model folder that can be picked as a model: not
     the files of a diffusers folder nor our family-format checkpoints, which options take
-    (:mod:`.model_files`). ``contains``: only names holding it (any case)."""
+    (:mod:`.model_files`), nor a file whose link leads out of the model folders. A file that
+    cannot be read is left out with a logged warning: one bad file never hides the others.
+    ``contains``: only names holding it (any case)."""
     import folder_paths
 
     register_folders()
@@ -53,16 +118,27 @@ def folder_files(kind: str, contains: str = "") -> list[str]:
         roots = folder_paths.get_folder_paths(kind)
     except KeyError:
         return []
+    allowed = model_roots()
     keep = ModelFileFilter()
 
     def is_model(name: str) -> bool:
-        root = next((r for r in roots if os.path.isfile(os.path.join(r, name))), None)
-        return root is None or keep.is_model(root, name)
+        root = next((r for r in roots if os.path.lexists(os.path.join(r, name))), None)
+        if root is None:
+            return True
+        path = os.path.join(root, name)
+        try:
+            if not _inside(os.path.realpath(path), allowed):
+                raise InvalidOption("it is a link that leads out of ComfyUI's model folders")
+            return keep.is_model(root, name)
+        except Exception as e:  # noqa: BLE001 - any failure on one file must not hide the others
+            _skip_warning(path, e)
+            return False
 
     return [n for n in names if os.path.splitext(n)[1].lower() in EXTENSIONS and contains in n.lower() and is_model(n)]
 
 
 def folder_file(kind: str, name: str) -> str:
+    """The full path of a listed model file, checked as a path option is (:func:`confined_path`)."""
     import folder_paths
 
     register_folders()
@@ -70,7 +146,7 @@ def folder_file(kind: str, name: str) -> str:
     if path is None:
         raise SuperResError(f"{name!r} is not in ComfyUI's {kind} model folder any more; "
                             f"put the file back into models/{kind}/ or pick another model")
-    return path
+    return confined_path(path, "model")
 
 
 def interrupted() -> bool:

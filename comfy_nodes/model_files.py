@@ -8,7 +8,6 @@ model list leaves them out; the option widgets still take them by path. No Comfy
 
 from __future__ import annotations
 
-import json
 import os
 
 #: A folder holding one of these is a diffusers model or pipeline (``save_pretrained``'s layout).
@@ -17,22 +16,16 @@ DIFFUSERS_MARKERS = ("config.json", "model_index.json")
 #: ``vs-superres/patchscaler``, ``vs-superres/ultravsr``): values for a family's ``checkpoint``
 #: option, never a model by themselves (a model file is a plain state dict, read by its shapes).
 FAMILY_FORMAT_PREFIX = "vs-superres/"
-#: safetensors' own limit on its JSON header; a larger length means the file is not safetensors.
-_MAX_HEADER = 100_000_000
 
 
 def safetensors_format(path: str) -> str | None:
     """The ``format`` in a safetensors file's metadata, read from its header only (no tensor is
-    loaded); ``None`` when there is none or the file is not safetensors."""
-    try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size <= _MAX_HEADER:
-                return None
-            header = json.loads(f.read(size))
-    except (OSError, ValueError):
-        return None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    loaded), with the runtime's bounded reader; ``None`` when there is none. Raises
+    :class:`~vs_superres.contracts.errors.WeightsError` when the file is not a readable
+    safetensors file (too long, too deeply nested or malformed header)."""
+    from vs_superres.numerics.checkpoints import safetensors_header  # imports torch: only when listing
+
+    meta = safetensors_header(path).get("__metadata__")
     fmt = meta.get("format") if isinstance(meta, dict) else None
     return fmt if isinstance(fmt, str) else None
 

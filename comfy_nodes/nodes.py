@@ -12,11 +12,11 @@ batch given to a video model is the clip, in order.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
+from vs_superres.contracts.errors import InvalidOption, SuperResError, UnsupportedFormat
+from vs_superres.contracts.options import OptionSet
 from vs_superres.runtime import weights as weights_mod
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import Registry, default_registry
@@ -84,10 +84,14 @@ def loader_inputs() -> tuple[Port, ...]:
 
 
 def _model_target(choice: str) -> str:
-    """A registered name as it is; a folder entry as its full path."""
+    """A registered name as it is; a folder entry as its full path. Nothing else: ComfyUI
+    checks the choice against the list, and a path never reaches the engine from here."""
     for kind in (host.FOLDER, host.UPSCALE_MODELS):
         if choice.startswith(kind + "/"):
             return host.folder_file(kind, choice[len(kind) + 1:])
+    if choice not in default_registry():
+        raise InvalidOption(f"{choice!r} is not a registered model nor a file in models/{host.FOLDER}/; "
+                            "pick one of the loader's model choices", option="model")
     return choice
 
 
@@ -100,27 +104,19 @@ def _family_of(target: str):
     return registry.family(resolve_model(target)[0].family)
 
 
-def _in_model_folder(value: Any) -> Any:
-    """A relative path option found under ``models/superres`` means that file or folder."""
-    if not isinstance(value, str) or not value.strip() or os.path.isabs(value):
-        return value
-    import folder_paths
-
-    host.register_folders()
-    for root in folder_paths.get_folder_paths(host.FOLDER):
-        candidate = os.path.join(root, value)
-        if os.path.exists(candidate):
-            return candidate
-    return value
+def _confine_paths(options: OptionSet, values: dict[str, Any]) -> dict[str, Any]:
+    """Every value of a path-typed option (as declared: ``checkpoint``, ``base``, ``clip_iqa``,
+    ``autoencoder``, any a family adds) resolved inside ComfyUI's model folders, or refused
+    (:func:`host.confined_path`): a prompt may come from anyone who reaches the server."""
+    return {k: (host.confined_path(v, k) if isinstance(v, str) and options.get(k).type == "path" else v)
+            for k, v in values.items()}
 
 
 def load_model(model: str, device: str, dtype: str, unique_id=None, **widgets) -> tuple:
     with host.engine_errors("SuperRes Model Loader"):
         target = _model_target(model)
         family = _family_of(target)
-        paths = {o.name for o in family.options if o.type == "path"}
-        widgets = {k: (_in_model_folder(v) if k in paths else v) for k, v in widgets.items()}
-        options = family_values(family.options, widgets, model=model)
+        options = _confine_paths(family.options, family_values(family.options, widgets, model=model))
         handle = ModelHandle(target, model, device=device, dtype=dtype, options=options)
         handle.upscaler()  # load now: a missing file or a bad option shows on this node
     follow_comfy_unloads()

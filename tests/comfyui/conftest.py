@@ -71,7 +71,7 @@ def installed_layout(tmp_path_factory) -> Path:
 class ComfyServer:
     """One ComfyUI process with its own base folder (custom_nodes, models, input, output)."""
 
-    def __init__(self, env: Path, base: Path, pythonpath: list[Path]):
+    def __init__(self, env: Path, base: Path, pythonpath: list[Path], *, wait: bool = True):
         self.env, self.base = env, base
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,7 +88,12 @@ class ComfyServer:
             [str(env / "venv" / "bin" / "python"), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
             cwd=env / "ComfyUI", env=run_env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_ready(240)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        """Until the server answers (``wait=False`` starts several servers side by side)."""
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -129,6 +134,20 @@ class ComfyServer:
 
     def post(self, path: str, body) -> tuple[int, object]:
         return self.request("POST", path, body)
+
+    def upload(self, name: str, data: bytes, *, subfolder: str = "", kind: str = "input") -> dict:
+        """POST /upload/image as the frontend does (multipart form): what any client that
+        reaches the server can put into its ``input/`` (``output/``, ``temp/``) folder."""
+        boundary = uuid.uuid4().hex
+        fields = [("type", kind), ("subfolder", subfolder), ("overwrite", "true")]
+        body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                        for k, v in fields)
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(self.url + "/upload/image", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
 
     def object_info(self, node: str) -> dict:
         return self.get(f"/object_info/{node}")[node]

@@ -11,6 +11,8 @@ import pytest
 from conftest import REPO
 
 from vs_superres.comfy_nodes.model_files import ModelFileFilter, safetensors_format
+from vs_superres.contracts.errors import WeightsError
+from vs_superres.numerics.checkpoints import MAX_SAFETENSORS_DEPTH, safetensors_header, safetensors_metadata
 from vs_superres.runtime.registry import default_registry
 
 
@@ -94,9 +96,36 @@ def test_model_file_filter(tmp_path):
     (root / "sd" / "model_index.json").write_text("{}")
     (root / "old.pth").write_bytes(b"\x80\x02}q\x00.")  # not safetensors: never read as one
     assert safetensors_format(str(root / "mine" / "ps.safetensors")) == "vs-superres/patchscaler"
-    assert safetensors_format(str(root / "old.pth")) is None
-    assert safetensors_format(str(root / "missing.safetensors")) is None
+    assert safetensors_format(str(root / "ditn_x4.safetensors")) is None
+    for bad in ("old.pth", "missing.safetensors"):  # not safetensors: said, never guessed
+        with pytest.raises(WeightsError, match="is not a readable safetensors file"):
+            safetensors_format(str(root / bad))
     keep = ModelFileFilter()
     names = ["ditn_x4.safetensors", "mine/ps.safetensors", "mine/uvsr.safetensors", "mine/other.safetensors",
              "vae/diffusion_pytorch_model.safetensors", "sd/unet/deep/diffusion_pytorch_model.safetensors", "old.pth"]
     assert [n for n in names if keep.is_model(str(root), n)] == ["ditn_x4.safetensors", "mine/other.safetensors", "old.pth"]
+
+
+@pytest.mark.parametrize("depth", [MAX_SAFETENSORS_DEPTH + 1, 100, 200_000])
+def test_the_safetensors_header_reader_bounds_nesting(tmp_path, depth):
+    """One bounded reader for the runtime and the model list: deep JSON is refused before it
+    is parsed (json.loads would exhaust its recursion), with the file named."""
+    text = b'{"a": ' + b"[" * depth + b"]" * depth + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text)
+    with pytest.raises(WeightsError, match=f"deep.safetensors.*nested at most {MAX_SAFETENSORS_DEPTH} levels"):
+        safetensors_header(path)
+    assert safetensors_metadata(path) == {}
+    ok = b'{"__metadata__": {"format": "[[[[[[[[[[[[[[[[[[[[[[[[[[[["}, "w": {"shape": [[[[[[[[[]]]]]]]]]}}'
+    path.write_bytes(len(ok).to_bytes(8, "little") + ok)
+    assert safetensors_metadata(path) == {"format": "[" * 28}  # brackets in strings are text
+
+
+def test_the_safetensors_header_reader_bounds_length(tmp_path):
+    path = tmp_path / "long.safetensors"
+    path.write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(WeightsError, match="header length .* is outside"):
+        safetensors_header(path)
+    path.write_bytes((100).to_bytes(8, "little") + b"{}")
+    with pytest.raises(WeightsError, match="ends inside its 100-byte header"):
+        safetensors_header(path)

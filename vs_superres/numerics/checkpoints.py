@@ -87,21 +87,71 @@ def read_safetensors(path: str | os.PathLike, *, hint: str = "") -> tuple[dict[s
     return tensors, metadata
 
 
-def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata of a safetensors file, read from its header alone (``{}`` when the file
-    has none or is not a safetensors file: the caller decides what that means)."""
+#: safetensors' own limit on the length of its JSON header; a larger length is not safetensors.
+MAX_SAFETENSORS_HEADER = 100_000_000
+#: Nesting a safetensors header may have: the format needs 3 (``{name: {"shape": [...]}}``);
+#: deeper JSON is refused before it is parsed (a deeply nested header would exhaust the
+#: parser's recursion: a listing that reads it must never fail on it).
+MAX_SAFETENSORS_DEPTH = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_nesting_within(data: bytes, limit: int) -> bool:
+    """Whether the JSON text ``data`` nests at most about ``limit`` levels (at least ``limit``
+    are always let through; never more than ``2 * limit``), told without parsing it: strings
+    are dropped, then the innermost bracket pairs are removed, one or two levels a pass."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return True
+        inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if inner == brackets:
+            return False  # unbalanced: not JSON
+        brackets = inner
+    return not brackets
+
+
+def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor entries and ``__metadata__``), read with
+    bounds: at most :data:`MAX_SAFETENSORS_HEADER` bytes, nested at most
+    :data:`MAX_SAFETENSORS_DEPTH` levels; no tensor is read. Raises :class:`WeightsError` naming
+    the file when it cannot be read or is not a safetensors header."""
     import json
     import struct
+
+    def bad(why: str) -> WeightsError:
+        return WeightsError(f"{str(path)!r} is not a readable safetensors file ({why}).")
 
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100_000_000:
-                return {}
-            header = json.loads(f.read(size))
-    except (OSError, struct.error, ValueError):
+            if not 0 < size <= MAX_SAFETENSORS_HEADER:
+                raise bad(f"its header length {size} is outside 1..{MAX_SAFETENSORS_HEADER} bytes")
+            data = f.read(size)
+    except (OSError, struct.error) as e:
+        raise bad(_detail(e)) from None
+    if len(data) < size:
+        raise bad(f"the file ends inside its {size}-byte header")
+    if not _json_nesting_within(data, MAX_SAFETENSORS_DEPTH):
+        raise bad(f"its header is not JSON nested at most {MAX_SAFETENSORS_DEPTH} levels")
+    try:
+        header = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise bad(f"its header is not JSON: {_detail(e)}") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    return header
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file, read from its bounded header alone
+    (:func:`safetensors_header`; ``{}`` when the file has none or is not a safetensors file:
+    the caller decides what that means)."""
+    try:
+        metadata = safetensors_header(path).get("__metadata__")
+    except WeightsError:
         return {}
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
 
 
