@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -20,14 +21,25 @@ from vs_superres.cli.comfyui import install, main as install_main
 
 
 @pytest.fixture(scope="module")
-def comfy_v3(comfy_env, installed_layout, tiny_ditn_path, tmp_path_factory):
-    base = make_base(tmp_path_factory.mktemp("comfy_v3"), {"superres_probe": HERE / "probe_pack"})
-    init = install(base, name="vs-superres-v3", api="v3")
-    assert "comfy_entrypoint" in init.read_text() and "NODE_CLASS_MAPPINGS" not in init.read_text()
-    (base / "models" / "superres" / "tiny_ditn.pth").write_bytes(tiny_ditn_path.read_bytes())
-    server = ComfyServer(comfy_env, base, [installed_layout, TESTS])
-    yield server
-    server.stop()
+def comfy_v1_v3(comfy_env, installed_layout, tiny_ditn_path, tmp_path_factory):
+    """A V1 and a V3 server of their own, with the same models: the session server's model
+    folder is shared with other test files, which add models to it (their lists would differ
+    by the order the files ran in)."""
+    servers = []
+    try:
+        for api, name in (("v1", "vs-superres"), ("v3", "vs-superres-v3")):
+            base = make_base(tmp_path_factory.mktemp(f"layouts_{api}"), {"superres_probe": HERE / "probe_pack"})
+            init = install(base, name=name, api=api)
+            assert ("comfy_entrypoint" in init.read_text()) == (api == "v3")
+            assert ("NODE_CLASS_MAPPINGS" in init.read_text()) == (api == "v1")
+            shutil.copy(tiny_ditn_path, base / "models" / "superres" / "tiny_ditn.pth")
+            servers.append(ComfyServer(comfy_env, base, [installed_layout, TESTS], wait=False))
+        for server in servers:
+            server.wait_ready()
+        yield tuple(servers)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def _widgets(info: dict) -> dict:
@@ -42,7 +54,8 @@ def _widgets(info: dict) -> dict:
     return out
 
 
-def test_v3_nodes_match_v1_and_run(comfy, comfy_v3, astronaut, tiny_ditn_path, torch_threads):
+def test_v3_nodes_match_v1_and_run(comfy_v1_v3, astronaut, tiny_ditn_path, torch_threads):
+    comfy, comfy_v3 = comfy_v1_v3
     for node_id in NODE_CLASS_MAPPINGS:
         v1, v3 = comfy.object_info(node_id), comfy_v3.object_info(node_id)
         assert v3["category"] == v1["category"] == "superres"
