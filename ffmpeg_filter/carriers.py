@@ -132,35 +132,93 @@ class PeekedInput:
 
 @dataclasses.dataclass(frozen=True)
 class Y4MHeader:
-    """The fields of a YUV4MPEG2 header line that PyAV does not expose: the chroma siting of
-    the ``C`` tag and the ``I`` interlacing; everything else (size, rate, aspect, range, bit
-    depth) comes from FFmpeg's demuxer. ``length`` is the header line's size in bytes."""
+    """The fields of a YUV4MPEG2 header line, parsed and checked before FFmpeg's demuxer sees
+    them (it turns a bad header into "Device or resource busy" or silently reads ``F0:0`` as
+    25 fps): ``width``/``height``, ``rate`` (None: no ``F`` tag, FFmpeg's 25 fps), the chroma
+    siting of the ``C`` tag and the ``I`` interlacing, which PyAV does not expose. ``length``
+    is the header line's size in bytes; ``ignored`` the tags FFmpeg ignores."""
 
     length: int
     colorspace: str
     interlace: str
     aspect: Fraction | None
+    width: int = 0
+    height: int = 0
+    rate: Fraction | None = None
+    ignored: tuple[str, ...] = ()
 
 
 #: y4m ``C`` tag -> AVChromaLocation (left 1, center 2, topleft 3)
 Y4M_CHROMA_SITING = {"420jpeg": 2, "420mpeg2": 1, "420paldv": 3, "420": 2}
 #: y4m ``I`` -> ffmpeg's field_order option
 Y4M_FIELD_ORDER = {"p": "progressive", "t": "tt", "b": "bb", "m": None}
+#: the ``C`` values FFmpeg's demuxer reads
+Y4M_COLORSPACES = ("420jpeg", "420mpeg2", "420paldv", "420", "411", "422", "444", "444alpha",
+                   "420p9", "422p9", "444p9", "420p10", "422p10", "444p10", "420p12", "422p12",
+                   "444p12", "420p14", "422p14", "444p14", "420p16", "422p16", "444p16",
+                   "mono", "mono9", "mono10", "mono12", "mono16")
+#: the longest header line read (real ones are under 100 bytes)
+Y4M_HEADER_MAX = 4096
+_Y4M_FIX = "; send `ffmpeg ... -f yuv4mpegpipe -` (add -strict -1 above 8 bits)"
+
+
+def _y4m_ratio(tag: str, value: str, *, zero_ok: bool) -> Fraction | None:
+    num, sep, den = value.partition(":")
+    if not (sep and num.isdigit() and den.isdigit() and len(num) <= 10 and len(den) <= 10):
+        raise UnsupportedFormat(f"the y4m header's {tag}{value} is not N:D with whole numbers "
+                                f"(e.g. {tag}{'24:1' if tag == 'F' else '1:1'})" + _Y4M_FIX)
+    if int(num) == 0 or int(den) == 0:
+        if zero_ok and int(num) == 0 and int(den) == 0:
+            return None  # "unknown", as the format defines it
+        raise UnsupportedFormat(f"the y4m header's {tag}{value} has a zero term; "
+                                + ("a frame rate must be positive, e.g. F24:1 or F30000:1001"
+                                   if tag == "F" else "use A1:1, or A0:0 for unknown") + _Y4M_FIX)
+    return Fraction(int(num), int(den))
 
 
 def read_y4m_header(stream: PeekedInput) -> Y4MHeader:
-    """The header line of a y4m stream, without consuming it."""
-    head = stream.peek(4096)
+    """The header line of a y4m stream, parsed and checked without consuming it (bounded: at
+    most :data:`Y4M_HEADER_MAX` bytes are looked at)."""
+    head = stream.peek(Y4M_HEADER_MAX)
     end = head.find(b"\n")
     if end < 0:
+        if len(head) >= Y4M_HEADER_MAX:
+            raise UnsupportedFormat(f"the y4m header line is longer than {Y4M_HEADER_MAX} bytes; it "
+                                    "is not a YUV4MPEG2 stream as ffmpeg writes it" + _Y4M_FIX)
         raise UnsupportedFormat("the y4m stream has no complete header line (it was cut, or is "
                                 "not y4m); send `ffmpeg ... -f yuv4mpegpipe -`")
-    fields = head[:end].decode("ascii", errors="replace").split()[1:]
-    tags = {f[0]: f[1:] for f in fields if f}
-    aspect = None
-    if ":" in tags.get("A", ""):
-        n, d = tags["A"].split(":", 1)
-        if n.isdigit() and d.isdigit() and int(n) and int(d):
-            aspect = Fraction(int(n), int(d))
-    return Y4MHeader(length=end + 1, colorspace=tags.get("C", "420jpeg"),
-                     interlace=tags.get("I", "p"), aspect=aspect)
+    line = head[:end].decode("ascii", errors="replace")
+    fields = line.split(" ")[1:]
+    tags: dict[str, str] = {}
+    ignored = []
+    for field in fields:
+        if not field:
+            continue
+        if field[0] in "WHFIAC" and field[0] in tags:
+            raise UnsupportedFormat(f"the y4m header names {field[0]} twice ({line!r})" + _Y4M_FIX)
+        if field[0] in "WHFIAC":
+            tags[field[0]] = field[1:]
+        elif field[0] != "X":  # X: extensions, which the format says to skip
+            ignored.append(field)
+    size = []
+    for tag, word in (("W", "width"), ("H", "height")):
+        value = tags.get(tag)
+        if value is None:
+            raise UnsupportedFormat(f"the y4m header has no {tag} ({word}) tag ({line!r})" + _Y4M_FIX)
+        if not value.isdigit() or len(value) > 9 or int(value) <= 0:
+            raise UnsupportedFormat(f"the y4m header's {word} {tag}{value} is not a positive whole "
+                                    "number" + _Y4M_FIX)
+        size.append(int(value))
+    rate = _y4m_ratio("F", tags["F"], zero_ok=False) if "F" in tags else None
+    aspect = _y4m_ratio("A", tags["A"], zero_ok=True) if "A" in tags else None
+    colorspace = tags.get("C", "420jpeg")
+    if colorspace not in Y4M_COLORSPACES:
+        raise UnsupportedFormat(f"the y4m header's colour space C{colorspace} is not one ffmpeg "
+                                "reads; known: " + ", ".join(Y4M_COLORSPACES) + _Y4M_FIX)
+    interlace = tags.get("I", "p")
+    if interlace not in Y4M_FIELD_ORDER:
+        raise UnsupportedFormat(f"the y4m header's interlacing I{interlace} is not one of Ip "
+                                "(progressive), It (top field first), Ib (bottom first), Im (mixed)"
+                                + _Y4M_FIX)
+    return Y4MHeader(length=end + 1, colorspace=colorspace, interlace=interlace, aspect=aspect,
+                     width=size[0], height=size[1], rate=rate, ignored=tuple(ignored))

@@ -26,7 +26,8 @@ from vs_superres.ffmpeg_filter.options import (add_option_flags, engine_argument
 from vs_superres.ffmpeg_filter.sink import PipeSink
 from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource, RawGeometry, RawSource
 from vs_superres.hostkit.engine_frames import upscaled
-from vs_superres.hostkit.exits import ExitStatus, exit_table, run_guarded, silence_stdout
+from vs_superres.hostkit.exits import (ExitStatus, closed_stream_error, exit_table, guard_std_streams, run_guarded,
+                                       silence_stdout)
 from vs_superres.hostkit.progress import ProgressLine
 from vs_superres.media.pump import Pump, SinkRequest
 
@@ -114,6 +115,7 @@ def open_source(stdin: IO[bytes], args) -> tuple[ContainerSource | RawSource, Pe
 def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """Filter ``stdin`` to ``stdout`` as the command line ``argv`` says; returns the exit
     status (messages go to ``sys.stderr``; the statuses are the host kit's table)."""
+    guard_std_streams()  # messages and progress survive a closed or full stderr
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, after_format = _split_at_input(argv)
     args = build_parser().parse_args(argv)
@@ -126,6 +128,13 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
             print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
     def body() -> int:
+        for name, fix in (("stdin", "pipe a video into it, e.g. `ffmpeg -i IN -f yuv4mpegpipe - | "
+                                    "superres-filter | ffmpeg -i - OUT`"),
+                          ("stdout", "it writes the upscaled video there: pipe it into ffmpeg "
+                                     "(`| ffmpeg -i - OUT`) or redirect it to a file (`> out.y4m`)")):
+            closed = closed_stream_error(name, PROG, fix)
+            if closed is not None:
+                raise closed
         if args.output not in ("-", "pipe:", "pipe:1") or args.input not in ("-", "pipe:", "pipe:0"):
             raise SuperResError("superres-filter reads stdin and writes stdout only: use '-' for both "
                                 "(superres-ffmpeg takes files)")
@@ -165,10 +174,13 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: stray prints go to stderr (stdout carries only video)."""
-    video_out = sys.stdout.buffer
+    """The console script: stray prints go to stderr (stdout carries only video). A closed
+    stream is opened on /dev/null first and refused with a message by :func:`run`."""
+    guard_std_streams()
+    video_out = sys.stdout.buffer if sys.stdout is not None else open(1, "wb", closefd=False)
+    video_in = sys.stdin.buffer if sys.stdin is not None else open(0, "rb", closefd=False)
     sys.stdout = sys.stderr
-    code = run(argv, sys.stdin.buffer, video_out)
+    code = run(argv, video_in, video_out)
     if code == ExitStatus.BROKEN_PIPE:
         silence_stdout()
     return code

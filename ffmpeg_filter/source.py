@@ -26,6 +26,7 @@ from vs_superres.media import VideoReader
 from vs_superres.media.colour import (CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_FULL,
                                       RANGE_LIMITED, RANGE_NAMES, TRANSFER_NAMES, ColourInfo, guess_matrix)
 from vs_superres.media.convert import frame_to_rgb, pixel_layout
+from vs_superres.media.budget import check_pixel_limit
 from vs_superres.media.pump import FrameSource
 from vs_superres.media.streaminfo import StreamInfo
 
@@ -136,6 +137,8 @@ class RawGeometry:
             fps = Fraction(0)
         if fps <= 0:
             raise UnsupportedFormat(f"-r takes a frame rate such as 24, 30000/1001; got {rate!r}", option="-r")
+        # the one pixel limit, before a byte is read (a raw stream announces nothing else)
+        check_pixel_limit(int(w), int(h), f"the raw input stream (-s {size})", kind="video")
         return cls(int(w), int(h), pix_fmt, fps)
 
 
@@ -159,6 +162,8 @@ class ContainerSource(FrameSource):
     def __init__(self, stream: PeekedInput, carrier: Carrier, overrides: ColourOverrides):
         self._stream, self.carrier = stream, carrier
         self._y4m = read_y4m_header(stream) if carrier.name == "y4m" else None
+        if self._y4m is not None:
+            check_pixel_limit(self._y4m.width, self._y4m.height, "the y4m input stream", kind="video")
         try:
             self._reader = VideoReader(stream, passthrough=carrier.name != "y4m", format=carrier.av_format)
         except UnsupportedFormat as exc:
@@ -177,6 +182,18 @@ class ContainerSource(FrameSource):
             if siting is not None and info.layout.log2_w:
                 colour = dataclasses.replace(colour, chroma_location=siting, chroma_location_guessed=False)
             self.field_order = Y4M_FIELD_ORDER.get(self._y4m.interlace)
+            if self._y4m.interlace != "p":
+                notes.append(
+                    "the y4m header says the video is interlaced (I" + self._y4m.interlace + "): "
+                    "each frame is upscaled as one picture, so the two fields are scaled "
+                    "together and combing is enlarged; for a clean result deinterlace on ffmpeg's "
+                    "side first, e.g. ffmpeg -i IN -vf bwdif -f yuv4mpegpipe - | superres-filter")
+            if self._y4m.rate is None:
+                notes.append("the y4m header has no frame rate (F tag); reading it as 25 fps, as "
+                             "ffmpeg does")
+            if self._y4m.ignored:
+                notes.append("the y4m header's tags " + " ".join(self._y4m.ignored)
+                             + " are unknown and ignored")
             if colour.matrix_guessed and overrides.matrix is None and info.layout.kind == "yuv":
                 notes.append(
                     f"y4m carries no colour matrix; converting with {MATRIX_NAMES[colour.matrix]}, "
@@ -207,17 +224,11 @@ class ContainerSource(FrameSource):
 
     def cut(self, frames_read: int, output: Path | None) -> IncompleteInput | None:
         # The media layer judges how a pass ended (``reader.truncation``, from each
-        # container's evidence); a pipe has no size, so y4m's arithmetic is done here too.
+        # container's evidence: for y4m, bytes after the last whole picture, whatever the
+        # FRAME headers hold; for Matroska, the element sizes), for a file or a pipe alike.
         truncation = getattr(self._reader, "truncation", None)
         if truncation is not None:
             return _cut(frames_read, truncation.reason)
-        if self._y4m is None:
-            return None
-        per_frame = len(b"FRAME\n") + frame_bytes(self.info.pix_fmt, self.info.width, self.info.height)
-        expected = self._y4m.length + frames_read * per_frame
-        if self._stream.consumed > expected:
-            left = self._stream.consumed - expected
-            return _cut(frames_read, f"{left} bytes of a last frame of {per_frame} were received")
         return None
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from vs_superres.ffmpeg_filter.options import engine_arguments, parse_filter
 from vs_superres.ffmpeg_filter.sink import PipeSink
 from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource
 from vs_superres.hostkit.engine_frames import upscaled
-from vs_superres.hostkit.exits import ExitStatus, classify, report
+from vs_superres.hostkit.exits import ExitStatus, classify, guard_std_streams, report
 from vs_superres.hostkit.progress import ProgressLine
 from vs_superres.hostkit.signals import signals_as_exceptions
 from vs_superres.media.atomic import AtomicFile
@@ -173,7 +173,10 @@ def _exists_refusal(cmd: Command) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     """The console script: SIGINT, SIGTERM and SIGHUP stop like Ctrl-C (the host kit's policy:
     a second signal cannot cut the clean-up short); our own text never goes to stdout (ffmpeg
-    may be writing the video there, ``-``)."""
+    may be writing the video there, ``-``). A closed standard stream is opened on /dev/null
+    first (the ffmpeg processes inherit fds 0-2: a pipe must never take one's number), and a
+    closed or full stderr drops messages instead of stopping the run."""
+    guard_std_streams()
     sys.stdout = sys.stderr
     with signals_as_exceptions():
         return run_command(list(sys.argv[1:] if argv is None else argv))

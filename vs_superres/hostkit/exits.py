@@ -11,6 +11,7 @@ hosts' docstrings all read it. :func:`classify` is the ladder: an exception beco
 4. a closed downstream pipe (``| head``, a dead encoder): nothing more can be written, so
    nothing is said (141);
 5. :class:`~vs_superres.contracts.errors.SuperResError`: the user's mistake, told with the fix (2);
+   so is a write that found no space left (a full disk, ``> /dev/full``, a file size limit);
 6. anything else: a bug, said as one and never as the user's mistake; its traceback goes to the
    debug log (``--debug``) (3).
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
+import io
 import logging
 import os
 import sys
@@ -71,6 +74,110 @@ class Outcome:
     interrupted: bool = False
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def no_space_error(exc: BaseException | None) -> OSError | None:
+    """The "no space left" (ENOSPC, EDQUOT, EFBIG) error behind ``exc``, or None: a full disk or
+    ``> /dev/full`` is the environment's fault, not a bug."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class TolerantText(io.TextIOBase):
+    """A text stream for messages that never raises: what cannot be written (stderr closed,
+    ``2> /dev/full``, a reader gone) is dropped, so a message or a progress line can never
+    stop a run; the exit status still tells. Wraps ``sys.stderr`` (:func:`guard_std_streams`)."""
+
+    def __init__(self, raw) -> None:
+        super().__init__()
+        self.raw = raw
+        self.failed = raw is None
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                self.raw.write(text)
+                if "\n" in text or "\r" in text:
+                    self.raw.flush()
+            except (OSError, ValueError, AttributeError):
+                self.failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.raw.flush()
+            except (OSError, ValueError, AttributeError):
+                self.failed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        try:
+            return not self.failed and bool(self.raw.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self.raw, "encoding", "utf-8")
+
+
+#: the standard streams ("stdin", "stdout", "stderr") that were closed when the host started
+CLOSED_AT_START: frozenset[str] = frozenset()
+
+
+def guard_std_streams() -> frozenset[str]:
+    """Make the standard streams safe for a daemon, a cron job or ``2>&-`` (call first thing;
+    safe to call again). A closed fd 0, 1 or 2 is opened on ``/dev/null``, so that no file or
+    pipe opened later takes its number (a child ffmpeg would write its messages into our
+    video); ``sys.stderr`` becomes a :class:`TolerantText`, so a closed or full stderr drops
+    messages instead of stopping the run. Returns (and keeps in :data:`CLOSED_AT_START`) the
+    names of the streams that were closed: a host that reads stdin or writes stdout refuses
+    with a message that says so (:func:`closed_stream_error`)."""
+    global CLOSED_AT_START
+    closed = set(CLOSED_AT_START)
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                os.set_inheritable(fd, True)  # os.open's are not: the children need it
+            except OSError:
+                continue
+            closed.add(name)
+    if not isinstance(sys.stderr, TolerantText):
+        raw = sys.stderr
+        if raw is None and "stderr" in closed:
+            raw = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = TolerantText(raw)
+    CLOSED_AT_START = frozenset(closed)
+    return CLOSED_AT_START
+
+
+def closed_stream_error(name: str, prog: str, fix: str) -> "SuperResError | None":
+    """The user error for a standard stream ``name`` that was closed at start and that this
+    host needs (``fix`` says how to give it one), or None when it is open."""
+    if name not in CLOSED_AT_START:
+        return None
+    return SuperResError(f"{prog}'s {name} is closed (started with {'<&-' if name == 'stdin' else '>&-'} or "
+                         f"by a daemon without one); {fix}")
+
+
 def is_broken_pipe(exc: BaseException | None) -> bool:
     """True when ``exc`` (or what caused it) is a write to a pipe whose reader has gone."""
     seen: set[int] = set()
@@ -114,6 +221,12 @@ def classify(exc: BaseException, prog: str, *, aftermath: str,
         return Outcome(ExitStatus.BROKEN_PIPE, None)
     if isinstance(exc, SuperResError):
         return Outcome(ExitStatus.USER_ERROR, f"{prog}: error: {text(exc)}")
+    full = no_space_error(exc)
+    if full is not None:  # the environment's fault: a full disk, > /dev/full, a size limit
+        return Outcome(ExitStatus.USER_ERROR,
+                       f"{prog}: error: the output could not be written: {full.strerror or full} "
+                       "(the disk or device it goes to is full, or a file size limit was reached); "
+                       f"free space or write it elsewhere; {aftermath}")
     if log is not None:  # --debug shows it; otherwise it waits in the debug log
         (log.error if debug else log.debug)("internal error", exc_info=exc)
     how = "" if debug else " (run with --debug for the traceback)"
@@ -156,7 +269,9 @@ def run_guarded(body: Callable[[], int], prog: str, *, aftermath: str,
                 quiet: bool = False, log: logging.Logger | None = None,
                 before: Callable[[], bool] | None = None) -> int:
     """Run ``body`` under the kit's signal policy; any exception goes down the ladder. The
-    message is printed while a repeated signal is still absorbed, so it is always said."""
+    message is printed while a repeated signal is still absorbed, so it is always said. The
+    standard streams are guarded first (:func:`guard_std_streams`)."""
+    guard_std_streams()
     with signals_as_exceptions():
         try:
             return body()

@@ -15,6 +15,17 @@ from vs_superres.contracts.progress import Progress
 _open: "weakref.WeakSet[ProgressBar]" = weakref.WeakSet()
 
 
+def _emit(stream, text: str) -> bool:
+    """Write and flush ``text``; False when the stream cannot take it (closed, full, gone):
+    progress is never worth stopping a run for."""
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def end_open_lines() -> bool:
     """End the line of every bar left mid-line (call before printing a message to stderr);
     True if there was one."""
@@ -24,6 +35,13 @@ def end_open_lines() -> bool:
     return bool(bars)
 
 
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class ProgressBar:
     """Renders ``done/total`` with rate and ETA on one stderr line; silent when not a TTY
     unless ``force`` (then it prints a line every ``every`` seconds)."""
@@ -31,7 +49,7 @@ class ProgressBar:
     def __init__(self, label: str, *, stream=None, force: bool = False, every: float = 5.0):
         self.label = label
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = _isatty(self.stream)
         self.enabled = self.tty or force
         self.every = every
         self.start = time.monotonic()
@@ -57,8 +75,9 @@ class ProgressBar:
         else:
             text = f"{self.label} {done} {phase} {rate:.2f}/s"
         end = "\r" if self.tty and not final else "\n"
-        self.stream.write(("\r" if self.tty else "") + text.ljust(78) + end)
-        self.stream.flush()
+        if not _emit(self.stream, ("\r" if self.tty else "") + text.ljust(78) + end):
+            self.enabled = False
+            return
         if end == "\r":
             _open.add(self)
         else:
@@ -68,8 +87,7 @@ class ProgressBar:
         """End the bar's line if it is open (safe to call more than once)."""
         if self in _open:
             _open.discard(self)
-            self.stream.write("\n")
-            self.stream.flush()
+            _emit(self.stream, "\n")
 
 
 class ProgressLine:
@@ -80,7 +98,7 @@ class ProgressLine:
                  stream=None):
         self.label, self.fps = label, fps
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = _isatty(self.stream)
         self.enabled, self.every = enabled, every
         self.start = time.monotonic()
         self._last = 0.0
@@ -102,14 +120,11 @@ class ProgressLine:
         if self.tty:
             if now - self._last >= 0.2:
                 self._last = now
-                self.stream.write("\r" + self.text())
-                self.stream.flush()
+                self.enabled = _emit(self.stream, "\r" + self.text())
         elif now - self._last >= self.every:
             self._last = now
-            self.stream.write(self.text() + "\n")
-            self.stream.flush()
+            self.enabled = _emit(self.stream, self.text() + "\n")
 
     def finish(self) -> None:
         if self.enabled:
-            self.stream.write(("\r" if self.tty else "") + self.text() + "\n")
-            self.stream.flush()
+            self.enabled = _emit(self.stream, ("\r" if self.tty else "") + self.text() + "\n")
