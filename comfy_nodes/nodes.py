@@ -12,6 +12,7 @@ batch given to a video model is the clip, in order.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -128,17 +129,43 @@ def _run_settings(widgets: dict, model: str) -> dict:
     return {n: value_of(ENGINE_OPTIONS.get(n), widgets[n], model=model) for n in RUN_ENGINE_OPTIONS}
 
 
-def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None):
+#: float32 bytes of one RGB pixel, as ComfyUI's IMAGE holds it
+_PIXEL_BYTES = 3 * 4
+
+
+def check_budget(up, count: int, height: int, width: int, what: str, model: str) -> None:
+    """The project's pixel and memory budget (:mod:`vs_superres.media.budget`), before a frame
+    is run: each picture against the pixel limit (``$SUPERRES_MAX_PIXELS``), and the output the
+    node returns (``count`` frames of the output size, held whole by ComfyUI) plus one frame's
+    working copies and the model's share against the memory available."""
+    from vs_superres.media.budget import check_memory, check_pixel_limit, image_job_bytes, model_share_bytes
+
+    kind = "video" if what == "VIDEO" else "image"
+    check_pixel_limit(width, height, f"the {what}", kind=kind)
+    s = up.scale
+    frames = image_job_bytes(width, height, s) + (count - 1) * width * s * height * s * _PIXEL_BYTES
+    on_cpu = str(up.device).startswith("cpu")
+    window = up.window if up.descriptor.kind == "video" else 1
+    check_memory((width, height), (width * s, height * s), frames, model=model, source=f"the {what}",
+                 model_bytes=model_share_bytes(up.descriptor.bytes_per_pixel, window) if on_cpu else 0, kind=kind,
+                 held=f"the {count} output frame{'s' if count != 1 else ''} the node returns and one frame's working copies")
+
+
+def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None, *, what: str = "IMAGE batch"):
     """``[B, H, W, C]`` -> ``[B, sH, sW, C]`` through :meth:`Upscaler.stream`, one input frame
-    converted at a time and each output frame written into the result as it comes."""
+    converted at a time and each output frame written into the result as it comes. ``what``
+    names the input in messages ("IMAGE batch", "VIDEO")."""
     import torch
 
     if not isinstance(handle, ModelHandle):
         raise UnsupportedFormat(f"the model input must come from the SuperRes Model Loader, got {type(handle).__name__}")
     if images.ndim != 4:
         raise UnsupportedFormat(f"expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
-    up = handle.upscaler(_run_settings(widgets, handle.label))
     count = images.shape[0]
+    if count == 0:
+        raise UnsupportedFormat(f"the {what} is empty: there is no frame to upscale")
+    up = handle.upscaler(_run_settings(widgets, handle.label))
+    check_budget(up, count, images.shape[1], images.shape[2], what, handle.label)
     unit = up.window - up.window_overlap if up.descriptor.kind == "video" else up.batch
     up.progress = host.ProgressAdapter(count, unit)
     up.cancel = host.interrupted
@@ -153,7 +180,7 @@ def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None):
     finally:
         up.progress = up.cancel = None
     if out is None:
-        raise UnsupportedFormat("the IMAGE batch is empty: there is no frame to upscale")
+        raise UnsupportedFormat(f"the {what} is empty: there is no frame to upscale")
     return out
 
 
@@ -171,13 +198,31 @@ def upscale_image(model, image, unique_id=None, scene_cuts=None, **widgets) -> t
         return (upscale_frames(model, image, widgets, scene_cuts),)
 
 
+def video_components(video):
+    """ComfyUI's VIDEO decoded (``VideoFromFile`` decodes the whole file here, not when it was
+    loaded): a file PyAV cannot decode is named, with the way out, instead of a traceback."""
+    import comfy.model_management as mm
+
+    try:
+        return video.get_components()
+    except mm.InterruptProcessingException:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoder failure is the file's, said in one line
+        source = getattr(video, "get_stream_source", lambda: None)()
+        name = f"'{os.path.basename(source)}'" if isinstance(source, str) else "the VIDEO"
+        detail = (str(e).splitlines() or [""])[0][:200] or "no detail"
+        raise UnsupportedFormat(
+            f"{name} cannot be decoded as a video ({type(e).__name__}: {detail}); check that it plays "
+            "(ffprobe shows its streams), or re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4") from None
+
+
 def upscale_video(model, video, unique_id=None, scene_cuts=None, **widgets) -> tuple:
     from comfy_api.input_impl import VideoFromComponents
     from comfy_api.util import VideoComponents
 
     with host.engine_errors("SuperRes Upscale Video"):
-        parts = video.get_components()
-        images = upscale_frames(model, parts.images, widgets, scene_cuts)
+        parts = video_components(video)
+        images = upscale_frames(model, parts.images, widgets, scene_cuts, what="VIDEO")
         # Same frame rate (an exact Fraction), audio and metadata: only the frames change.
         out = VideoComponents(images=images, frame_rate=parts.frame_rate, audio=parts.audio, metadata=parts.metadata)
         return (VideoFromComponents(out),)

@@ -204,3 +204,68 @@ def test_bad_safetensors_headers_never_hide_the_loader_or_other_models(comfy, pi
     finally:
         shutil.rmtree(folder)
     assert os.path.isdir(comfy.base / "models" / "superres")
+
+
+# ---------------------------------------------------------------- the pixel and memory budget
+def _grey_prompt(comfy, count: int, width: int, height: int, *, video: bool = False, out: str = "budget") -> dict:
+    from graphs import node
+
+    prompt = {
+        "1": node(comfy, "SuperResProbeGreyBatch", count=count, width=width, height=height),
+        "2": node(comfy, "SuperResModelLoader", model="superres/tiny_ditn.pth", device="cpu"),
+    }
+    if video:
+        prompt["5"] = node(comfy, "CreateVideo", images=["1", 0], fps=24.0)
+        prompt["3"] = node(comfy, "SuperResUpscaleVideo", model=["2", 0], video=["5", 0])
+        prompt["4"] = node(comfy, "SuperResProbeSaveVideo", video=["3", 0], name=out)
+    else:
+        prompt["3"] = node(comfy, "SuperResUpscaleImage", model=["2", 0], image=["1", 0])
+        prompt["4"] = node(comfy, "SuperResProbeSaveImage", image=["3", 0], name=out)
+    return prompt
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_a_batch_over_the_memory_is_refused_before_it_runs(comfy, video):
+    """A million 64x64 frames (x4: 12 TB of output): refused at once by the budget, naming the
+    sizes and the memory, with nothing computed and the server's memory unmoved."""
+    proc = psutil.Process(comfy.proc.pid)
+    rss = proc.memory_info().rss
+    h = comfy.run(_grey_prompt(comfy, 1_000_000, 64, 64, video=video), timeout=120)
+    msg = error_message(h)
+    what = "VIDEO" if video else "IMAGE batch"
+    assert f"cannot upscale the {what}: 64x64 -> 256x256" in msg, msg
+    assert "the 1000000 output frames the node returns" in msg and "GB is available" in msg, msg
+    assert not comfy.output("budget.npy").exists()
+    assert proc.memory_info().rss - rss < 256 * 2**20
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_before_it_runs(comfy):
+    """The pixel limit of every input ($SUPERRES_MAX_PIXELS, default about 179 megapixels)."""
+    h = comfy.run(_grey_prompt(comfy, 1, 20000, 10000, out="pixels"), timeout=120)
+    msg = error_message(h)
+    assert "the IMAGE batch: it is 20000x10000 pixels (200 megapixels), over the limit" in msg, msg
+    assert "SUPERRES_MAX_PIXELS=200000000" in msg
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_an_empty_input_is_named_as_what_it_is(comfy, video):
+    msg = error_message(comfy.run(_grey_prompt(comfy, 0, 16, 16, video=video, out="empty")))
+    node = "SuperRes Upscale Video" if video else "SuperRes Upscale Image"
+    what = "VIDEO" if video else "IMAGE batch"
+    assert f"{node}: the {what} is empty: there is no frame to upscale" in msg, msg
+
+
+def test_an_unreadable_video_is_named_without_a_traceback(comfy):
+    from graphs import video_prompt
+
+    (comfy.base / "input" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    prompt = video_prompt(comfy, "broken.mp4", "superres/tiny_ditn.pth", out="broken")
+    del prompt["5"]  # the probe of the input would meet the file first
+    h = comfy.run(prompt)
+    msg = error_message(h)
+    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Upscale Video: 'broken.mp4' "
+                          "cannot be decoded as a video"), msg
+    assert "re-encode it" in msg
+    data = next(d for k, d in h["status"]["messages"] if k == "execution_error")
+    assert data["node_type"] == "SuperResUpscaleVideo"
+    assert not any("/av/" in line or "video_types.py" in line for line in data["traceback"]), data["traceback"]

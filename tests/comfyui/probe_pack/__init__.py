@@ -71,4 +71,26 @@ class SuperResProbeSaveVideo:
         return {"ui": {"text": [name]}}
 
 
-NODE_CLASS_MAPPINGS = {"SuperResProbeSaveImage": SuperResProbeSaveImage, "SuperResProbeSaveVideo": SuperResProbeSaveVideo}
+class SuperResProbeGreyBatch:
+    """An IMAGE batch of ``count`` grey frames that costs one frame of memory (one frame
+    expanded, as a node that repeats a frame may give): sizes no test machine could hold
+    otherwise, and the empty batch (count 0)."""
+
+    CATEGORY = "superres/testing"
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        big = {"default": 1, "min": 0, "max": 2**31 - 1}
+        return {"required": {"count": ("INT", big), "width": ("INT", dict(big, default=16, min=1)),
+                             "height": ("INT", dict(big, default=16, min=1))}}
+
+    def run(self, count, width, height):
+        import torch
+
+        return (torch.full((1, height, width, 3), 0.5).expand(count, height, width, 3),)
+
+
+NODE_CLASS_MAPPINGS = {"SuperResProbeSaveImage": SuperResProbeSaveImage, "SuperResProbeSaveVideo": SuperResProbeSaveVideo,
+                       "SuperResProbeGreyBatch": SuperResProbeGreyBatch}
