@@ -45,6 +45,74 @@ _OLD_ATTENTION = re.compile(r"^(.*attentions\.\d+)\.(query|key|value|proj_attn)\
 _NEW_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
+#: Fields of the base folder's configs that size what is allocated (a tensor per timestep, a
+#: channel count, a layer count, a vocabulary), with the range an SD-2.1-base-like model can
+#: have; SD-2.1-base itself: 1000 timesteps, channels up to 1280, 23 text layers of 1024. A
+#: config from an upload or a download is untrusted: a value beyond its range would allocate
+#: gigabytes before any weight is read (``"num_train_timesteps": 100000000`` took 2.7 GB).
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
+    "num_train_timesteps": (1, 10_000),
+    "in_channels": (1, 64), "out_channels": (1, 64), "latent_channels": (1, 64),
+    "block_out_channels": (1, 8192), "layers_per_block": (1, 16), "cross_attention_dim": (1, 8192),
+    "attention_head_dim": (1, 1024), "num_attention_heads": (1, 256), "norm_num_groups": (1, 1024),
+    "sample_size": (1, 4096), "transformer_layers_per_block": (1, 64), "class_embed_type_dim": (1, 8192),
+    "projection_class_embeddings_input_dim": (1, 65_536), "time_embedding_dim": (1, 65_536),
+    "hidden_size": (1, 16_384), "intermediate_size": (1, 65_536), "num_hidden_layers": (1, 128),
+    "vocab_size": (1, 1_000_000), "max_position_embeddings": (1, 65_536), "projection_dim": (1, 16_384),
+}
+#: a list-valued field (``block_out_channels``, per-block settings) has at most this many entries
+MAX_CONFIG_LIST = 16
+#: a config file is a few kilobytes; a larger one is not a model config
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def read_config(file: Path) -> dict:
+    """A base folder's JSON config, read with bounds: at most :data:`MAX_CONFIG_BYTES`, a JSON
+    object, and every field of :data:`CONFIG_BOUNDS` (a whole number, or a list of at most
+    :data:`MAX_CONFIG_LIST` of them) within its range. Raises :class:`WeightsError` naming the
+    field and the file."""
+    where = str(file.parent.parent)
+    fix = f"the folder is damaged or is not SD-2.1-base; {_download_hint(where)}"
+    try:
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise WeightsError(f"{file} is {size} bytes, not a model config (at most {MAX_CONFIG_BYTES}); {fix}")
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WeightsError(f"{file} is not a readable JSON config ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); {fix}") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{file} holds a JSON {type(config).__name__}, not a config object; {fix}")
+    for field, (low, high) in CONFIG_BOUNDS.items():
+        value = config.get(field)
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and len(value) > MAX_CONFIG_LIST:
+            raise WeightsError(f"{file}: \"{field}\" lists {len(value)} values, more than the "
+                               f"{MAX_CONFIG_LIST} a model config has; {fix}")
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+                raise WeightsError(
+                    f"{file}: \"{field}\" is {json.dumps(value)[:80]}, outside {low}..{high}, the range an "
+                    f"SD-2.1-base model's \"{field}\" has (it sizes what is allocated when the model is "
+                    f"built); {fix}")
+    return config
+
+
+#: the configs of a diffusers base folder that size allocations
+_CONFIGS = ("unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json")
+
+
+def check_configs(base_dir: str | os.PathLike) -> None:
+    """Every config of the base folder (:data:`_CONFIGS`, those present) through
+    :func:`read_config`, before any part is built: a bad field is refused at once, whichever
+    part it belongs to."""
+    for name in _CONFIGS:
+        if (Path(base_dir) / name).is_file():
+            read_config(Path(base_dir) / name)
+
+
 def _read_base_state(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     for name in _WEIGHT_NAMES:
         file = folder / name
@@ -62,7 +130,8 @@ def _build_from_folder(cls, base_cls, folder: Path):
     if not (folder / "config.json").is_file():  # a folder the runtime did not check
         where = str(folder.parent)
         raise SuperResError(f"base model folder {where} lacks {[folder.name + '/config.json']}. {_download_hint(where)}")
-    config = json.loads((folder / "config.json").read_text())
+    check_configs(folder.parent)
+    config = read_config(folder / "config.json")
     accepted = set(inspect.signature(base_cls.__init__).parameters) - {"self"}
     config = {k: v for k, v in config.items() if k in accepted}
     state, file = _read_base_state(folder)
@@ -106,6 +175,7 @@ def load_text_encoder(folder: str | os.PathLike):
         from transformers import CLIPTextModel, CLIPTokenizer
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise SuperResError("UltraVSR needs transformers; install `pip install vs-superres[ultravsr]`") from exc
+    read_config(folder / "text_encoder" / "config.json")  # bounded before transformers builds it
     try:
         with quiet_transformers():
             tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
@@ -122,6 +192,7 @@ def load_alphas_cumprod(folder: str | os.PathLike) -> torch.Tensor:
     """``alphas_cumprod`` of the base model's training schedule (``scheduler/``)."""
     from diffusers import DDPMScheduler
 
+    read_config(Path(folder) / "scheduler" / "scheduler_config.json")  # bounded before it allocates
     try:  # as released: a DDPM schedule from the folder's config, whatever its class name
         scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(Path(folder) / "scheduler")))
     except (OSError, ValueError) as exc:

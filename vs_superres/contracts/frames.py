@@ -9,11 +9,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vs_superres.contracts.errors import OutOfRangeFrames, SuperResError
+from vs_superres.contracts.errors import InvalidOption, OutOfRangeFrames, SuperResError, UnsupportedFormat
 
 #: Float values a legal conversion can produce (limited-range 8-bit YUV -> RGB spans about
 #: [-1.2, 2.0]); anything beyond is data in the wrong scale.
 PLAUSIBLE_FLOAT_RANGE = (-1.5, 2.5)
+
+
+#: the bit depths integer frames may have: 1 to 16 bits per sample (8 in uint8; 10, 12, 14,
+#: 16 in uint16 or wider integers)
+BIT_DEPTHS = range(1, 17)
+
+
+def check_bit_depth(bit_depth: object) -> None:
+    """Refuse a ``bit_depth`` that is not a whole number in :data:`BIT_DEPTHS`, naming them."""
+    if isinstance(bit_depth, (bool, np.bool_)) or not isinstance(bit_depth, (int, np.integer)) \
+            or int(bit_depth) not in BIT_DEPTHS:
+        raise InvalidOption(
+            f"bit_depth must be a whole number of bits per sample from {BIT_DEPTHS.start} to "
+            f"{BIT_DEPTHS.stop - 1} (8 for uint8 data, 10, 12 or 16 for uint16 data), or None for "
+            f"float frames in [0, 1] and uint8; got {bit_depth!r}", option="bit_depth")
 
 
 def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Tensor:
@@ -28,12 +43,25 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
     YUV->RGB path clips. Values beyond :data:`PLAUSIBLE_FLOAT_RANGE` are not a conversion but
     unscaled integer data, and are refused with the fix.
     """
+    if bit_depth is not None:
+        check_bit_depth(bit_depth)
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise SuperResError("frames must be a numeric array, got an object array")
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(x))
+        except TypeError:
+            raise SuperResError(f"frames of numpy dtype {x.dtype} cannot be read; use float32 in [0, 1], "
+                                "or uint8/uint16 codes (with bit_depth=)") from None
     elif isinstance(x, torch.Tensor):
         t = x
+        if t.is_meta:
+            raise SuperResError("frames are a tensor on the 'meta' device, which has a shape but no "
+                                "values; pass a tensor that holds the pixels (on the CPU or a GPU)")
+        if t.layout != torch.strided:
+            raise SuperResError(f"frames are a sparse tensor ({t.layout}); pass a dense one: x.to_dense()")
+        if t.is_quantized:
+            raise SuperResError("frames are a quantized tensor; pass x.dequantize() (float in [0, 1])")
     else:
         raise SuperResError(
             f"frames must be a numpy array or a torch tensor, got {type(x).__name__}"
@@ -66,7 +94,16 @@ def as_frames(x, *, channels: int = 3, bit_depth: int | None = None) -> torch.Te
                     "pass bit_depth=10 (or 12, 16, ...) to Upscaler.upscale()/stream() or as_frames(), "
                     "or divide them by their peak value (1023 for 10-bit data) to float first"
                 )
-        t = t.to(torch.float32) / float((1 << bit_depth) - 1)
+        peak = (1 << int(bit_depth)) - 1
+        t = t.to(torch.float32)  # exact for codes up to 2**24; min/max of every integer dtype
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high > peak:
+            raise UnsupportedFormat(
+                f"integer frames with bit_depth={bit_depth} hold codes 0..{peak}, but these hold "
+                f"{low}..{high}",
+                hint=f"pass the bit depth the data was written with (bit_depth={max(8, high.bit_length())} "
+                     "holds these codes), or convert it to float in [0, 1] first")
+        t = t / float(peak)
     elif t.dtype == torch.float64:
         t = t.to(torch.float32)
     if not torch.isfinite(t).all():

@@ -197,12 +197,50 @@ def _code_refusal(path: Path, torch_message: str) -> str:
     )
 
 
+#: how many times its own size a torch checkpoint's zip entries may declare once inflated:
+#: ``torch.save`` stores them uncompressed (about 1:1), while deflate inflates up to ~1000:1
+MAX_INFLATION = 4
+#: declared bytes always let through, whatever the ratio (a zip's own overhead on a tiny file)
+INFLATION_SLACK = 1 << 20
+#: declared bytes never let through, whatever the file's size (zip64 sizes are 64-bit)
+MAX_INFLATED_BYTES = 1 << 40
+
+
+def check_zip_inflation(path: Path, hint: str = "") -> None:
+    """Refuse a zip (a torch checkpoint, as ``torch.save`` writes them) whose entries declare
+    more bytes once inflated than :data:`MAX_INFLATION` times the file's size (plus
+    :data:`INFLATION_SLACK`) or :data:`MAX_INFLATED_BYTES`, read from the central directory
+    before anything is inflated (the reader then holds every entry to its declared size)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _error(f"{str(path)!r} is not a readable PyTorch checkpoint (a damaged zip: {_detail(e)}).", hint) from None
+    size = path.stat().st_size
+    declared = sum(entry.file_size for entry in entries)
+    if declared <= min(MAX_INFLATION * size + INFLATION_SLACK, MAX_INFLATED_BYTES):
+        return
+    packed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+    how = (f"{len(packed)} compressed entries (e.g. {packed[0]!r})" if packed else "its entries")
+    raise _error(
+        f"{str(path)!r} was refused before loading: {how} declare {declared / 1e9:.2f} GB once "
+        f"inflated, {declared / max(size, 1):.0f} times the file's {size / 1e6:.2f} MB, over the bound of "
+        f"{MAX_INFLATION}x that guards against decompression bombs (torch.save stores tensors "
+        "uncompressed, about 1:1). Use the checkpoint as torch.save wrote it (not re-zipped with "
+        "compression), or a .safetensors file.", hint)
+
+
 def load_checkpoint(path: str | os.PathLike, *, hint: str = "") -> Any:
     """Load a checkpoint without executing code: safetensors (a dict of tensors) or a
     ``weights_only`` torch file (whatever plain containers it holds)."""
     path = _existing_file(path, hint)
     if path.suffix == ".safetensors":
         return read_safetensors(path, hint=hint)[0]
+    check_zip_inflation(path, hint)  # bounded in bytes inflated, before torch.load inflates
     try:
         with warnings.catch_warnings():
             # Files written with a newer pickle protocol load fine; torch warns that it might not.

@@ -56,6 +56,25 @@ def search_roots() -> list[Path]:
     return roots
 
 
+def _env_notes(relpath: str) -> str:
+    """What is wrong with ``$SUPERRES_WEIGHTS`` itself, in words (empty when nothing is): an
+    entry naming a file (it must name a folder holding ``relpath``), or no such folder."""
+    notes = []
+    for entry in (p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p):
+        path = Path(entry)
+        if path.is_file():
+            folder = (str(path.parents[len(Path(relpath).parts) - 1])
+                      if path.as_posix().endswith("/" + relpath) else "FOLDER")
+            notes.append(
+                f"${ENV_VAR} names the file {entry!r}, not a folder: it must name a folder that holds "
+                f"the weights under their relative paths, here {ENV_VAR}={folder} for "
+                f"{folder}/{relpath}; or give a file itself as the model or with "
+                f"{option_ref('weights', 'PATH')}")
+        elif not path.exists():
+            notes.append(f"${ENV_VAR} names {entry!r}, which does not exist")
+    return "\n" + "\n".join(notes) if notes else ""
+
+
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,6 +96,7 @@ def _missing_message(wf: WeightFile, looked: list[Path], model_name: str | None)
         f"Looked in:\n{places}\n"
         f"{get}{src}, or put the file at one of those places, or point ${ENV_VAR} at a folder "
         f"holding {wf.relpath}" + (f", or give its path with {option_ref(wf.option, 'PATH')}." if wf.option else ".")
+        + _env_notes(wf.relpath)
     )
 
 
@@ -125,8 +145,8 @@ def resolve_snapshot(wf: WeightFile, explicit: str | os.PathLike | None = None, 
         if not path.exists() and _HUB_ID.fullmatch(str(explicit)):
             path = _from_hub(wf, str(explicit), allow_download, model_name)
     if not path.is_dir():
-        raise WeightsError(f"{hub.what} folder {path} does not exist. {hub.download_hint(str(path))}",
-                           option=wf.option, model=model_name)
+        raise WeightsError(f"{hub.what} folder {path} does not exist. {hub.download_hint(str(path))}"
+                           + _env_notes(wf.relpath), option=wf.option, model=model_name)
     missing = [s for s in hub.subfolders if not (path / s).is_dir()]
     missing += [f for f in hub.files if (path / f).parent.is_dir() and not (path / f).is_file()]
     if missing:
