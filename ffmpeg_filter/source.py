@@ -26,7 +26,7 @@ from vs_superres.media import VideoReader
 from vs_superres.media.colour import (CHROMA_LOCATION_NAMES, MATRIX_NAMES, PRIMARIES_NAMES, RANGE_FULL,
                                       RANGE_LIMITED, RANGE_NAMES, TRANSFER_NAMES, ColourInfo, guess_matrix)
 from vs_superres.media.convert import frame_to_rgb, pixel_layout
-from vs_superres.media.budget import check_pixel_limit
+from vs_superres.media.budget import OverBudget, check_pixel_limit
 from vs_superres.media.pump import FrameSource
 from vs_superres.media.streaminfo import StreamInfo
 
@@ -166,6 +166,8 @@ class ContainerSource(FrameSource):
             check_pixel_limit(self._y4m.width, self._y4m.height, "the y4m input stream", kind="video")
         try:
             self._reader = VideoReader(stream, passthrough=carrier.name != "y4m", format=carrier.av_format)
+        except OverBudget:
+            raise  # readable, but over the pixel limit: the budget's own message says so
         except UnsupportedFormat as exc:
             raise UnsupportedFormat(
                 f"the input is not a readable {carrier.description} stream ({exc}); supported "
