@@ -274,3 +274,7 @@ def test_superres_weights_naming_a_file_is_called_out(tmp_path, monkeypatch, cap
     assert code == 2
     assert f"$SUPERRES_WEIGHTS names the file '{weights}', not a folder" in err
     assert f"SUPERRES_WEIGHTS={tmp_path / 'w'} for" in err and "--weights PATH" in err
+    monkeypatch.setenv("SUPERRES_WEIGHTS", str(tmp_path / "no_such_folder"))
+    assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", "ditn-real-x4",
+                 "--device", "cpu", "-q"]) == 2
+    assert f"$SUPERRES_WEIGHTS names '{tmp_path / 'no_such_folder'}', which does not exist" in capsys.readouterr().err
