@@ -12,11 +12,13 @@ driver's writing side all run through here: one loop, one cancellation, one prog
 "input was cut".
 
 Order of work, so that nothing is computed for an output that cannot be made: the source is
-open (probed) before the pump starts; with ``output_size`` the sink is opened (the encoder and
-container accept this size, format and these streams) before ``process`` is first asked for a
-frame (a ``process`` that loads a model inside itself loads it only for an output that can be
-written); without it the sink opens at the first output frame, when its size and time stamp
-are known (a pipe whose output size the model decides).
+open (probed) before the pump starts; before a frame is decoded here, the run is held to the
+one pixel and memory budget (:func:`check_budget`, :mod:`.budget`: the frames in flight and
+the model's share, ``model=``, against the memory available); with ``output_size`` the sink
+is opened (the encoder and container accept this size, format and these streams) before
+``process`` is first asked for a frame (a ``process`` that loads a model inside itself loads
+it only for an output that can be written); without it the sink opens at the first output
+frame, when its size and time stamp are known (a pipe whose output size the model decides).
 
 Failures: the first one anywhere wins. An error in the decoding thread is raised in the calling
 thread where the frame it was decoding would have been read, unchanged; an error in the
