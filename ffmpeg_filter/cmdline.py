@@ -167,26 +167,30 @@ def find_filter(cmd: Command) -> Split | None:
             "-filter:v); a filter graph can run before it in a separate ffmpeg, piped into "
             "superres-filter", option="-filter_complex")
     opts = cmd.output_options
-    for index in range(0, len(opts) - 1):
-        if opts[index].startswith("-") and _is_video_filter_option(opts[index]):
-            filters = split_chain(opts[index + 1])
-            ours = [n for n, f in enumerate(filters) if filter_name(f) == FILTER_NAME]
-            if not ours:
-                continue
-            if len(ours) > 1:
-                raise InvalidOption("the chain holds superres more than once; use one superres "
-                                    "per command", option=opts[index])
-            at = ours[0]
-            rest = opts[:index] + opts[index + 2:]
-            return Split(",".join(filters[:at]), filters[at], ",".join(filters[at + 1:]), rest, opts[index])
-    return None
+    # ffmpeg's rule: of several -vf/-filter:v, the last one is used (it warns about the others)
+    given = [index for index in range(0, len(opts) - 1) if _is_video_filter_option(opts[index])]
+    if not given:
+        return None
+    index = given[-1]
+    filters = split_chain(opts[index + 1])
+    ours = [n for n, f in enumerate(filters) if filter_name(f) == FILTER_NAME]
+    if not ours:
+        return None
+    if len(ours) > 1:
+        raise InvalidOption("the chain holds superres more than once; use one superres "
+                            "per command", option=opts[index])
+    at = ours[0]
+    rest = [arg for i, arg in enumerate(opts) if not any(i in (g, g + 1) for g in given)]
+    return Split(",".join(filters[:at]), filters[at], ",".join(filters[at + 1:]), rest, opts[index])
 
 
 def filter_name_list(graph: str) -> list[str]:
     names = []
     for chain in re.split(r";", graph):
         for spec in split_chain_loose(chain):
-            names.append(filter_name(re.sub(r"^(\[[^\]]*\])+", "", spec)))
+            # the pads' labels on both sides: [0:v]superres[v]
+            bare = re.sub(r"(\[[^\]]*\]\s*)+$", "", re.sub(r"^\s*(\[[^\]]*\]\s*)+", "", spec))
+            names.append(filter_name(bare))
     return names
 
 

@@ -52,9 +52,10 @@ def parse_filter(text: str) -> dict[str, str]:
     """
     text = text.strip()
     name, sep, args = text.partition("=")
-    if sep and name == FILTER_NAME:
+    # ffmpeg's instance syntax, superres@name, names the same filter
+    if sep and name.split("@", 1)[0] == FILTER_NAME:
         text = args
-    elif text == FILTER_NAME:
+    elif text.split("@", 1)[0] == FILTER_NAME:
         return {}
     values: dict[str, str] = {}
     for index, item in enumerate(split_filter_args(text)):
@@ -76,7 +77,12 @@ def engine_arguments(values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     declaration; unknown names are refused with the list of known ones."""
     declared = declared_options()
     raw = dict(values)
-    model = str(raw.pop("model", None) or default_model())
+    given = raw.pop("model", None)
+    if given is not None and not str(given).strip():
+        raise InvalidOption("model= is empty; name a model (e.g. model=" + default_model() + ", see "
+                            "`superres models list`) or a checkpoint path, or leave model out for the default",
+                            option="model")
+    model = str(given or default_model())
     unknown = sorted(k for k in raw if k not in declared)
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(declared), n=1)

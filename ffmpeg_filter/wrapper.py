@@ -20,10 +20,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import av
 
-from vs_superres.contracts.errors import InvalidOption, SuperResError
+from vs_superres.contracts.errors import Cancelled, IncompleteInput, InvalidOption, SuperResError
 from vs_superres.ffmpeg_filter.carriers import CARRIERS, PeekedInput
 from vs_superres.ffmpeg_filter.cmdline import (Command, VideoIndex, back_maps, find_filter, front_maps,
                                                index_maps, loglevel, parse)
@@ -44,15 +45,75 @@ _AFTERMATH = "no output file was written"
 
 
 def ffmpeg_binary() -> str:
-    exe = os.environ.get("SUPERRES_FFMPEG") or shutil.which("ffmpeg")
-    if not exe:
-        raise SuperResError("ffmpeg was not found on PATH; install it (apt-get install ffmpeg) "
-                            "or set SUPERRES_FFMPEG to its path")
+    """The ffmpeg to run: ``$SUPERRES_FFMPEG`` (checked: it must run and say it is ffmpeg, so a
+    wrong one fails here in words, not later as a silent status) or the one on PATH."""
+    given = os.environ.get("SUPERRES_FFMPEG")
+    if not given:
+        exe = shutil.which("ffmpeg")
+        if not exe:
+            raise SuperResError("ffmpeg was not found on PATH; install it (apt-get install ffmpeg) "
+                                "or set SUPERRES_FFMPEG to its path")
+        return exe
+    exe = shutil.which(given)
+    fix = "point it at an ffmpeg executable (e.g. SUPERRES_FFMPEG=/usr/bin/ffmpeg) or unset it"
+    if exe is None:
+        raise SuperResError(f"SUPERRES_FFMPEG={given} is not an executable file; {fix}")
+    try:
+        probe = subprocess.run([exe, "-hide_banner", "-version"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SuperResError(f"SUPERRES_FFMPEG={given} does not run ({exc}); {fix}") from exc
+    if probe.returncode != 0 or not probe.stdout.startswith(b"ffmpeg version"):
+        raise SuperResError(f"SUPERRES_FFMPEG={given} is not ffmpeg (`{exe} -version` exited "
+                            f"{probe.returncode} without saying 'ffmpeg version'); {fix}")
     return exe
 
 
 def _is_file(url: str) -> bool:
     return url not in ("-",) and not url.startswith("pipe:") and "://" not in url
+
+
+def _local_path(url: str) -> str:
+    """A file URL as the path it names (ffmpeg's ``file:`` protocol prefix dropped)."""
+    return url[len("file:"):] if url.startswith("file:") else url
+
+
+_STDIN_URLS = ("-", "pipe:", "pipe:0", "/dev/stdin", "fd:", "fd:0", "file:/dev/stdin")
+
+
+def check_command(cmd: Command) -> int | None:
+    """What ffmpeg refuses before it reads anything, refused the same way before the model
+    loads: ``-y`` with ``-n``, an output that is one of the inputs (resolved, links followed),
+    an existing output without ``-y``; and what the bridge cannot do: an input on stdin (each
+    input is read twice, by the front and the back). Returns ffmpeg's status, or None."""
+    if "-y" in cmd.global_options and "-n" in cmd.global_options:
+        print("Error, both -y and -n supplied. Exiting.", file=sys.stderr)
+        return 1
+    for source in cmd.inputs:
+        if source.url in _STDIN_URLS:
+            raise InvalidOption(
+                f"superres-ffmpeg cannot take its input from stdin (-i {source.url}): it reads "
+                "each input twice, the video in one ffmpeg and the audio and subtitles in "
+                "another; pipe the video through superres-filter instead: `... | ffmpeg -i - -f "
+                "yuv4mpegpipe - | superres-filter -m MODEL | ffmpeg -i - OUT`, or give a file",
+                option="-i")
+    if _is_file(cmd.output):
+        out = _local_path(cmd.output)
+        for index, source in enumerate(cmd.inputs):
+            if _is_file(source.url) and _same_file(_local_path(source.url), out):
+                print(f"Output #0 same as Input #{index} - exiting\nFFmpeg cannot edit existing "
+                      "files in-place.", file=sys.stderr)
+                return 1
+    return _exists_refusal(cmd)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
 
 
 def _global(cmd: Command, drop: tuple[str, ...]) -> list[str]:
@@ -164,9 +225,9 @@ def back_command(exe: str, cmd: Command, after: str, output_options: list[str], 
 
 def _exists_refusal(cmd: Command) -> int | None:
     """ffmpeg's answer to an existing output without -y (it never asks: stdin is not free)."""
-    if not _is_file(cmd.output) or not os.path.exists(cmd.output) or "-y" in cmd.global_options:
+    if not _is_file(cmd.output) or not os.path.exists(_local_path(cmd.output)) or "-y" in cmd.global_options:
         return None
-    print(f"File '{cmd.output}' already exists. Exiting (pass -y to overwrite).", file=sys.stderr)
+    print(f"File '{cmd.output}' already exists. Exiting.", file=sys.stderr)
     return 1
 
 
@@ -188,13 +249,13 @@ def run_command(argv: list[str]) -> int:
         exe = ffmpeg_binary()
         cmd = parse(argv)
         split = find_filter(cmd)
+        if split is None:  # nothing of ours: ffmpeg itself
+            return subprocess.call([exe, *argv])
+        refused = check_command(cmd)
+        if refused is not None:
+            return refused
     except SuperResError as exc:
         return report(classify(exc, PROG, aftermath=_AFTERMATH))
-    if split is None:  # nothing of ours: ffmpeg itself
-        return subprocess.call([exe, *argv])
-    refused = _exists_refusal(cmd)
-    if refused is not None:
-        return refused
     return _run(exe, cmd, split)
 
 
@@ -216,19 +277,25 @@ def _run(exe: str, cmd: Command, split) -> int:
     user_stats = "-stats" in cmd.global_options
     front = None
     children: dict = {}
-    atomic = AtomicFile(cmd.output) if _is_file(cmd.output) else None
-    target = str(atomic.tmp_path) if atomic else cmd.output
     failure: BaseException | None = None
+    front_died = threading.Event()  # the front ended in failure: stop computing at once
+    try:
+        atomic = AtomicFile(_local_path(cmd.output)) if _is_file(cmd.output) else None
+    except SuperResError as exc:
+        return report(classify(exc, PROG, aftermath=_AFTERMATH))
+    target = str(atomic.tmp_path) if atomic else cmd.output
     try:
         model, kwargs = engine_arguments(parse_filter(split.ours))
         is_video = probe_video_index(cmd, split.output_options)
         from vs_superres.runtime.upscaler import Upscaler
 
         holder: dict = {}
-        engine = Upscaler(model, cancel=lambda: bool(holder) and holder["run"].cancelled(), **kwargs)
+        engine = Upscaler(model, cancel=lambda: front_died.is_set() or (bool(holder) and holder["run"].cancelled()),
+                          **kwargs)
         front = subprocess.Popen(front_command(exe, cmd, split.before), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE)
         assert front.stdout is not None
+        threading.Thread(target=_watch, args=(front, front_died), daemon=True).start()
         source = ContainerSource(PeekedInput(front.stdout), CARRIERS["matroska"], ColourOverrides())
         info = source.info
         progress = ProgressLine(PROG, float(info.fps), enabled=level >= 32 and "-nostats" not in cmd.global_options)
@@ -254,18 +321,39 @@ def _run(exe: str, cmd: Command, split) -> int:
         if back is not None and back.stdin is not None:
             with contextlib.suppress(OSError):
                 back.stdin.close()
+        # The front caused the end when it died (we cancelled the engine for it) or its stream
+        # ended early: its status tells. Otherwise it is stopped as a consequence of ours, and
+        # its status (a broken pipe, a signal) says nothing.
+        if failure is not None and front is not None and not front_died.is_set():
+            # a front that ended on its own (its stream is what failed us) is exiting now
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if front.wait(timeout=0.5) != 0:
+                    front_died.set()
+        front_caused = front_died.is_set() or isinstance(failure, IncompleteInput)
+        if front_died.is_set() and isinstance(failure, Cancelled):
+            failure = None  # our own stop, for the front's failure: that is what is reported
         outcome = classify(failure, PROG, aftermath=_AFTERMATH) if failure is not None else None
         interrupted = outcome is not None and outcome.interrupted
-        if interrupted or (outcome is not None and outcome.status != ExitStatus.BROKEN_PIPE):
-            _stop(front)
-            if interrupted:
-                _stop(back)
         if front is not None and front.stdout is not None:
+            # first: a front blocked writing to us gets a broken pipe and ends, not a 10 s wait
             with contextlib.suppress(OSError):
                 front.stdout.close()
+        consequence = failure is not None and not front_caused
+        if consequence:
+            _stop(front)
+        if interrupted:
+            _stop(back)
         front_rc = front.wait() if front is not None else 0
         back_rc = back.wait() if back is not None else 0
+        if consequence:
+            front_rc = 0
     return _conclude(outcome, front_rc, back_rc, atomic)
+
+
+def _watch(front: subprocess.Popen, died: threading.Event) -> None:
+    """Set ``died`` as soon as the front ffmpeg ends in failure (killed, a read error)."""
+    if front.wait() != 0:
+        died.set()
 
 
 def _conclude(outcome, front_rc: int, back_rc: int, atomic: AtomicFile | None) -> int:

@@ -4,12 +4,15 @@ Matroska pipes, and the wrapper's command line read with ffmpeg's rules."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
-from bridge_helpers import decode, ffmpeg_bytes, ffprobe, make_clips, needs_ffmpeg, run_filter
+from bridge_helpers import (decode, ffmpeg, ffmpeg_bytes, ffprobe, make_clips, needs_ffmpeg, run_filter,
+                            run_wrapper)
 
 pytestmark = needs_ffmpeg
 
@@ -148,3 +151,132 @@ def test_the_cli_runs_to_the_end_with_stderr_closed_or_full(clips, tmp_path, red
                 f"{clips['444.mkv']} {out}", redirections)
     assert run.returncode == 0
     assert ffprobe(out)["streams"][0]["width"] == 64
+
+
+# -- the wrapper's command line, read with ffmpeg's rules ------------------------------------
+
+def test_the_wrapper_refuses_to_write_over_its_input(clips, tmp_path, capfd):
+    source = tmp_path / "same.mkv"
+    source.write_bytes(clips["444.mkv"].read_bytes())
+    (tmp_path / "link.mkv").symlink_to(source)
+    before = source.read_bytes()
+    for output in (source, tmp_path / "link.mkv", f"file:{source}"):
+        assert run_wrapper("-y", "-i", source, "-vf", f"superres={MODEL}", output) == 1
+        assert "same as Input #0" in capfd.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_the_wrapper_refuses_y_with_n_as_ffmpeg_does(clips, tmp_path, capfd):
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", "-n", "-i", clips["444.mkv"], "-vf", f"superres={MODEL}", out) == 1
+    assert "both -y and -n" in capfd.readouterr().err and not out.exists()
+
+
+def test_an_input_on_stdin_is_refused_before_the_model_loads(tmp_path, capfd):
+    assert run_wrapper("-y", "-i", "-", "-vf", "superres=no-such-model", tmp_path / "o.mkv") == 2
+    err = capfd.readouterr().err
+    assert "cannot take its input from stdin" in err and "superres-filter" in err
+    assert "no-such-model" not in err  # refused before the model was looked at
+
+
+def test_a_file_url_output_is_written_at_its_path(clips, tmp_path):
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", "-loglevel", "error", "-i", clips["444.mkv"], "-vf", f"superres={MODEL}",
+                       "-c:v", "ffv1", f"file:{out}") == 0
+    assert ffprobe(out)["streams"][0]["width"] == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mkv"]
+
+
+def test_of_several_vf_the_last_one_counts(clips, tmp_path):
+    out = tmp_path / "out.mkv"
+    assert run_wrapper("-y", "-loglevel", "error", "-i", clips["444.mkv"], "-vf", "scale=16:12", "-vf",
+                       f"superres={MODEL}", "-c:v", "ffv1", out) == 0
+    assert ffprobe(out)["streams"][0]["width"] == 64  # not 32: the first -vf is ffmpeg's to ignore
+    assert run_wrapper("-y", "-loglevel", "error", "-i", clips["444.mkv"], "-vf", f"superres={MODEL}",
+                       "-vf", "scale=16:12", "-c:v", "ffv1", out) == 0
+    assert ffprobe(out)["streams"][0]["width"] == 16  # ffmpeg alone: superres was not in the last
+
+
+@pytest.mark.parametrize("graph", ["[0:v]superres[v]", "[0:v] superres=model=x [v]", "superres@a[v]"])
+def test_superres_in_a_filter_graph_is_refused_with_labels(clips, tmp_path, capfd, graph):
+    assert run_wrapper("-y", "-i", clips["444.mkv"], "-filter_complex", graph, "-map", "[v]",
+                       tmp_path / "o.mkv") == 2
+    assert "superres inside -filter_complex" in capfd.readouterr().err
+
+
+def test_an_empty_model_is_refused_and_the_instance_syntax_is_taken(clips, tmp_path, capfd):
+    assert run_wrapper("-y", "-i", clips["444.mkv"], "-vf", "superres=model=", tmp_path / "o.mkv") == 2
+    assert "model= is empty" in capfd.readouterr().err
+    run = run_filter("superres=model=:tile=64", input=b"")
+    assert run.returncode == 2 and b"model= is empty" in run.stderr
+    out = tmp_path / "at.mkv"
+    assert run_wrapper("-y", "-loglevel", "error", "-i", clips["444.mkv"], "-vf",
+                       f"superres@up=model={MODEL}", "-c:v", "ffv1", out) == 0
+    assert ffprobe(out)["streams"][0]["width"] == 64
+
+
+@pytest.mark.parametrize("value, words", [("/nonexistent/ffmpeg", "is not an executable file"),
+                                          ("/bin/false", "is not ffmpeg")])
+@pytest.mark.parametrize("with_filter", [True, False])
+def test_a_bad_superres_ffmpeg_is_named(clips, tmp_path, capfd, monkeypatch, value, words, with_filter):
+    monkeypatch.setenv("SUPERRES_FFMPEG", value)
+    chain = ["-vf", f"superres={MODEL}"] if with_filter else []
+    assert run_wrapper("-y", "-i", clips["444.mkv"], *chain, tmp_path / "o.mkv") == 2
+    err = capfd.readouterr().err
+    assert f"SUPERRES_FFMPEG={value} {words}" in err and "bug" not in err
+
+
+def _failing_env() -> dict:
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["SUPERRES_FAMILIES"] = env["SUPERRES_FAMILIES"] + os.pathsep + "failing_family"
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("long") / "long.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24", "-frames:v", "1200", "-c:v", "ffv1", path)
+    return path
+
+
+def test_the_engines_own_error_is_reported_at_once(long_clip, tmp_path):
+    """The front ffmpeg is blocked writing to us when the engine fails: our end of its pipe is
+    closed first, so it ends at once and the engine's error is what is reported (not 137 after
+    a 10 s wait for a front that cannot stop)."""
+    out = tmp_path / "out.mkv"
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-y", "-i", long_clip,
+                          "-vf", "superres=failing-x2", "-c:v", "ffv1", out], capture_output=True,
+                         timeout=120, env=_failing_env())
+    err = run.stderr.decode(errors="replace")
+    assert run.returncode == 3, err
+    assert "failing-x2 fails on call 3, as asked" in err
+    assert time.monotonic() - started < 60
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_front_stops_the_engine_at_once(long_clip, tmp_path):
+    import psutil
+
+    out = tmp_path / "out.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-y", "-i", long_clip,
+                             "-vf", f"superres={MODEL}", "-c:v", "ffv1", out], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    front = None
+    while front is None and time.monotonic() < deadline:
+        children = psutil.Process(proc.pid).children()
+        lines = {" ".join(child.cmdline()): child for child in children}
+        if any("-f nut" in line for line in lines):  # the back is up: frames are flowing
+            front = next(child for line, child in lines.items() if "-f matroska -" in line)
+        time.sleep(0.1)
+    assert front is not None
+    time.sleep(0.5)
+    front.kill()
+    killed = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 137, err.decode(errors="replace")
+    assert time.monotonic() - killed < 10
+    assert list(tmp_path.iterdir()) == []

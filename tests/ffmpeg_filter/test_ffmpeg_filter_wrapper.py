@@ -128,15 +128,16 @@ def test_maps_by_index_that_name_nothing(clips, tmp_path, capfd, maps, match):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_map_by_index_of_a_pipe_asks_for_a_type(clips, tmp_path):
-    """A pipe cannot be read twice (once to probe, once by the front): the message says how to
-    map without a probe."""
+def test_an_input_on_stdin_is_refused_even_with_maps(clips, tmp_path):
+    """A pipe cannot be read twice (the front reads the video, the back the rest): an input on
+    stdin is refused before anything else (the by-index map probe included) with the way that
+    works, superres-filter."""
     out = tmp_path / "out.mkv"
     proc = subprocess.run([sys.executable, "-m", "vs_superres.ffmpeg_filter.wrapper", "-y", "-i", "-",
                            "-map", "0:0", "-vf", OURS, str(out)], input=clips["420.mkv"].read_bytes(),
                           capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH="tests"))
     assert proc.returncode == 2
-    assert "name it by type instead: -map 0:v:0" in proc.stderr.decode()
+    assert "cannot take its input from stdin (-i -)" in proc.stderr.decode()
     assert not out.exists()
 
 
