@@ -280,3 +280,29 @@ def test_a_killed_front_stops_the_engine_at_once(long_clip, tmp_path):
     assert proc.returncode == 137, err.decode(errors="replace")
     assert time.monotonic() - killed < 10
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a cut Matroska from a pipe (ffmpeg writes no DURATION there) ----------------------------
+
+@pytest.fixture(scope="module")
+def piped_mkv() -> bytes:
+    """Matroska as ffmpeg writes it to a pipe: no DURATION, no Segment size, no index."""
+    return ffmpeg_bytes("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=6", "-c:v", "ffv1",
+                        "-f", "matroska", "-")
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.85])
+def test_a_cut_piped_matroska_exits_4(piped_mkv, fraction):
+    cut = piped_mkv[: int(len(piped_mkv) * fraction)]  # `head -c`
+    run = run_filter("-m", MODEL, "-nostats", input=cut)
+    err = run.stderr.decode()
+    assert run.returncode == 4, err
+    assert "the input stream was cut (the stream ends" in err and "into a Cluster that announces" in err
+    written = len(decode(run.stdout))
+    assert 0 < written < 144 and f"{written} complete frames were processed and written" in err
+
+
+def test_a_whole_piped_matroska_exits_0(piped_mkv):
+    run = run_filter("-m", MODEL, "-nostats", input=piped_mkv)
+    assert run.returncode == 0, run.stderr.decode()
+    assert len(decode(run.stdout)) == 144

@@ -15,6 +15,9 @@ iteration ends, ``reader.truncation`` says whether (and why) the input ended ear
 - a frame count in the header (MP4, MOV, AVI) and fewer frames decoded;
 - a duration in the header (Matroska, WebM) that the packets read fall short of by more than
   two frames;
+- the EBML element sizes (Matroska, WebM; :mod:`.matroska_tail`): a stream that ends inside a
+  Cluster or block that announced more bytes, or before the end its Segment announces; this is
+  what a pipe, where ffmpeg writes no duration, shows;
 - packets the demuxer marks corrupt, decoder errors, or a demuxer read error (every container;
   this is all a pipe without an announced count can show);
 - a size that is not a whole number of transport packets (MPEG-TS, 188/192/204 bytes), or bytes
