@@ -126,6 +126,8 @@ class TolerantText(io.TextIOBase):
             return False
 
     def fileno(self) -> int:
+        if self.raw is None:
+            raise io.UnsupportedOperation("stderr has no file descriptor")
         return self.raw.fileno()
 
     @property
