@@ -58,19 +58,32 @@ def test_tiny_ultravsr_on_two_nodes_is_the_cli_output(tmp_path, cluster, tiny_ul
     assert "pix_fmt=yuv420p10le" in got[0]
 
 
+def _raylet_pid(node) -> int:
+    from ray._private import ray_constants
+
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
 def test_a_node_removed_mid_run_is_replaced_and_the_output_is_identical(tmp_path, cluster):
+    """A machine joins (before the run: Ray starts a node only from the main thread, and
+    progress is reported from the pump's encoding thread), then one of the nodes holding a
+    worker goes away mid-run."""
+    import psutil
+
     from vs_superres.distributed import upscale_video
 
     c, nodes = cluster
     src = make_video(tmp_path / "in.mkv", 20)
     want = single_process(src, tmp_path / "ref.mkv", "--model", "temporal-mean-x2", "--device", "cpu")
+    spare = c.add_node(num_cpus=1)
     events: list[str] = []
 
     def progress(report) -> None:
         if not events:
             events.append("replacement")
-            c.add_node(num_cpus=1)  # a machine joins, then one of the two with a worker goes away
-            c.remove_node(nodes[0], allow_graceful=False)
+            busy = {proc.ppid() for proc in psutil.process_iter() if proc.name().startswith("ray::SegmentWorker")}
+            victim = next(n for n in (*nodes, spare) if _raylet_pid(n) in busy)
+            c.remove_node(victim, allow_graceful=False)
             events.append("removed")
 
     summary = upscale_video(src, tmp_path / "out.mkv", model="temporal-mean-x2", workers=2, segment_frames=3,

@@ -16,7 +16,7 @@ import torch
 
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.distributed.codes import OutputFormat, from_codes, to_codes
-from vs_superres.distributed.plan import SegmentPlan, choose_windows_per_segment
+from vs_superres.distributed.plan import SEGMENT_OUTPUT_BUDGET, SegmentPlan, choose_windows_per_segment
 from vs_superres.media.colour import ColourInfo
 from vs_superres.media.convert import rgb_to_frame
 from vs_superres.runtime.upscaler import Upscaler
@@ -77,7 +77,11 @@ def test_segment_size_follows_clip_length_workers_and_the_override():
     assert choose_windows_per_segment(1000, 2, 5, 2) == -(-125 // 3)
     assert choose_windows_per_segment(1000, 8, 5, 2) < choose_windows_per_segment(1000, 2, 5, 2)
     # big frames cap a segment so one worker's memory does not grow with the video
-    assert choose_windows_per_segment(10**6, 1, 1, 0, output_frame_bytes=1 << 28) == 8
+    assert choose_windows_per_segment(10**6, 1, 1, 0, output_frame_bytes=SEGMENT_OUTPUT_BUDGET // 8) == 8
+    # a long clip of small frames: the budget, not the length, sets the segment (a bounded worker)
+    small = 12 * 128 * 96
+    assert choose_windows_per_segment(10**6, 2, 1, 0, output_frame_bytes=small) == SEGMENT_OUTPUT_BUDGET // small
+    assert SEGMENT_OUTPUT_BUDGET <= 256 << 20
     assert choose_windows_per_segment(10, 1, 5, 2, segment_frames=9) == 3
     with pytest.raises(InvalidOption, match="segment_frames must be an integer >= 1, got 0"):
         choose_windows_per_segment(10, 1, 5, 2, segment_frames=0)
@@ -182,19 +186,36 @@ def test_without_ray_the_error_says_how_to_install_it(tmp_path):
 
 
 def test_importing_the_package_imports_neither_ray_nor_torch():
-    code = ("import sys; import vs_superres.distributed, vs_superres.distributed.cli; "
+    code = ("import sys; import vs_superres.distributed, vs_superres.cli.ray; "
             "print('ray' in sys.modules, 'torch' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.split() == ["False", "False"], run.stderr
 
 
 def test_an_unreachable_address_is_refused_in_seconds():
-    from vs_superres.distributed.cluster import check_reachable
+    from vs_superres.distributed.cluster import probe
 
-    with pytest.raises(SuperResError, match=r"cannot reach the Ray cluster at '127.0.0.1:9' .*ray start --head"):
-        check_reachable("127.0.0.1:9", timeout=2)
-    with pytest.raises(SuperResError, match="cannot reach the Ray cluster at 'ray://127.0.0.1:9'"):
-        check_reachable("ray://127.0.0.1:9", timeout=2)
+    with pytest.raises(SuperResError, match=r"cannot join the Ray cluster at '127.0.0.1:9': Connection refused.*ray start --head"):
+        probe("127.0.0.1:9", timeout=2)
+    with pytest.raises(SuperResError, match="cannot join the Ray cluster at 'ray://127.0.0.1:9'"):
+        probe("ray://127.0.0.1:9", timeout=2)
+
+
+@pytest.mark.parametrize("address", ["nonsense", "", "host:", "host:0", "host:99999", "http://host:6379",
+                                     "ray://", ":6379", "host:63a9", "a b:6379"])
+def test_a_malformed_address_is_refused_with_the_accepted_forms(address):
+    from vs_superres.distributed.cluster import parse_address
+
+    with pytest.raises(InvalidOption, match=r"is not a Ray address; give auto .*HOST:PORT .*ray://HOST:PORT"):
+        parse_address(address)
+
+
+@pytest.mark.parametrize("address,want", [("auto", None), ("10.0.0.1:6379", ("10.0.0.1", 6379)),
+                                          ("ray://head:10001", ("head", 10001)), ("[::1]:6379", ("::1", 6379))])
+def test_well_formed_addresses(address, want):
+    from vs_superres.distributed.cluster import parse_address
+
+    assert parse_address(address) == want
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -204,7 +225,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_cli_runs_on_this_machine_alone_without_the_flags_and_refuses_images(tmp_path):
-    from vs_superres.distributed.cli import run
+    from vs_superres.cli.ray import run
 
     assert run(_args(), tmp_path / "in.mkv", tmp_path / "out.mkv") is None
     with pytest.raises(InvalidOption, match="'in.png' is an image, so upscale it without them"):

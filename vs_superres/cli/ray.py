@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from vs_superres.contracts.errors import InvalidOption
+from typing import Any, Callable
+
+from vs_superres.contracts.errors import InvalidOption, SuperResError, option_ref, render_refs
 from vs_superres.hostkit.flags import engine_options, model_options
 from vs_superres.hostkit.progress import ProgressBar
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
     engine = engine_options(args)
     bar = ProgressBar(src.name) if not args.quiet else None
     try:
-        summary = upscale_video(src, dst, model=args.model, address=args.ray, workers=args.workers,
+        summary = _with_flags(upscale_video,src, dst, model=args.model, address=args.ray, workers=args.workers,
                                 threads=args.worker_threads, segment_frames=args.segment_frames,
                                 transport=args.transport, retries=args.retries, progress=bar,
                                 **engine, **model_options(args))
@@ -69,3 +71,25 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
             print(f"superres: {line}", file=sys.stderr)
     print(f"{src} -> {summary.path} with {args.model} on {len(summary.workers)} Ray workers", file=sys.stderr)
     return 0
+
+
+#: the distributed options' Python names -> their flags here (the engine's and the model's
+#: options keep the CLI's own spelling, applied by the host kit)
+FLAGS = {"address": "--ray", "ray": "--ray", "workers": "--workers", "threads": "--worker-threads",
+         "segment_frames": "--segment-frames", "transport": "--transport", "retries": "--retries"}
+
+
+def _spelling(name: str, value: str | None) -> str:
+    if name in FLAGS:
+        return FLAGS[name] if value is None else f"{FLAGS[name]} {value}"
+    return option_ref(name, value)  # left for the host kit to spell
+
+
+def _with_flags(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(...)``, its errors' references to the distributed options written as flags."""
+    try:
+        return call(*args, **kwargs)
+    except SuperResError as exc:
+        exc.message = render_refs(exc.message, _spelling)
+        exc.args = (exc.message,)
+        raise

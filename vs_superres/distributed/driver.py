@@ -35,10 +35,12 @@ import numpy as np
 
 from vs_superres.contracts.errors import InternalError, SuperResError
 from vs_superres.contracts.progress import ProgressFn
-from vs_superres.distributed.cluster import connected, import_ray, start_workers, worker_slots
+from vs_superres.distributed.cluster import (STORE_MINIMUM_BYTES, WORKER_PROCESS_BYTES, LocalInstance, connected,
+                                             import_ray, start_workers, worker_slots)
 from vs_superres.distributed.inputs import PackedInputs, pack, packs_exactly
 from vs_superres.distributed.output import CodeWriter
 from vs_superres.distributed.plan import SegmentPlan, choose_windows_per_segment, frames_text
+from vs_superres.media.budget import ENCODER_BYTES_PER_PIXEL, model_share_bytes
 from vs_superres.media.pump import Inputs, Pump, ReaderSource, SinkRequest
 from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.video import VideoReader
@@ -124,9 +126,9 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
         return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets)
 
     def process(inputs: Inputs) -> Iterator[tuple]:
-        local_cpus = (workers or 1) * threads
         device_options = options
-        with connected(address, local_cpus) as ray:
+        local = local_instance(model, descriptor, options, reader.info, inputs.total, workers or 1, threads, segment_frames)
+        with connected(address, local) as ray:
             device = str(options.get("device", "auto"))
             count, need = worker_slots(ray, device, workers, threads)
             if "num_gpus" in need and device.startswith("cuda:"):
@@ -143,7 +145,8 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
                     ray.kill(actor, no_restart=True)
 
     with VideoReader(src, passthrough=True) as reader:
-        scale = resolve_model(model)[0].scale
+        descriptor = resolve_model(model)[0]
+        scale = descriptor.scale
         pumped = Pump(ReaderSource(reader), process, open_sink, output_size=lambda info: (info.width * scale, info.height * scale),
                       on_progress=progress, phase="frames")
         result = pumped.run()
@@ -151,6 +154,56 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
     assert summary is not None
     summary.path, summary.seconds = result.path, time.monotonic() - started
     return summary
+
+
+def local_instance(model: str, descriptor, options: dict, info: StreamInfo, total: int | None, workers: int, threads: int,
+                   segment_frames: int | None) -> LocalInstance:
+    """The local Ray instance a run of ``workers`` CPU workers needs on this machine: each
+    worker's memory (:data:`~.cluster.WORKER_PROCESS_BYTES`, the model's weights, its working
+    memory at a small tile, and one segment: its input frames as float32, its window outputs
+    and their codes) and an object store for the segments in flight (``2 x workers``, their
+    input planes and output codes, with room to spare)."""
+    window = int(options.get("window") or descriptor.window) if descriptor.kind == "video" else 1
+    overlap = int(options.get("window_overlap") or descriptor.window_overlap) if descriptor.kind == "video" else 0
+    overlap = min(overlap, window - 1)
+    in_pixels = int(info.width) * int(info.height)
+    out_pixels = in_pixels * descriptor.scale * descriptor.scale
+    wps = choose_windows_per_segment(total, workers, window, overlap, 12 * out_pixels, segment_frames)
+    frames = wps * (window - overlap) + window  # a segment's inputs, its window of overlap included
+    segment = frames * (12 * in_pixels + 12 * out_pixels + ENCODER_BYTES_PER_PIXEL * out_pixels)
+    worker = (WORKER_PROCESS_BYTES + model_weights_bytes(model, descriptor, options)
+              + model_share_bytes(descriptor.bytes_per_pixel, window) + segment)
+    in_flight = 2 * workers * frames * (12 * in_pixels + ENCODER_BYTES_PER_PIXEL * out_pixels)
+    store = max(STORE_MINIMUM_BYTES, 2 * in_flight)
+    return LocalInstance(workers, threads, worker, store)
+
+
+def model_weights_bytes(model: str, descriptor, options: dict) -> int:
+    """Bytes of the weight files a worker loads, where they can be found here (the rest count
+    0: a worker then reports what is missing)."""
+    from vs_superres.runtime.weights import resolve
+
+    def size(path: Path) -> int:
+        if path.is_dir():
+            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return path.stat().st_size if path.is_file() else 0
+
+    try:
+        if Path(model).is_file():
+            return size(Path(model))
+        total = 0
+        for wf in descriptor.weights:
+            explicit = (options.get(wf.option) if wf.option else None) or wf.pinned
+            if explicit is not None and Path(str(explicit)).exists():
+                total += size(Path(str(explicit)))
+            elif not wf.folder:
+                try:
+                    total += size(resolve(wf, None, model_name=descriptor.name, verify=False))
+                except SuperResError:
+                    pass
+        return total
+    except OSError:
+        return 0
 
 
 class _Run:

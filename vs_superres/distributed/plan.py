@@ -23,9 +23,12 @@ from vs_superres.runtime.windows import ClipSegment, TemporalWindowPlan
 #: worker or a retried segment does not leave the others idle at the end, few enough that
 #: the one window each segment recomputes stays a small share
 SEGMENTS_PER_WORKER = 4
-#: float32 output bytes a worker may hold for one segment (its window outputs): this caps the
-#: segment length for large frames, so memory does not grow with the video
-SEGMENT_OUTPUT_BUDGET = 2 << 30
+#: float32 output bytes a worker may hold for one segment (its window outputs; their codes
+#: and input frames come on top): this caps the segment length, so a worker's memory does not
+#: grow with the video. 2 GiB let two workers on a long 32x24 clip reach 6.4 GB; 256 MiB is
+#: still thousands of small frames per segment (the one window of recompute stays under 1%),
+#: and a segment never has less than one window, whatever its size
+SEGMENT_OUTPUT_BUDGET = 256 << 20
 
 
 def choose_windows_per_segment(total_frames: int | None, workers: int, length: int, overlap: int,
