@@ -1,8 +1,11 @@
 """Ray: finding it, joining or starting an instance, and placing one worker per slot.
 
 Ray is an optional extra; every import of it goes through :func:`import_ray`, whose error says
-how to install it. Joining an address that does not answer is refused after a plain TCP check
-(seconds), where Ray itself would retry for a minute before giving up.
+how to install it. An address is parsed and probed before Ray is asked to join it (a closed port,
+a web server, a silent service are refused in seconds, where Ray itself retries for minutes or
+for ever), and the join gets a deadline; a local instance is sized by the machine (cores and
+memory) before it starts. Ray's signal handlers and start-up notices are kept out of the host's
+way (see ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ ADDRESS_FORMS = ("auto (the cluster this node belongs to), HOST:PORT (the head n
                  "by default)")
 #: seconds a connection attempt (TCP, then the protocol check) may take
 PROBE_TIMEOUT = 5.0
-#: seconds ``ray.init`` may take to join a cluster that answered the probe
-#: instance, before the run is refused (Ray alone retries for minutes, or forever)
+#: seconds ``ray.init`` may take to join a cluster that answered the probe, before the run is
+#: refused (Ray alone retries for minutes, or for ever)
 INIT_TIMEOUT = 120.0
 #: HTTP/2's client preface and an empty SETTINGS frame: Ray's GCS and Ray Client servers are
 #: gRPC, so they answer with a SETTINGS frame of their own (RFC 9113, 3.4)
@@ -69,7 +72,7 @@ def parse_address(address: str) -> tuple[str, int] | None:
     if text == "auto":
         return None
     if not isinstance(text, str) or not text:
-        raise InvalidOption(f"{option_ref('ray', address)} is not a Ray address; give {ADDRESS_FORMS}", option="ray")
+        raise InvalidOption(f"{option_ref('address', address)} is not a Ray address; give {ADDRESS_FORMS}", option="ray")
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "", text
@@ -77,7 +80,7 @@ def parse_address(address: str) -> tuple[str, int] | None:
     host = host.strip("[]")
     if scheme not in ("", "ray") or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 \
             or any(c.isspace() or c in "/?#@" for c in host):
-        raise InvalidOption(f"{option_ref('ray', address)} is not a Ray address; give {ADDRESS_FORMS}", option="ray")
+        raise InvalidOption(f"{option_ref('address', address)} is not a Ray address; give {ADDRESS_FORMS}", option="ray")
     return host, int(port)
 
 
