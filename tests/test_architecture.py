@@ -26,6 +26,7 @@ LAYERS = [
     ("vs_superres/media", "vs_superres.media", 3),
     ("vs_superres/hostkit", "vs_superres.hostkit", 4),
     ("vs_superres/distributed", "vs_superres.distributed", 4),
+    ("vs_superres/jobs", "vs_superres.jobs", 4),
     ("vs_superres/vapoursynth", "vs_superres.vapoursynth", 5),
     ("comfy_nodes", "vs_superres.comfy_nodes", 5),
     ("ffmpeg_filter", "vs_superres.ffmpeg_filter", 5),

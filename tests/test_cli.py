@@ -178,7 +178,7 @@ def test_ctrl_c_leaves_no_output(tmp_path, tiny_ditn_path):
          "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src)],
         check=True,
     )
-    out = tmp_path / "out.mp4"
+    out = tmp_path / "out.avi"  # written in one pass (a journaled job keeps its segments: tests/test_jobs_resume.py)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out), "--device", "cpu",
          "--model", str(tiny_ditn_path)],

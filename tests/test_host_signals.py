@@ -80,7 +80,7 @@ def test_superres_upscale(sigs, status, tmp_path):
     src = _long_clip(tmp_path)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    out = out_dir / "out.mkv"
+    out = out_dir / "out.avi"  # one pass: a journaled output keeps its segments (tests/test_jobs_resume.py)
     proc = subprocess.Popen([sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(out), "-q",
                              "--model", "temporal-mean-x2", "--device", "cpu"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

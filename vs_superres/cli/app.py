@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_args(up)
     _add_engine_args(up)
     add_distributed_arguments(up)
+    journal = up.add_argument_group(
+        "long jobs", "a video written as .mkv, .mp4, .mov or .webm goes through a journal of segments beside "
+        "the output (.OUTPUT.superres-job/): rerunning the same command after any interruption resumes")
+    journal.add_argument("--no-resume", dest="resume", action="store_false",
+                      help="start afresh even when a journal of this job exists (it is set aside)")
+    journal.add_argument("--segment-seconds", type=float, default=None, metavar="S",
+                      help="length of a journaled segment in seconds of video (default 30, fewer when frames are large)")
 
     demo = sub.add_parser("demo", help="upscale the embedded sample photo (the README's main job)",
                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
@@ -75,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     comfy = sub.add_parser("comfyui", help="link this installation into a ComfyUI (see docs/comfyui.md)", add_help=False)
     comfy.add_argument("action", choices=["install"], help="install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]")
     comfy.add_argument("rest", nargs=argparse.REMAINDER)
+
+    jobs = sub.add_parser("jobs", help="list or remove the journals of resumable video jobs")
+    jobs.add_argument("action", choices=["list", "clean"], help="list: show them; clean: remove them")
+    jobs.add_argument("path", nargs="?", default=None, help="the folder holding the outputs (default: here)")
 
     models = sub.add_parser("models", help="list, download or verify model weights")
     msub = models.add_subparsers(dest="action", required=True)
@@ -103,6 +114,10 @@ def _dispatch(args) -> int:
         return comfyui_install(args.rest)
     if args.command == "demo":
         return cmd_demo(args)
+    if args.command == "jobs":
+        from vs_superres.cli.jobs import cmd_jobs
+
+        return cmd_jobs(args)
     return cmd_models(args)
 
 

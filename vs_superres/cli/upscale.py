@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from vs_superres.cli.ray import run as run_distributed
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.hostkit.engine_frames import upscaled
 from vs_superres.hostkit.flags import engine_options, model_options
-from vs_superres.hostkit.progress import ProgressBar
+from vs_superres.hostkit.progress import ProgressBar, end_open_lines
 from vs_superres.media.atomic import disk_full_error
 from vs_superres.runtime import registry
 
@@ -111,39 +111,83 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
 
 
 def _upscale_video(src: Path, dst: Path, args) -> None:
-    """The input is probed and the output header written (``output_size``) before the model is
-    built, which happens inside ``process``: a broken input or an output the container refuses
-    fails in milliseconds. The model is resolved once (a checkpoint file is read once)."""
-    from vs_superres.media import VideoReader, VideoWriter
-    from vs_superres.media.pump import Pump, ReaderSource, SinkRequest
+    """The input is probed and the output header written before the model is built (inside
+    ``process``): a broken input or an output the container refuses fails in milliseconds. The
+    model is resolved once (a checkpoint file is read once). Outputs in a container that joins
+    by stream copy go through a journal of segments (:mod:`vs_superres.jobs`), so a rerun after
+    any interruption resumes; the others run in one pass, with a notice."""
+    from vs_superres.jobs import JOURNALED_SUFFIXES, journaled_output, upscale_journaled
     from vs_superres.runtime.loading import resolve_model
 
-    model: Any = None
-    engines: list = []
+    resolved: list = []  # the model, resolved once, after the input was probed
 
-    def output_size(info) -> tuple[int, int]:
-        nonlocal model
-        model = resolve_model(args.model)
-        return info.width * model.descriptor.scale, info.height * model.descriptor.scale
+    def model():
+        if not resolved:
+            resolved.append(resolve_model(args.model))
+        return resolved[0]
+
+    def make_engine(cancel):
+        return _engine(args, model(), None, cancel=cancel)
+
+    bar = ProgressBar(src.name) if not args.quiet else None
+    try:
+        if journaled_output(dst):
+            path = upscale_journaled(
+                src, dst, model=model, make_engine=make_engine, options={**engine_options(args), **model_options(args)},
+                weights=_weight_hashes(args), device_kind=_device_kind(args), resume=args.resume,
+                segment_seconds=args.segment_seconds, progress=bar, say=_say)
+        else:
+            _say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
+                 + ", ".join(JOURNALED_SUFFIXES) + ")")
+            path = _one_pass(src, dst, model, make_engine, bar)
+    finally:
+        if bar:
+            bar.close()
+    print(f"{src} -> {path} with {model().descriptor.name}", file=sys.stderr)
+
+
+def _one_pass(src: Path, dst: Path, model, make_engine, bar) -> Path | None:
+    from vs_superres.media import VideoReader, VideoWriter
+    from vs_superres.media.pump import Pump, ReaderSource, SinkRequest
 
     def open_sink(request: SinkRequest) -> VideoWriter:
         return VideoWriter(dst, request.info, request.width, request.height, packets=request.packets)
 
     def process(inputs):
-        up = _engine(args, model, None, cancel=run.cancelled)
-        engines.append(up)
-        yield from upscaled(up, inputs)
+        yield from upscaled(make_engine(run.cancelled), inputs)
 
-    bar = ProgressBar(src.name) if not args.quiet else None
-    try:
-        with VideoReader(src, passthrough=True) as reader:
-            run = Pump(ReaderSource(reader), process, open_sink, output_size=output_size,
-                       model=lambda: model.descriptor, on_progress=bar, phase="transcode")
-            path = run.run().path
-    finally:
-        if bar:
-            bar.close()
-    print(f"{src} -> {path} with {engines[0].descriptor.name}", file=sys.stderr)
+    def output_size(info) -> tuple[int, int]:
+        scale = model().descriptor.scale
+        return info.width * scale, info.height * scale
+
+    with VideoReader(src, passthrough=True) as reader:
+        run = Pump(ReaderSource(reader), process, open_sink, output_size=output_size, on_progress=bar,
+                   phase="transcode")
+        return run.run().path
+
+
+def _say(line: str) -> None:
+    end_open_lines()
+    print(f"superres: {line}", file=sys.stderr)
+
+
+def _weight_hashes(args) -> Callable[[Any], list[str]]:
+    """What identifies the weights of a job: the registered sha256s, and a checkpoint file's own."""
+    from vs_superres.jobs.journal import file_sha256
+
+    def hashes_of(desc) -> list[str]:
+        hashes = [wf.sha256 for wf in desc.weights if wf.sha256]
+        if Path(str(args.model)).is_file():
+            hashes.append(file_sha256(Path(str(args.model))))
+        return hashes
+
+    return hashes_of
+
+
+def _device_kind(args) -> str:
+    from vs_superres.runtime.devices import resolve_device
+
+    return resolve_device(engine_options(args).get("device", "auto")).type
 
 
 def _extensions(names) -> str:

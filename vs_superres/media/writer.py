@@ -357,12 +357,16 @@ class VideoWriter:
             raise SuperResError(f"encoding frame {self.frames_written} failed: {exc}") from exc
         self.frames_written += 1
 
+    def _flush_video(self) -> Iterable[av.Packet]:
+        """The packets the encoder still holds (a writer that copies packets has none)."""
+        return self._video.encode(None)
+
     def close(self) -> Path | None:
         """Flush the encoder, mux the remaining pass-through packets, and move the file into
         place; returns its path (None for a file object)."""
         with reporting_full_disk(self.path):
             try:
-                self._mux_video(self._video.encode(None))
+                self._mux_video(self._flush_video())
                 self._mux_copies_until(None)
                 self._container.close()
                 self._pending.clear()

@@ -1,0 +1,237 @@
+"""Long jobs are never lost: a killed `superres upscale` resumes, and its file equals an
+uninterrupted run's byte for byte (real processes, real SIGKILL, real ffmpeg-made clips)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="the ffmpeg CLI makes the test clips (apt-get install ffmpeg)")
+
+SEGMENT = ("--segment-seconds", "0.5")  # 12 frames at 24 fps: several segments in a short clip
+
+
+def make_clip(path: Path, seconds: float = 4, size: str = "64x48", audio: bool = True, rate: int = 24) -> Path:
+    args = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    args += ["-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "aac"]
+    subprocess.run([*args, str(path)], check=True)
+    return path
+
+
+def command(src: Path, dst: Path, model: tuple[str, ...], *extra: str) -> list[str]:
+    return [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(dst), "-q", "-y", *model, *SEGMENT, *extra]
+
+
+def run(src: Path, dst: Path, model: tuple[str, ...], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(src, dst, model, *extra), capture_output=True, text=True, timeout=600)
+
+
+def work(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.superres-job"
+
+
+def segments_done(dst: Path) -> int:
+    try:
+        return len(json.loads((work(dst) / "journal.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def kill_after(src: Path, dst: Path, model: tuple[str, ...], segments: int, delay: float) -> None:
+    """Start the job, SIGKILL it ``delay`` seconds after ``segments`` segments were recorded."""
+    proc = subprocess.Popen(command(src, dst, model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and segments_done(dst) < segments and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+
+
+@pytest.fixture
+def ditn(tiny_ditn_path) -> tuple[str, ...]:
+    return ("--model", str(tiny_ditn_path), "--device", "cpu")
+
+
+TEMPORAL = ("--model", "temporal-mean-x2", "--device", "cpu")
+
+
+@pytest.mark.parametrize("which", ["ditn", "temporal-mean"])
+def test_killed_at_random_points_then_resumed_equals_uninterrupted(which, ditn, tmp_path):
+    model = ditn if which == "ditn" else TEMPORAL
+    src = make_clip(tmp_path / "in.mp4")
+    ref = tmp_path / "ref.mkv"
+    done = run(src, ref, model)
+    assert done.returncode == 0, done.stderr
+    assert not work(ref).exists()
+    out = tmp_path / "out.mkv"
+    rng = random.Random(7)
+    for segments in (1, 3, 5):  # three kills, each further on, each at a random moment
+        kill_after(src, out, model, segments, rng.uniform(0.0, 0.3))
+    final = run(src, out, model)
+    assert final.returncode == 0, final.stderr
+    if segments_done(out) or work(out).exists():
+        pytest.fail("the work folder outlived a successful run")
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_tiny_ultravsr_resumes_with_windows_across_segments(ultravsr_release, tmp_path):
+    base, ckpt = ultravsr_release
+    model = ("--model", "ultravsr", "--base", str(base), "--checkpoint", str(ckpt), "--window", "6",
+             "--window-overlap", "2", "--device", "cpu", "--strength", "0.5", "-O", "decoder_tile=64")
+    src = make_clip(tmp_path / "in.mp4", seconds=1, size="32x24", audio=False)  # 2 segments of 12 frames
+    ref = tmp_path / "ref.mkv"
+    done = run(src, ref, model)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out.mkv"
+    kill_after(src, out, model, 1, 0.1)
+    assert segments_done(out) >= 1
+    final = run(src, out, model)
+    assert final.returncode == 0, final.stderr
+    assert "resuming 'out.mkv'" in final.stderr
+    assert out.read_bytes() == ref.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".webm"])
+def test_every_journaled_container_resumes_exactly(suffix, ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=2, audio=suffix != ".webm")
+    ref, out = tmp_path / f"ref{suffix}", tmp_path / f"out{suffix}"
+    assert run(src, ref, ditn).returncode == 0
+    kill_after(src, out, ditn, 2, 0.0)
+    final = run(src, out, ditn)
+    assert final.returncode == 0, final.stderr
+    assert out.read_bytes() == ref.read_bytes()
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+                            "stream=nb_read_frames", "-of", "csv=p=0", str(out)], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "48"
+
+
+def test_sigterm_keeps_the_journal_and_the_next_run_resumes(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4")
+    out = tmp_path / "out.mkv"
+    proc = subprocess.Popen(command(src, out, ditn), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and segments_done(out) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "the next run of the same command resumes" in err
+    assert not out.exists() and segments_done(out) >= 2
+    final = run(src, out, ditn)
+    assert final.returncode == 0 and "resuming 'out.mkv'" in final.stderr, final.stderr
+
+
+def test_what_makes_a_job_start_afresh(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4")
+    out = tmp_path / "out.mkv"
+    kill_after(src, out, ditn, 2, 0.0)
+    # another option: the old segments are set aside, saying which option changed
+    changed = run(src, out, ditn, "--batch", "2")
+    assert changed.returncode == 0, changed.stderr
+    assert "starting 'out.mkv' afresh: options changed: batch" in changed.stderr
+    # the input changed in between
+    kill_after(src, out, ditn, 2, 0.0)
+    make_clip(src, seconds=4, size="64x48", audio=False)
+    fresh = run(src, out, ditn)
+    assert "afresh: the input file changed" in fresh.stderr, fresh.stderr
+    # --no-resume
+    kill_after(src, out, ditn, 2, 0.0)
+    forced = run(src, out, ditn, "--no-resume")
+    assert "afresh: --no-resume was given" in forced.stderr, forced.stderr
+
+
+def test_a_damaged_segment_is_computed_again(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4")
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+    assert run(src, ref, ditn).returncode == 0
+    kill_after(src, out, ditn, 3, 0.0)
+    segment = work(out) / "seg-00001.mkv"
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])  # truncated
+    final = run(src, out, ditn)
+    assert final.returncode == 0, final.stderr
+    assert "segment 1 of 'out.mkv' is damaged or missing; it is computed again" in final.stderr
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_a_corrupt_journal_starts_afresh(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4")
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+    assert run(src, ref, ditn).returncode == 0
+    kill_after(src, out, ditn, 2, 0.0)
+    (work(out) / "journal.json").write_text("{not json")
+    final = run(src, out, ditn)
+    assert final.returncode == 0 and "afresh: its journal is missing or unreadable" in final.stderr, final.stderr
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_a_second_process_on_the_same_output_is_refused(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", seconds=8)
+    out = tmp_path / "out.mkv"
+    first = subprocess.Popen(command(src, out, ditn), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while first.poll() is None and segments_done(out) < 1:
+        time.sleep(0.02)
+    second = run(src, out, ditn)
+    assert second.returncode == 2
+    assert "another superres process is writing" in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+
+
+def test_a_full_disk_keeps_the_done_segments(ditn, tmp_path):
+    """A small tmpfs fills up mid-job; once space is freed the rerun resumes and ends with the
+    uninterrupted file. (A journaled job needs room for the segments and the joined output:
+    twice the output's size at the end.)"""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root")
+    src = make_clip(tmp_path / "in.mp4", seconds=4, size="96x64")
+    ref = tmp_path / "ref.mkv"
+    assert run(src, ref, ditn).returncode == 0
+    size = ref.stat().st_size
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    room = 4 * size + (1 << 20)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={room}", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("this machine cannot mount a tmpfs")
+    try:
+        ballast = disk / "ballast"
+        ballast.write_bytes(b"\0" * (room - size // 2 - (1 << 16)))  # room for about half the segments
+        out = disk / "out.mkv"
+        full = run(src, out, ditn)
+        assert full.returncode == 2 and "the disk is full" in full.stderr, full.stderr
+        assert f"cannot write '{out}'" in full.stderr
+        kept = segments_done(out)
+        assert kept >= 1
+        ballast.unlink()
+        final = run(src, out, ditn)
+        assert final.returncode == 0, final.stderr
+        assert "resuming 'out.mkv'" in final.stderr
+        assert out.read_bytes() == ref.read_bytes()
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_jobs_list_and_clean(ditn, tmp_path):
+    src = make_clip(tmp_path / "in.mp4")
+    out = tmp_path / "out.mkv"
+    kill_after(src, out, ditn, 2, 0.0)
+    listed = subprocess.run([sys.executable, "-m", "vs_superres.cli", "jobs", "list", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.startswith("out.mkv: "), listed.stdout
+    assert "segments" in listed.stdout and str(src.resolve()) in listed.stdout
+    cleaned = subprocess.run([sys.executable, "-m", "vs_superres.cli", "jobs", "clean", str(tmp_path)],
+                             capture_output=True, text=True)
+    assert cleaned.returncode == 0 and "1 journal folder(s) removed" in cleaned.stdout
+    assert not work(out).exists()

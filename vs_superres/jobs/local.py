@@ -1,0 +1,91 @@
+"""The engine over a journaled job's segments, on this machine: the run path's ``process``.
+
+The clip is cut at window boundaries by the one scheduler (``TemporalWindowPlan.split``, through
+:class:`~vs_superres.distributed.plan.SegmentPlan`, as the Ray driver cuts it), segments are
+released as soon as they are settled, and each segment not already in the journal is computed
+with :meth:`Upscaler.render_segment` from its input frames and the clip state (computed once,
+from the frames and the frame count ``Upscaler.stream`` would use). A segment's frames are the
+same whichever segments were computed before it, which is what makes resuming exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+from vs_superres.contracts.errors import SuperResError
+from vs_superres.distributed.plan import SEGMENT_OUTPUT_BUDGET, SegmentPlan
+from vs_superres.jobs.segments import SegmentFrame
+
+#: the length of a segment, in seconds of video: the work a kill can cost at most, and few
+#: enough files for a film (a 2-hour film is 240); capped by memory (see :func:`segment_plan`)
+SEGMENT_SECONDS = 30.0
+
+
+def segment_plan(length: int, overlap: int, fps: float, output_frame_bytes: int,
+                 segment_frames: int | None = None) -> SegmentPlan:
+    """Whole windows of about :data:`SEGMENT_SECONDS` (or ``segment_frames`` frames), capped so
+    that a segment's outputs, which ``render_segment`` holds at once, stay within
+    :data:`~vs_superres.distributed.plan.SEGMENT_OUTPUT_BUDGET`."""
+    stride = length - overlap
+    frames = segment_frames or max(1, math.ceil(SEGMENT_SECONDS * (fps or 25.0)))
+    windows = max(1, round(frames / stride))
+    if output_frame_bytes and segment_frames is None:
+        windows = min(windows, max(1, SEGMENT_OUTPUT_BUDGET // (output_frame_bytes * stride)))
+    return SegmentPlan(length, overlap, windows)
+
+
+def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, done: set[int]) -> Iterator[SegmentFrame]:
+    """One :class:`SegmentFrame` per input frame, in order; segments in ``done`` are read but
+    not computed (their frames carry no pixels)."""
+    import torch
+
+    frames = iter(inputs)
+    total = inputs.total
+    buffer: dict[int, Any] = {}
+    read, ended = 0, False
+
+    def fill(upto: int) -> None:
+        nonlocal read, ended
+        while not ended and read <= upto:
+            frame = next(frames, None)
+            if frame is None:
+                ended = True
+                if read == 0:
+                    raise SuperResError("the clip has no frames")
+                return
+            buffer[read] = frame.rgb
+            read += 1
+
+    def tensors(indices) -> dict[int, Any]:
+        return {i: torch.from_numpy(buffer[i]) for i in indices}
+
+    # The clip state from the frames and the count Upscaler.stream uses (as the Ray driver).
+    state = None
+    if engine.descriptor.kind == "video":
+        needed = engine.clip_frames(total)
+        if needed:
+            fill(max(needed))
+            if ended and max(needed) >= read:
+                needed = engine.clip_frames(read)
+        state = engine.clip_state(read if ended else total, tensors(needed))
+    index = 0
+    while True:
+        settled = plan.settled(read, ended, start=index)
+        if not settled:
+            if ended:
+                return
+            fill(plan.input_end(index))
+            continue
+        segment, num_frames = settled[0], read
+        last = segment.outputs.stop - 1
+        if index in done:
+            for n in segment.outputs:
+                yield SegmentFrame(index, n == last, None)
+        else:
+            outputs = engine.render_segment(segment, num_frames, tensors(segment.inputs), None, state)
+            for n, out in zip(segment.outputs, outputs):
+                yield SegmentFrame(index, n == last, out.numpy())
+        for i in [i for i in buffer if i < segment.outputs.stop - plan.length]:
+            del buffer[i]  # no later segment reads frames this far back
+        index += 1

@@ -1,0 +1,172 @@
+"""A journaled job's sink: output frames into segment files, then one stream-copy join.
+
+:class:`SegmentSink` is the run path's :class:`~vs_superres.media.pump.FrameSink` of a
+journaled job. Each output frame arrives as a :class:`SegmentFrame` naming its segment; the
+frames of a segment are encoded by a fresh :class:`~vs_superres.media.writer.VideoWriter` (the
+final codec and container, the encoder started at the segment's first frame, so every segment
+starts with a key frame and decodes alone), committed under its name and recorded in the
+journal. Frames of segments the journal already holds arrive without pixels and are skipped.
+
+:func:`join` makes the output: the segments' video packets, copied in order (no re-encode, no
+decode), with the source's audio, subtitle and attachment streams demuxed again from the source
+(stream copy too), interleaved by time by the writer's own muxing, into the output under a
+temporary name, renamed at the end. The container is written bit-exact (no random identifiers,
+no dates), so a resumed job's file equals an uninterrupted one's byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import av
+import numpy as np
+
+from vs_superres.contracts.errors import InternalError
+from vs_superres.jobs.journal import Journal
+from vs_superres.media.files import InputSource
+from vs_superres.media.streaminfo import StreamInfo
+from vs_superres.media.writer import VideoWriter
+
+#: AVFMT_FLAG_BITEXACT: the muxer writes no random identifiers, dates or version strings
+_FLAG_BITEXACT = 0x0400
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentFrame:
+    """One output frame of segment ``index``; ``last`` ends the segment; ``rgb`` is None for a
+    segment the journal already holds (nothing was computed)."""
+
+    index: int
+    last: bool
+    rgb: np.ndarray | None
+
+
+class SegmentSink:
+    """The sink of a journaled job (see the module docstring)."""
+
+    def __init__(self, journal: Journal, source: Path, output: Path, info: StreamInfo, width: int, height: int,
+                 packets: Callable[[], list]):
+        self.journal, self.source, self.output = journal, source, output
+        self.info, self.width, self.height = info, width, height
+        # The pass-through packets the pump collects are not needed: the join demuxes them
+        # again from the source. Taking them keeps the pump's buffer empty.
+        self._drop_packets = packets
+        self._writer: VideoWriter | None = None
+        self._frames = 0
+        self._written: set[int] = set()
+
+    def write(self, item: SegmentFrame, pts: int | None) -> None:
+        self._drop_packets()
+        if item.rgb is None:
+            return
+        if self._writer is None:
+            self._writer = VideoWriter(self.journal.segment_path(item.index), self.info, self.width, self.height,
+                                       copy_streams=False)
+            self._frames = 0
+        self._writer.write(item.rgb, pts)
+        self._frames += 1
+        if item.last:
+            writer, self._writer = self._writer, None
+            writer.close()
+            self.journal.record(item.index, self._frames)
+
+    def close(self) -> Path | None:
+        self._drop_packets()
+        if self._writer is not None:
+            raise InternalError("the last segment of a journaled job was never finished")
+        path = join(self.journal, self.source, self.output, self.info, self.width, self.height)
+        self.journal.finish()
+        return path
+
+    def abort(self) -> None:
+        """Stop: the unfinished segment leaves nothing; the journal stays for the next run."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+
+class _Joiner(VideoWriter):
+    """A :class:`VideoWriter` whose video stream is copied from ``template`` (the first
+    segment's), fed packets instead of frames."""
+
+    def __init__(self, output: Path, info: StreamInfo, width: int, height: int, template: Any,
+                 packets: Iterable[av.Packet]):
+        self._template = template
+        super().__init__(output, info, width, height, packets=packets)
+
+    def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
+        self._container.flags |= _FLAG_BITEXACT
+        template = self._template
+        stream = self._container.add_stream_from_template(template)
+        self.codec = template.codec_context.name
+        self.pix_fmt = template.codec_context.format.name
+        self.colour = self.info.colour
+        self._time_base = Fraction(template.time_base)
+        self._variable_rate = True
+        self._video = stream
+
+    def _flush_video(self) -> Iterable[av.Packet]:
+        return ()
+
+    def copy_segment(self, path: Path) -> int:
+        """Mux every video packet of the segment file ``path``; returns how many."""
+        count = 0
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = []
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker
+                packet.stream = self._video
+                packets.append(packet)
+                count += 1
+            if any(packet.dts is None for packet in packets):
+                # A container that stores no decoding times (Matroska, WebM, NUT): its demuxer
+                # guesses some and leaves others unset, and a guess can run past the next real
+                # one. The muxer derives them all from the presentation times, as it did when
+                # the segment was written.
+                for packet in packets:
+                    packet.dts = None
+            self._mux_video(packets)
+        return count
+
+
+def _passthrough(source: Path, info: StreamInfo) -> tuple[Any, StreamInfo, Iterator[av.Packet]]:
+    """The source opened again for its pass-through streams only: the container (keep it open
+    while the join runs), ``info`` with stream templates from it, and their packets in demux
+    order (the video is not even demuxed)."""
+    container = InputSource(source).open()
+    by_index = {s.index: s for s in container.streams}
+    kept = tuple(dataclasses.replace(copy, template=by_index.get(copy.index)) for copy in info.passthrough)
+    wanted = [by_index[c.index] for c in kept if c.kind in ("audio", "subtitle") and c.index in by_index]
+
+    def packets() -> Iterator[av.Packet]:
+        if wanted:
+            yield from container.demux(*wanted)
+
+    return container, dataclasses.replace(info, passthrough=kept), packets()
+
+
+def join(journal: Journal, source: Path, output: Path, info: StreamInfo, width: int, height: int) -> Path:
+    """The output from the journal's segments and the source's other streams (module docstring)."""
+    indices = sorted(journal.segments)
+    if not indices or indices != list(range(len(indices))):
+        raise InternalError(f"the journal of '{output}' holds segments {indices}, not 0..n-1")
+    container, joined_info, packets = _passthrough(source, info)
+    try:
+        with av.open(str(journal.segment_path(0))) as first:
+            writer = _Joiner(output, joined_info, width, height, first.streams.video[0], packets)
+        try:
+            for index in indices:
+                writer.copy_segment(journal.segment_path(index))
+        except BaseException:
+            writer.abort()
+            raise
+        path = writer.close()
+    finally:
+        container.close()
+    assert path is not None
+    return path
