@@ -508,7 +508,7 @@ def test_a_huge_video_frame_is_refused_by_the_cli_before_any_work(tmp_path):
         [sys.executable, "-m", "vs_superres.cli", "upscale", str(src), str(tmp_path / "up.mkv"), "--tile", "128", "-q"])
     err = run.stderr.decode()
     assert run.returncode == 2, err
-    assert "8000x8000 -> 32000x32000 with ditn-real-x4 needs about" in err
+    assert "8000x8000 -> 32000x32000" in err and "needs about" in err
     assert "GB is available" in err and "--tile does not help" in err and "smaller input" in err
     assert "Traceback" not in err
     assert seconds < 60 and peak_mb < 1500, (seconds, peak_mb)
