@@ -162,7 +162,7 @@ def _one_pass(src: Path, dst: Path, model, make_engine, bar) -> Path | None:
 
     with VideoReader(src, passthrough=True) as reader:
         run = Pump(ReaderSource(reader), process, open_sink, output_size=output_size, on_progress=bar,
-                   phase="transcode")
+                   phase="transcode", model=lambda: model().descriptor)
         return run.run().path
 
 

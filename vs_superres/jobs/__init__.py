@@ -62,8 +62,9 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], make_en
             frames_per_segment = max(1, round(segment_seconds * float(info.fps or 25)))
         plan = segment_plan(settled.window, settled.window_overlap, float(info.fps or 25), 12 * width * height,
                             frames_per_segment)
+        segment_frames = plan.windows_per_segment * plan.stride
         identity = job_identity(source=src, output=dst, model=desc.name, weights=weights(desc), options=options,
-                                segment_frames=plan.windows_per_segment * plan.stride, project=__version__,
+                                segment_frames=segment_frames, project=__version__,
                                 torch_version=torch.__version__, device_kind=device_kind)
         for stale in journal.folder.glob(".*.partial-*"):
             stale.unlink(missing_ok=True)  # a segment being written when a run was killed
@@ -77,19 +78,19 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], make_en
         if done:
             seconds = journal.frames_kept() / float(info.fps or 25)
             expected = info.frame_count or 0
-            per = plan.windows_per_segment * plan.stride
-            of = f" of {-(-expected // per)}" if expected else ""
+            of = f" of {-(-expected // segment_frames)}" if expected else ""
             say(f"resuming '{dst.name}': {len(done)}{of} segments done, {_duration(seconds)} of video kept")
 
         def open_sink(request: SinkRequest) -> SegmentSink:
-            return SegmentSink(journal, src, dst, request.info, request.width, request.height, request.packets)
+            return SegmentSink(journal, src, dst, request.info, request.width, request.height, request.packets,
+                               segment_frames=segment_frames, done=done)
 
         def process(inputs):
             engine = make_engine(run.cancelled)
-            yield from segment_outputs(engine, inputs, plan, done)
+            yield from segment_outputs(engine, inputs, plan, done, segment_frames)
 
         run = Pump(ReaderSource(reader), process, open_sink, output_size=(width, height), on_progress=progress,
-                   phase="transcode")
+                   phase="transcode", model=desc)
         try:
             return run.run().path
         except BaseException as exc:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.distributed.plan import SEGMENT_OUTPUT_BUDGET, SegmentPlan
-from vs_superres.jobs.segments import SegmentFrame
+from vs_superres.jobs.segments import segments_of
 
 #: the length of a segment, in seconds of video: the work a kill can cost at most, and few
 #: enough files for a film (a 2-hour film is 240); capped by memory (see :func:`segment_plan`)
@@ -35,9 +35,10 @@ def segment_plan(length: int, overlap: int, fps: float, output_frame_bytes: int,
     return SegmentPlan(length, overlap, windows)
 
 
-def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, done: set[int]) -> Iterator[SegmentFrame]:
-    """One :class:`SegmentFrame` per input frame, in order; segments in ``done`` are read but
-    not computed (their frames carry no pixels)."""
+def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, done: set[int], segment_frames: int) -> Iterator[Any]:
+    """One output frame per input frame, in order (float32 ``[3, H, W]``); a computing segment
+    whose frames all fall in journal segments of ``done`` (``segment_frames`` frames each) is read
+    but not computed, and its frames are ``None``."""
     import torch
 
     frames = iter(inputs)
@@ -78,14 +79,12 @@ def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, done: set[int])
             fill(plan.input_end(index))
             continue
         segment, num_frames = settled[0], read
-        last = segment.outputs.stop - 1
-        if index in done:
-            for n in segment.outputs:
-                yield SegmentFrame(index, n == last, None)
+        if set(segments_of(segment.outputs, segment_frames)) <= done:
+            for _ in segment.outputs:
+                yield None
         else:
-            outputs = engine.render_segment(segment, num_frames, tensors(segment.inputs), None, state)
-            for n, out in zip(segment.outputs, outputs):
-                yield SegmentFrame(index, n == last, out.numpy())
+            for out in engine.render_segment(segment, num_frames, tensors(segment.inputs), None, state):
+                yield out.numpy()
         for i in [i for i in buffer if i < segment.outputs.stop - plan.length]:
             del buffer[i]  # no later segment reads frames this far back
         index += 1

@@ -2,10 +2,13 @@
 
 :class:`SegmentSink` is the run path's :class:`~vs_superres.media.pump.FrameSink` of a
 journaled job. Each output frame arrives as a :class:`SegmentFrame` naming its segment; the
-frames of a segment are encoded by a fresh :class:`~vs_superres.media.writer.VideoWriter` (the
-final codec and container, the encoder started at the segment's first frame, so every segment
-starts with a key frame and decodes alone), committed under its name and recorded in the
-journal. Frames of segments the journal already holds arrive without pixels and are skipped.
+frames of a segment (a fixed number of output frames; the last one may be shorter) are encoded
+by a fresh :class:`~vs_superres.media.writer.VideoWriter` (the final codec and container, the
+encoder started at the segment's first frame, so every segment starts with a key frame and
+decodes alone), committed under its name and recorded in the journal. Frames of segments the
+journal already holds are dropped (or arrive as ``None``: nobody computed them). Segments are
+counted in output frames, not in how the frames were computed, so a job computed in one
+process and resumed on Ray workers (or the other way round) writes the same segments.
 
 :func:`join` makes the output: the segments' video packets, copied in order (no re-encode, no
 decode), with the source's audio, subtitle and attachment streams demuxed again from the source
@@ -22,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import av
-import numpy as np
 
 from vs_superres.contracts.errors import InternalError
 from vs_superres.jobs.journal import Journal
@@ -34,49 +36,61 @@ from vs_superres.media.writer import VideoWriter
 _FLAG_BITEXACT = 0x0400
 
 
-@dataclasses.dataclass(frozen=True)
-class SegmentFrame:
-    """One output frame of segment ``index``; ``last`` ends the segment; ``rgb`` is None for a
-    segment the journal already holds (nothing was computed)."""
-
-    index: int
-    last: bool
-    rgb: np.ndarray | None
+def segments_of(frames: range, segment_frames: int) -> range:
+    """The indices of the segments that frames ``frames`` fall in."""
+    if not frames:
+        return range(0)
+    return range(frames.start // segment_frames, (frames.stop - 1) // segment_frames + 1)
 
 
 class SegmentSink:
-    """The sink of a journaled job (see the module docstring)."""
+    """The sink of a journaled job (see the module docstring): output frame ``n`` goes to
+    segment ``n // segment_frames``; ``None`` stands for a frame nobody computed because its
+    segment is done; frames of ``done`` segments are dropped. ``make_writer(path, width,
+    height)`` opens one segment's writer (a :class:`VideoWriter`, or the Ray driver's writer of
+    integer codes: the same encoder, the same bytes)."""
 
     def __init__(self, journal: Journal, source: Path, output: Path, info: StreamInfo, width: int, height: int,
-                 packets: Callable[[], list]):
+                 packets: Callable[[], list], *, segment_frames: int, done: set[int],
+                 make_writer: Callable[[Path, int, int], VideoWriter] | None = None):
         self.journal, self.source, self.output = journal, source, output
         self.info, self.width, self.height = info, width, height
+        self.segment_frames, self.done = segment_frames, set(done)
+        self._make_writer = make_writer or (lambda path, w, h: VideoWriter(path, info, w, h, copy_streams=False))
         # The pass-through packets the pump collects are not needed: the join demuxes them
         # again from the source. Taking them keeps the pump's buffer empty.
         self._drop_packets = packets
         self._writer: VideoWriter | None = None
+        self._index = -1
         self._frames = 0
-        self._written: set[int] = set()
+        self._n = 0
 
-    def write(self, item: SegmentFrame, pts: int | None) -> None:
+    def write(self, item: Any, pts: int | None) -> None:
         self._drop_packets()
-        if item.rgb is None:
+        index = self._n // self.segment_frames
+        self._n += 1
+        if index in self.done:
             return
+        if item is None:
+            raise InternalError(f"frame {self._n - 1} of segment {index}, which is not done, was never computed")
         if self._writer is None:
-            self._writer = VideoWriter(self.journal.segment_path(item.index), self.info, self.width, self.height,
-                                       copy_streams=False)
-            self._frames = 0
-        self._writer.write(item.rgb, pts)
+            self._writer = self._make_writer(self.journal.segment_path(index), self.width, self.height)
+            self._index, self._frames = index, 0
+        self._writer.write(item, pts)
         self._frames += 1
-        if item.last:
-            writer, self._writer = self._writer, None
-            writer.close()
-            self.journal.record(item.index, self._frames)
+        if self._n % self.segment_frames == 0:
+            self._commit()
+
+    def _commit(self) -> None:
+        writer, self._writer = self._writer, None
+        assert writer is not None
+        writer.close()
+        self.journal.record(self._index, self._frames)
 
     def close(self) -> Path | None:
         self._drop_packets()
         if self._writer is not None:
-            raise InternalError("the last segment of a journaled job was never finished")
+            self._commit()  # the clip's last segment, shorter than the others
         path = join(self.journal, self.source, self.output, self.info, self.width, self.height)
         self.journal.finish()
         return path
