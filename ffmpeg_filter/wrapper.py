@@ -357,15 +357,18 @@ def _watch(front: subprocess.Popen, died: threading.Event) -> None:
 
 
 def _conclude(outcome, front_rc: int, back_rc: int, atomic: AtomicFile | None) -> int:
-    """The exit status: an interruption first; then the first failing ffmpeg's (it said why on
-    stderr; what we saw after it is a consequence); then ours, down the kit's ladder."""
+    """The exit status: an interruption first; then the first failure: the front ffmpeg's, the
+    back's when it ended before us (it said why on stderr; what we saw after it is a
+    consequence), else ours, down the kit's ladder."""
     if outcome is not None and outcome.interrupted:
         if atomic:
             atomic.abort()
         return report(outcome)
     if front_rc:
         code = front_rc if front_rc > 0 else 128 - front_rc
-    elif back_rc:
+    elif back_rc and (outcome is None or outcome.status == ExitStatus.BROKEN_PIPE):
+        # The back ended first (we met its closed pipe). When our own failure came first, the
+        # back's complaint about the stream we then stopped sending is the consequence.
         code = back_rc if back_rc > 0 else 128 - back_rc
     elif outcome is not None:
         code = report(outcome)

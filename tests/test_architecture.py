@@ -77,8 +77,21 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
                 # `from . import x` / `from vs_superres import x`: x is a module or a name
                 out += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
             else:
-                out.append((node.lineno, mod))
+                # `from vs_superres.media import budget`: a name that is a module is that module
+                out += [(node.lineno, f"{mod}.{a.name}" if is_module(f"{mod}.{a.name}") else mod) for a in node.names]
     return out
+
+
+def is_module(name: str) -> bool:
+    """Whether the import name ``name`` is one of the package's modules or packages on disk."""
+    parts = name.split(".")[1:]
+    if not parts:
+        return True
+    top = parts[0] if parts[0] in ("models", "comfy_nodes", "ffmpeg_filter") else None
+    folder = ROOT / top if top else ROOT / "vs_superres" / parts[0]
+    rest = parts[1:]
+    target = folder.joinpath(*rest) if rest else folder
+    return target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()
 
 
 def source_files() -> list[Path]:

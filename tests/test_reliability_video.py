@@ -204,21 +204,8 @@ def test_a_cut_pipe_is_reported(cut_clips, name):
     _, cut = cut_clips[name]
     sink = io.BytesIO()
 
-    class Pipe(io.RawIOBase):
-        def __init__(self, data):
-            self._data, self._pos = data, 0
-
-        def readable(self):
-            return True
-
-        def readinto(self, buffer):
-            piece = self._data[self._pos:self._pos + min(len(buffer), 4096)]
-            buffer[:len(piece)] = piece
-            self._pos += len(piece)
-            return len(piece)
-
     with pytest.raises(IncompleteInput, match="ends early") as caught:
-        transcode(Pipe(cut.read_bytes()), sink, upscale2, format="matroska",
+        transcode(_Pipe(cut.read_bytes()), sink, upscale2, format="matroska",
                   src_format=CONTAINERS[name][2] or "matroska")
     assert caught.value.output is None and caught.value.frames_read > 0
     assert frame_count_bytes(sink.getvalue()) == caught.value.frames_read

@@ -77,3 +77,26 @@ def test_script_errors_reach_vspipe(tmp_path, write_script, vspipe, run_cmd):
     r = run_cmd([vspipe, "--info", str(script), "-"], timeout=120)
     assert r.returncode != 0
     assert "superres.DITN: only RGBS and RGBH clips are supported, got YUV420P8" in r.stderr.decode()
+
+
+def test_a_stopped_vspipe_run_resumes_with_start(tmp_path, video_frames, write_script, vspipe, run_cmd):
+    """How a long VapourSynth job resumes (README): keep the complete frames of the stopped
+    run's raw output (its size divided by a frame's), then append ``vspipe --start N``. Frames
+    never depend on request order, so the joined file is the uninterrupted one, byte for byte."""
+    script = write_script(f"""
+        clip = clip_from_frames(np.load({str(tmp_path / 'frames.npy')!r}), cuts={{5}})
+        core.superres.Upscale(clip, model={VIDEO_MODEL!r}, device="cpu").set_output()
+    """)
+    whole = tmp_path / "whole.raw"
+    assert run_cmd([vspipe, str(script), str(whole)], timeout=120).returncode == 0
+    frame_bytes = 3 * 48 * 64 * 4
+    stopped = tmp_path / "resumed.raw"
+    assert run_cmd([vspipe, "--end", "6", str(script), str(stopped)], timeout=120).returncode == 0
+    stopped.write_bytes(stopped.read_bytes() + b"\0" * 100)  # a frame cut short by the kill
+    done = stopped.stat().st_size // frame_bytes
+    with open(stopped, "r+b") as handle:
+        handle.truncate(done * frame_bytes)
+    rest = tmp_path / "rest.raw"
+    assert run_cmd([vspipe, "--start", str(done), str(script), str(rest)], timeout=120).returncode == 0
+    stopped.write_bytes(stopped.read_bytes() + rest.read_bytes())
+    assert done == 7 and stopped.read_bytes() == whole.read_bytes()

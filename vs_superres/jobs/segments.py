@@ -128,7 +128,7 @@ class _Joiner(VideoWriter):
     def copy_segment(self, path: Path) -> int:
         """Mux every video packet of the segment file ``path``; returns how many."""
         count = 0
-        with av.open(str(path)) as container:
+        with InputSource(path).open() as container:  # a local file, whatever its name looks like
             stream = container.streams.video[0]
             packets = []
             for packet in container.demux(stream):
@@ -171,7 +171,7 @@ def join(journal: Journal, source: Path, output: Path, info: StreamInfo, width: 
         raise InternalError(f"the journal of '{output}' holds segments {indices}, not 0..n-1")
     container, joined_info, packets = _passthrough(source, info)
     try:
-        with av.open(str(journal.segment_path(0))) as first:
+        with InputSource(journal.segment_path(0)).open() as first:
             writer = _Joiner(output, joined_info, width, height, first.streams.video[0], packets)
         try:
             for index in indices:
