@@ -51,11 +51,12 @@ from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.video import VideoReader, incomplete_input_error
 
 #: Frames the decoder may run ahead of ``process``, and the encoder behind it: the one queue
-#: depth of every host. Two keep both threads busy while the model runs (a frame takes far
-#: longer to infer than to decode or encode; depth 4 measured no faster in
-#: ``benchmarks/bench_ffmpeg_filter.py --queue``, see docs/benchmarks.md) and bound memory to a
-#: few frames whatever the clip's length (a 4x 1080p output frame is 100 MB as float32).
-QUEUE_FRAMES = 2
+#: depth of every host (the CLI's video path had 2, the bridge 4). Measured side by side
+#: (``benchmarks/bench_video.py --queue-compare``, docs/benchmarks.md): 4 is 1.08x faster than
+#: 2 on this 2-core CPU (the encoder's bursts no longer stall inference), and memory stays
+#: bounded whatever the clip's length (the budget counts them: a 4x 1080p output frame is
+#: 100 MB as float32).
+QUEUE_FRAMES = 4
 _POLL_S = 0.1  # how often a blocked thread looks whether it should stop
 #: how long a stopped decoding thread blocked on a pipe read is waited for (nobody may ever
 #: write to that pipe again; a file's decoder finishes its frame well within this)
