@@ -194,7 +194,10 @@ def test_repeated_failures_name_the_segment_and_leave_no_output(tmp_path):
     from vs_superres.distributed import upscale_video
     from vs_superres.distributed.driver import SegmentFailed
 
-    src = make_video(tmp_path / "in.mkv", 20)
+    # Long enough that segments are still to be sent when the first frame is written (the
+    # driver keeps at most 2 x workers segments out; progress comes from the run path's
+    # encoding thread, a few frames behind the driver)
+    src = make_video(tmp_path / "in.mkv", 60)
     progress, _ = _kill_workers_at_first_frame(2)
     with pytest.raises(SegmentFailed, match=r"segment \d+ \(frames \d+-\d+\) failed 1 times: its worker or node died"):
         upscale_video(src, tmp_path / "out.mkv", model="temporal-mean-x2", workers=2, segment_frames=3, device="cpu",
