@@ -8,21 +8,11 @@ import sys
 
 import pytest
 from bridge_helpers import (assert_frames_equal, decode, engine_reference, ffmpeg_bytes,
-                            filter_cmd, make_clips, needs_ffmpeg, run_filter)
+                            filter_cmd, needs_ffmpeg, run_filter)
 
 pytestmark = needs_ffmpeg
 
 FRAME_420 = 32 * 24 * 3 // 2
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return make_clips(tmp_path_factory.mktemp("fault_clips"))
-
-
-@pytest.fixture(scope="module")
-def y4m(clips) -> bytes:
-    return ffmpeg_bytes("-i", clips["420.mkv"], "-fps_mode", "passthrough", "-f", "yuv4mpegpipe", "-")
 
 
 def test_cut_y4m_writes_every_complete_frame_and_fails(y4m, clips):

@@ -11,22 +11,12 @@ import sys
 import time
 
 import pytest
-from bridge_helpers import (decode, ffmpeg, ffmpeg_bytes, ffprobe, make_clips, needs_ffmpeg, run_filter,
+from bridge_helpers import (decode, ffmpeg, ffmpeg_bytes, ffprobe, needs_ffmpeg, run_filter,
                             run_wrapper)
 
 pytestmark = needs_ffmpeg
 
 MODEL = "temporal-mean-x2"
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return make_clips(tmp_path_factory.mktemp("hostile_clips"))
-
-
-@pytest.fixture(scope="module")
-def y4m(clips) -> bytes:
-    return ffmpeg_bytes("-i", clips["420.mkv"], "-fps_mode", "passthrough", "-f", "yuv4mpegpipe", "-")
 
 
 def with_header(y4m: bytes, header: str) -> bytes:

@@ -128,4 +128,4 @@ def _duration(seconds: float) -> str:
 
 def journaled_output(dst: Path) -> bool:
     """Whether ``dst``'s container is one a job can be journaled into."""
-    return dst.suffix.lower() in JOURNALED_SUFFIXES and not os.fspath(dst).startswith("-")
+    return dst.suffix.lower() in JOURNALED_SUFFIXES
