@@ -21,6 +21,7 @@ from vs_superres.contracts.errors import UnsupportedFormat
 from vs_superres.media.colour import (CHROMA_LEFT, MATRIX_UNSPECIFIED, RANGE_FULL, RANGE_UNSPECIFIED,
                      ColourInfo, guess_matrix)
 from vs_superres.media.convert import PixelLayout, pixel_layout
+from vs_superres.media.metadata import SourceTags
 
 #: stream kinds a writer copies; anything else is listed in ``StreamInfo.dropped``
 PASSTHROUGH_KINDS = ("audio", "subtitle", "attachment")
@@ -87,7 +88,8 @@ class StreamInfo:
     video in its container; ``frame_count`` (exact when ``frame_count_exact``, else estimated
     from the duration, 0 when unknown); ``duration`` in seconds or None; ``passthrough``:
     the streams to copy; ``dropped``: descriptions of the streams that cannot be copied
-    (data streams, further video streams, cover art), for the writer to warn about.
+    (data streams, further video streams, cover art), for the writer to warn about; ``tags``:
+    the container's and streams' metadata and the chapters (:class:`~.metadata.SourceTags`).
     """
 
     width: int
@@ -106,6 +108,7 @@ class StreamInfo:
     duration: float | None = None
     passthrough: tuple[PassthroughStream, ...] = ()
     dropped: tuple[str, ...] = ()
+    tags: SourceTags = SourceTags()
 
     @property
     def bit_depth(self) -> int:
@@ -155,7 +158,7 @@ class StreamInfo:
             sample_aspect_ratio=Fraction(sar) if sar else Fraction(1),
             rotation=int(round(first.rotation or 0)), codec_name=ctx.name,
             stream_index=stream.index, frame_count=count, frame_count_exact=exact,
-            duration=duration, passthrough=copies, dropped=dropped)
+            duration=duration, passthrough=copies, dropped=dropped, tags=SourceTags.read(container))
 
 
 def passthrough_streams(container, video_index: int
