@@ -108,6 +108,9 @@ class ModelFamily:
     title, default_model
         How hosts name the family (``core.superres.DITN``, a ComfyUI menu entry) and the model
         they pick when the user names none.
+    export(state_dict, config, *, fp16, static, metadata) -> bytes
+        Optional: the network as an ONNX graph (``superres export``, and the runtimes behind a
+        ``backend`` option); families without it are not exportable.
     """
 
     name: str
@@ -121,6 +124,7 @@ class ModelFamily:
     description: str = ""
     title: str = ""
     default_model: str | None = None
+    export: Callable[..., bytes] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
