@@ -83,15 +83,25 @@ def test_engine_options_follow_the_model_kind():
     assert "strength" in options_for(get_model("ultravsr")).names()
 
 
-def test_an_option_several_families_declare_is_one_flag_explained_for_each(capsys):
-    """``--checkpoint`` means PatchScaler's or UltraVSR's checkpoint, by --model: one flag whose
-    help says what it is for every family that declares it."""
+def test_an_option_several_families_declare_is_one_flag_explained_by_the_model_s_family(capsys):
+    """``--checkpoint`` means PatchScaler's or UltraVSR's checkpoint, by --model: one flag, whose
+    help is the chosen model's family's alone (never another family's with "for ultravsr:")."""
     from vs_superres.cli import build_parser
 
-    text = build_parser()._subparsers._group_actions[0].choices["upscale"].format_help()  # type: ignore[union-attr]
-    flat = " ".join(text.split())
-    assert [line.split()[0] for line in text.splitlines() if line.strip().startswith("--checkpoint")] == ["--checkpoint"]
-    assert "PatchScaler checkpoint" in flat and "for ultravsr: UltraVSR checkpoint" in flat
+    def upscale_help(model: str) -> str:
+        argv = ["upscale", "--model", model]
+        parser = build_parser(argv)
+        return parser._subparsers._group_actions[0].choices["upscale"].format_help()  # type: ignore[union-attr]
+
+    for model, own, other in (("ultravsr", "UltraVSR checkpoint", "PatchScaler checkpoint"),
+                              ("patchscaler-x4", "PatchScaler checkpoint", "UltraVSR checkpoint")):
+        text = upscale_help(model)
+        flat = " ".join(text.split())
+        assert [line.split()[0] for line in text.splitlines() if line.strip().startswith("--checkpoint")] == ["--checkpoint"]
+        assert own in flat and other not in flat and "for ultravsr" not in flat and "for patchscaler" not in flat
+    # every model's flag is accepted whichever help was shown
+    parsed = build_parser().parse_args(["upscale", "a.png", "b.png", "--checkpoint", "c.safetensors"])
+    assert parsed.checkpoint == "c.safetensors"
 
 
 def test_bool_options_have_both_spellings():

@@ -1,7 +1,7 @@
 """The ``superres`` command line: the parser and the dispatch.
 
     superres upscale IN OUT [-n|-y] [--model NAME|PATH] [--tile N] [--overlap N] [--device D] [--dtype T]
-    superres models list | download NAME... | verify [NAME...]
+    superres models list | show NAME | download NAME... | verify [NAME...]
     superres comfyui install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]
     superres demo [OUT] [-n|-y]
 
@@ -17,29 +17,55 @@ import logging
 import sys
 from importlib import resources
 
+from vs_superres.cli.comfyui import add_parser as add_comfyui_parser
 from vs_superres.cli.models import cmd_models
 from vs_superres.cli.ray import add_arguments as add_distributed_arguments
 from vs_superres.cli.upscale import cmd_upscale
 from vs_superres.hostkit.exits import exit_table, run_guarded
-from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, flag_spelling
+from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, family_of, flag_spelling
+from vs_superres.hostkit.logs import logging_to_stderr
 from vs_superres.hostkit.progress import end_open_lines
-from vs_superres.runtime.engine_options import options_help
 from vs_superres.runtime.registry import default_model
 
 EXIT_CODES = exit_table([("1", "models verify: an installed weight file is wrong or a named model lacks one")])
 OVERWRITE_HELP = "an existing OUTPUT is replaced by default, with a notice on stderr"
+DEBUG_HELP = "debug log of vs-superres on stderr, with the traceback of internal errors (anywhere on the line)"
 log = logging.getLogger("vs_superres")
 
 
-def _add_engine_args(p: argparse.ArgumentParser) -> None:
+def _model_named(argv: list[str]) -> str | None:
+    """The ``--model`` given on the command line (the last one), read before parsing: ``--help``
+    lists that model's options, and argparse prints help as soon as it meets ``--help``."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--model="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _model_help(model: str) -> str:
+    """What ``--help`` says about the options it does not list."""
+    others = "other models: `superres models list`; the options of one: `superres upscale --model NAME --help` or `superres models show NAME`"
+    family = family_of(model)
+    if family is None:
+        return (f"{model!r} is not a registered model name (a checkpoint file): its options are those of its family, "
+                f"listed by `superres models show FAMILY`\n{others}")
+    if not len(family.options.for_hosts()):
+        return f"{model} takes the engine's options above and none of its own\n{others}"
+    return others
+
+
+def _add_engine_args(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--model", default=default_model(),
                    help=f"registered model name or checkpoint path (default {default_model()})")
     add_engine_flags(p)
     p.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="image output bit depth (default: the input's)")
-    add_family_flags(p)
     p.add_argument("-O", "--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any model option by name, e.g. -O unet_tile=64 -O seed=3 (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_family_flags(p, listed=family_of(model))
 
 
 def _add_overwrite_args(p: argparse.ArgumentParser) -> None:
@@ -50,20 +76,30 @@ def _add_overwrite_args(p: argparse.ArgumentParser) -> None:
                        help="refuse, before any work, when OUTPUT exists (exit status 2)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _subcommand(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand's parser; ``--debug`` is accepted after the subcommand too (argparse takes a
+    top-level flag only before it), without overriding one given before it."""
+    p = sub.add_parser(name, **kwargs)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return p
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (its ``--model`` chooses which model's options ``--help`` lists;
+    every model's flags are accepted)."""
+    model = _model_named(list(argv or [])) or default_model()
     parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
-    parser.add_argument("--debug", action="store_true", help="debug log on stderr, with the traceback of internal errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description=f"Upscale INPUT into OUTPUT; {OVERWRITE_HELP} (-n refuses, -y is silent).",
-                        epilog="model options by family (flags above, or -O NAME=VALUE):\n" + options_help(indent="  ")
-                        + "\n\n" + EXIT_CODES)
-    up.add_argument("input")
-    up.add_argument("output")
+    up = _subcommand(sub, "upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description=f"Upscale INPUT into OUTPUT; {OVERWRITE_HELP} (-n refuses, -y is silent).",
+                     epilog=_model_help(model) + "\n\n" + EXIT_CODES)
+    up.add_argument("input", help="the image or video to upscale (images: .png, .jpg, .tif, .bmp, .webp; anything else is read as a video)")
+    up.add_argument("output", help="the file to write: an image for an image, a video for a video (its extension picks the container)")
     _add_overwrite_args(up)
-    _add_engine_args(up)
+    _add_engine_args(up, model)
     add_distributed_arguments(up)
     journal = up.add_argument_group(
         "long jobs", "a video written as .mkv, .mp4, .mov or .webm goes through a journal of segments beside "
@@ -73,28 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--segment-seconds", type=float, default=None, metavar="S",
                       help="length of a journaled segment in seconds of video (default 30, fewer when frames are large)")
 
-    demo = sub.add_parser("demo", help="upscale the embedded sample photo (the README's main job)",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
-    demo.add_argument("output", nargs="?", default="superres-demo.png")
+    demo = _subcommand(sub, "demo", help="upscale the embedded sample photo (the README's main job)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_model_help(model) + "\n\n" + EXIT_CODES)
+    demo.add_argument("output", nargs="?", default="superres-demo.png", help="the image to write (default: superres-demo.png)")
     _add_overwrite_args(demo)
-    _add_engine_args(demo)
+    _add_engine_args(demo, model)
 
-    comfy = sub.add_parser("comfyui", help="link this installation into a ComfyUI (see docs/comfyui.md)", add_help=False)
-    comfy.add_argument("action", choices=["install"], help="install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]")
-    comfy.add_argument("rest", nargs=argparse.REMAINDER)
+    install = add_comfyui_parser(sub)
+    install.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
-    jobs = sub.add_parser("jobs", help="list or remove the journals of resumable video jobs")
+    jobs = _subcommand(sub, "jobs", help="list or remove the journals of resumable video jobs")
     jobs.add_argument("action", choices=["list", "clean"], help="list: show them; clean: remove them")
     jobs.add_argument("path", nargs="?", default=None, help="the folder holding the outputs (default: here)")
 
-    models = sub.add_parser("models", help="list, download or verify model weights")
-    msub = models.add_subparsers(dest="action", required=True)
-    msub.add_parser("list", help="registered models, their weights and where they were found")
-    dl = msub.add_parser("download", help="fetch weight files (sha256-checked) into the user cache")
-    dl.add_argument("names", nargs="+")
+    models = _subcommand(sub, "models", help="list, show, download or verify models and their weights")
+    msub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _subcommand(msub, "list", help="registered models, their weights and where they were found")
+    show = _subcommand(msub, "show", help="one model (or family): its weights and every option it takes")
+    show.add_argument("name", help="a registered model name (superres models list) or a family name")
+    dl = _subcommand(msub, "download", help="fetch weight files (sha256-checked) into the user cache")
+    dl.add_argument("names", nargs="+", help="registered model names")
     dl.add_argument("--dest", help="folder to download into (default: the user cache)")
-    ver = msub.add_parser("verify", help="check the sha256 of installed weight files")
-    ver.add_argument("names", nargs="*")
+    ver = _subcommand(msub, "verify", help="check the sha256 of installed weight files")
+    ver.add_argument("names", nargs="*", help="registered model names (default: every model)")
     return parser
 
 
@@ -107,23 +144,29 @@ def cmd_demo(args) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "upscale":
-        return cmd_upscale(args)
-    if args.command == "comfyui":
-        from vs_superres.cli.comfyui import main as comfyui_install
+        status = cmd_upscale(args)
+    elif args.command == "comfyui":
+        from vs_superres.cli.comfyui import cmd_comfyui
 
-        return comfyui_install(args.rest)
-    if args.command == "demo":
-        return cmd_demo(args)
-    if args.command == "jobs":
+        status = cmd_comfyui(args)
+    elif args.command == "demo":
+        status = cmd_demo(args)
+    elif args.command == "jobs":
         from vs_superres.cli.jobs import cmd_jobs
 
-        return cmd_jobs(args)
-    return cmd_models(args)
+        status = cmd_jobs(args)
+    else:
+        status = cmd_models(args)
+    # What is still buffered for stdout is written here, inside the ladder: a reader that has
+    # gone (`superres models list | head -1`) is then the quiet status 141, not a traceback at exit.
+    sys.stdout.flush()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="superres: %(message)s", stream=sys.stderr)
-    # SIGINT/SIGTERM/SIGHUP unwind through the atomic writers' clean-up; the ladder says how it ended.
-    return run_guarded(lambda: _dispatch(args), "superres", aftermath="no output file was written",
-                       spelling=flag_spelling, debug=args.debug, log=log, before=end_open_lines)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    with logging_to_stderr("superres", debug=args.debug):
+        # SIGINT/SIGTERM/SIGHUP unwind through the atomic writers' clean-up; the ladder says how it ended.
+        return run_guarded(lambda: _dispatch(args), "superres", aftermath="no output file was written",
+                           spelling=flag_spelling, debug=args.debug, log=log, before=end_open_lines)

@@ -1,5 +1,6 @@
-"""``superres models list | download NAME... | verify [NAME...]``: the weight files of the
-registered models, where they were found, fetching them (sha256-checked) and checking them.
+"""``superres models list | show NAME | download NAME... | verify [NAME...]``: the registered
+models, their weight files and where they were found, one model's (or family's) every option,
+fetching weights (sha256-checked) and checking them.
 
 ``verify`` exits 1 when an installed weight file is wrong (bad sha256, unreadable) or a model
 named on its command line lacks a required file.
@@ -9,25 +10,79 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vs_superres.contracts.errors import SuperResError
+from vs_superres.contracts.errors import InvalidOption, SuperResError
+from vs_superres.hostkit.flags import flag_spelling, option_lines
 from vs_superres.runtime import registry
 from vs_superres.runtime import weights as weights_mod
+from vs_superres.runtime.engine_options import engine_options
 
 
 def _where(wf) -> str:
     try:
         return str(weights_mod.resolve(wf, verify=False))
     except SuperResError:
-        return "not installed" + ("" if wf.required else f" (optional; or give {wf.option}=)")
+        if wf.required:
+            return "not installed"
+        return "not installed; optional" + (f", or give {flag_spelling(wf.option, 'PATH')}" if wf.option else "")
+
+
+def _checksum(wf) -> str:
+    if wf.sha256:
+        return f"sha256 {wf.sha256}"
+    return "a folder, not hashed" if wf.folder else "no registered sha256"
+
+
+def _weight_line(wf) -> str:
+    return f"    {wf.relpath}  {_checksum(wf)}  ({_where(wf)})"
+
+
+def _list() -> int:
+    for d in registry.list_models():
+        print(f"{d.name}  [{d.kind}, x{d.scale}, {d.family}, licence {d.licence}]  {d.description}")
+        for wf in d.weights:
+            print(_weight_line(wf))
+    print("every option of a model: superres models show NAME")
+    return 0
+
+
+def _show(name: str) -> int:
+    """A model's (or a family's models') description, weights and every option it takes, as
+    ``superres upscale`` flags."""
+    reg = registry.default_registry()
+    if name in reg:
+        models = [reg.get(name)]
+    else:
+        models = [m for m in reg.models(include_diagnostic=True) if m.family == name]
+        if not models:
+            known = ", ".join(m.name for m in reg.models())
+            families = ", ".join(f.name for f in reg.families())
+            raise InvalidOption(f"no model or family named {name!r}; models: {known}; families: {families}",
+                                option="model")
+    family = reg.family(models[0].family)
+    for d in models:
+        print(f"{d.name}  [{d.kind}, x{d.scale}, family {d.family}, licence {d.licence}]")
+        print(f"  {d.description}")
+        print("  weights:" if d.weights else "  weights: none")
+        for wf in d.weights:
+            print(_weight_line(wf))
+    print()
+    print(f"engine options of {models[0].name} (superres upscale --model {models[0].name} ...):")
+    print("\n".join(option_lines(engine_options(models[0]), indent="  ")))
+    own = family.options.for_hosts()
+    print()
+    if not len(own):
+        print(f"{family.title or family.name} has no options of its own")
+        return 0
+    print(f"{family.title or family.name} options (also as -O NAME=VALUE):")
+    print("\n".join(option_lines(own, indent="  ")))
+    return 0
 
 
 def cmd_models(args) -> int:
     if args.action == "list":
-        for d in registry.list_models():
-            print(f"{d.name}  [{d.kind}, x{d.scale}, {d.family}, licence {d.licence}]  {d.description}")
-            for wf in d.weights:
-                print(f"    {wf.relpath}  sha256 {wf.sha256}  ({_where(wf)})")
-        return 0
+        return _list()
+    if args.action == "show":
+        return _show(args.name)
     names = args.names or [d.name for d in registry.list_models()]
     descs = [registry.get_model(n) for n in names]
     if args.action == "download":
