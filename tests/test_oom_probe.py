@@ -65,4 +65,4 @@ def test_out_of_memory_at_the_smallest_tile_names_it_and_the_fixes(frame, torch_
         upscale(frame, torch_threads, tile=0)
     msg = str(err.value)
     assert f"out of memory even with {MIN_TILE}x{MIN_TILE} tiles (RuntimeError)" in msg
-    assert "fp16/bf16" in msg and "device='cpu'" in msg
+    assert "dtype=fp16 or bf16" in msg and "device=cpu" in msg

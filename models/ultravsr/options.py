@@ -63,7 +63,7 @@ class UltraVSRSettings:
     """
 
     frames_per_batch: int | None = option(
-        1, "TAI mini-batch b: frames per pass of the spatial layers (None = the whole window); memory, not output",
+        1, "TAI mini-batch b: frames per pass of the spatial layers (none: the whole window); memory, not output",
         minimum=1)
     unet_tile: int = option(96, "UNet tile side in latent pixels (1/8 of the output)", minimum=8)
     unet_overlap: int = option(32, "minimum UNet tile overlap in latent pixels (less than unet_tile)", minimum=0)

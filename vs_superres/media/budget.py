@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vs_superres.contracts.errors import InvalidOption, UnsupportedFormat
+from vs_superres.contracts.errors import InvalidOption, UnsupportedFormat, option_ref
 
 #: pixels (width x height) of one picture above which an input is refused before decoding
 DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
@@ -197,9 +197,9 @@ def check_memory(size: tuple[int, int], out_size: tuple[int, int] | None, frame_
                    "with -vf crop=W:H:X:Y)")
     else:
         smaller = "use a smaller input (crop it, or cut it into parts and upscale each)"
-    tiles = ("--tile does not help, it lowers only the model's working memory, not the frames"
+    tiles = (f"a smaller {option_ref('tile')} does not help, it lowers only the model's working memory, not the frames"
              if frame_bytes >= model_bytes else
-             f"a smaller --tile (e.g. --tile {SMALL_TILE}) lowers the model's working memory")
+             f"a smaller tile ({option_ref('tile', SMALL_TILE)}) lowers the model's working memory")
     raise OverBudget(
         f"cannot upscale {name}: {job}{with_model} needs about {needed / GB:.1f} GB of memory "
         f"({frame_bytes / GB:.1f} GB for {held}), but only {available / GB:.1f} GB is available; "

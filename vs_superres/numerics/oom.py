@@ -6,7 +6,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from vs_superres.contracts.errors import Cancelled, SuperResError
+from vs_superres.contracts.errors import Cancelled, SuperResError, option_ref
 
 T = TypeVar("T")
 
@@ -52,7 +52,8 @@ def retry_on_oom(
             if tile <= floor:
                 raise SuperResError(
                     f"out of memory even with {tile}x{tile} {what} ({err.__class__.__name__}); "
-                    "use a smaller window, fp16/bf16, free GPU memory, or device='cpu'"
+                    f"use a smaller {option_ref('window')}, {option_ref('dtype', 'fp16')} or bf16, free GPU "
+                    f"memory, or {option_ref('device', 'cpu')}", option="device"
                 ) from None
             tile = max(floor, tile // 2 // alignment * alignment)
             if on_shrink:

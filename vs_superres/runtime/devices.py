@@ -8,7 +8,7 @@ import threading
 
 import torch
 
-from vs_superres.contracts.errors import InvalidOption
+from vs_superres.contracts.errors import InvalidOption, option_ref
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -32,20 +32,21 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise InvalidOption(
                 f"device {spec!r} was asked for but this PyTorch build sees no CUDA GPU; "
-                "use device='cpu' (or 'auto')"
+                f"use {option_ref('device', 'cpu')} (or {option_ref('device', 'auto')})", option="device"
             )
         index = int(m.group(1) or 0)
         if index >= torch.cuda.device_count():
             raise InvalidOption(
                 f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} "
-                f"CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+                f"CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})", option="device"
             )
         return torch.device("cuda", index)
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise InvalidOption("device 'mps' was asked for but MPS is not available here; use 'cpu'")
+            raise InvalidOption(f"device 'mps' was asked for but MPS is not available here; use {option_ref('device', 'cpu')}",
+                                option="device")
         return torch.device("mps")
-    raise InvalidOption(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:<index>, mps")
+    raise InvalidOption(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:<index>, mps", option="device")
 
 
 def device_precisions(device: torch.device) -> tuple[str, ...]:
@@ -66,15 +67,17 @@ def resolve_dtype(spec: str | None, device: torch.device, model_precisions: tupl
     aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
     name = aliases.get(name, name)
     if name not in DTYPES:
-        raise InvalidOption(f"unknown dtype {spec!r}; allowed: fp32, fp16, bf16")
+        raise InvalidOption(f"unknown dtype {spec!r}; allowed: fp32, fp16, bf16", option="dtype")
     if name not in model_precisions:
         raise InvalidOption(
-            f"model {model_name!r} does not support {name}; it supports {', '.join(model_precisions)}"
+            f"model {model_name!r} does not support {name}; it supports {', '.join(model_precisions)}",
+            option="dtype", model=model_name
         )
     if name not in device_precisions(device):
         raise InvalidOption(
             f"dtype {name} is not supported on device {device}; this device supports "
-            f"{', '.join(device_precisions(device))} (use --dtype fp32, or a GPU for fp16)"
+            f"{', '.join(device_precisions(device))} (use {option_ref('dtype', 'fp32')}, or a GPU for fp16)",
+            option="dtype", model=model_name
         )
     return DTYPES[name]
 

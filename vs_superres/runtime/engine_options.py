@@ -21,10 +21,10 @@ from vs_superres.runtime.registry import Registry, default_registry
 class EngineSettings:
     device: str = option("auto", "auto, cpu, cuda, cuda:<i> or mps")
     dtype: str = option("fp32", "compute precision", choices=("fp32", "fp16", "bf16"))
-    tile: int | None = option(None, "tile side in input pixels; 0 disables tiling; None fits free memory", minimum=0)
-    overlap: int | None = option(None, "tile overlap in input pixels (None: the model's)", minimum=0)
-    window: int | None = option(None, "temporal window in frames (None: the model's)", minimum=1)
-    window_overlap: int | None = option(None, "frames shared by neighbouring windows (None: the model's)", minimum=0)
+    tile: int | None = option(None, "tile side in input pixels; 0 disables tiling; unset: the largest that fits free memory", minimum=0)
+    overlap: int | None = option(None, "tile overlap in input pixels; unset: the model's", minimum=0)
+    window: int | None = option(None, "temporal window in frames; unset: the model's", minimum=1)
+    window_overlap: int | None = option(None, "frames shared by neighbouring windows; unset: the model's", minimum=0)
     batch: int = option(1, "frames per forward pass", minimum=1)
     weights: str | None = option(None, "explicit weight file, bypassing the search path", type="path")
 

@@ -15,6 +15,7 @@ log. The plugin shows the message as the VapourSynth error.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import threading
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from vs_superres.contracts.descriptor import PRECISIONS, ModelDescriptor
-from vs_superres.contracts.errors import OutOfRangeFrames, SuperResError
+from vs_superres.contracts.errors import OutOfRangeFrames, SuperResError, render_refs
 from vs_superres.runtime import registry
 from vs_superres.runtime.devices import device_precisions, resolve_device
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
@@ -93,6 +94,32 @@ def create(function: str, args: Mapping[str, Any], clip: Mapping[str, Any]) -> "
         return _with_name(function, VSFilter, function, dict(args), dict(clip))
 
 
+def vs_spelling(name: str, value: str | None) -> str:
+    """How a VapourSynth script writes option ``name`` in a message: a keyword argument in
+    Python's syntax, text quoted (``device="cpu"``), a bool as VapourSynth's 0/1 (``merge_lora=0``),
+    a placeholder as it is (``autoencoder=DIR``)."""
+    if value is None:
+        return name
+    declared = {**{o.name: o for o in ENGINE_OPTIONS},
+                **{o.name: o for f in registry.default_registry().families() for o in f.options}}
+    kind = declared[name].type if name in declared else None
+    if kind == "bool" and value.lower() in ("true", "false"):
+        return f"{name}={int(value.lower() == 'true')}"
+    if kind in ("str", "path") and not value.isupper():
+        return f'{name}="{value}"'
+    return f"{name}={value}"
+
+
+def _in_vs_spelling(error: SuperResError) -> SuperResError:
+    """``error`` with its option references written as a VapourSynth script writes them (the
+    plugin shows ``str(error)``)."""
+    error.message = render_refs(error.message, vs_spelling)
+    if error.hint:
+        error.hint = render_refs(error.hint, vs_spelling)
+    error.args = (str(error),)
+    return error
+
+
 class BridgeInternalError(RuntimeError):
     """Something other than a :class:`SuperResError` escaped the engine: a bug. The plugin shows
     the message as the VapourSynth error and logs ``superres_traceback`` as a warning."""
@@ -111,7 +138,8 @@ def _with_name(function: str, fn, *a):
     try:
         return fn(*a)
     except SuperResError as e:
-        raise e.with_prefix(prefix) from None
+        prefixed = e.with_prefix(prefix)
+        raise _in_vs_spelling(copy.copy(prefixed) if prefixed is e else prefixed) from None
     except Exception as e:
         log.debug("%s: internal error", prefix, exc_info=True)
         raise BridgeInternalError(
