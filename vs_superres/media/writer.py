@@ -5,7 +5,8 @@ opens the source. The output gets a pixel format close to the source's (same kin
 subsampling, and at least its bit depth), the source's colour tags (matrix/range/primaries/
 transfer/chroma siting), frame rate, time base, timestamps, sample aspect ratio and rotation;
 audio and subtitle packets handed to it are remuxed (never re-encoded) and interleaved by
-time, attachments are re-attached. A file appears under its final name only when
+time, attachments are re-attached, and the container's and streams' tags (title, language,
+handler names, ...) and chapters are kept (:mod:`.metadata`). A file appears under its final name only when
 :meth:`VideoWriter.close` succeeds; a file object (pipe) is written as it goes.
 
 The encoder and pixel format are chosen by :func:`.encoders.choose_encoder` (lossy file
@@ -57,8 +58,10 @@ from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
 from vs_superres.media.atomic import reporting_full_disk
 from vs_superres.media.colour import CHROMA_LOCATION_NAMES, guess_matrix
 from vs_superres.media.convert import pixel_layout, rgb_to_frame
-from vs_superres.media.encoders import choose_encoder, encoder_defaults, fill_format, stored_codecs, stream_copy_advice
+from vs_superres.media.encoders import (choose_encoder, encoder_defaults, fill_format, is_lossless, stored_codecs,
+                                        stream_copy_advice)
 from vs_superres.media.files import MediaFile, OutputTarget
+from vs_superres.media.metadata import apply_tags
 from vs_superres.media.stream_aspect import Y4MAspectField, set_stream_aspect
 from vs_superres.media.streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
@@ -91,19 +94,24 @@ class VideoWriter:
     and its :meth:`~VideoReader.passthrough_packets`), which supplies frame rate, time base,
     colour tags, sample aspect ratio, rotation and the streams to copy. ``packets``: the
     source packets of those streams (see :data:`PacketSource`); :meth:`remux` hands over more.
-    ``codec``/``pix_fmt`` override the automatic choice (see the module docstring), ``crf``
-    and ``preset`` the encoder's quality settings, ``options`` adds raw FFmpeg encoder
-    options; ``sample_aspect_ratio`` replaces the source's (a caller that changes the shape of
+    ``codec``/``pix_fmt`` override the automatic choice (see the module docstring), ``crf``,
+    ``preset`` and ``bitrate`` (bit/s, ``-b:v``; it replaces the default constant quality) the
+    encoder's quality settings, ``options`` adds raw FFmpeg encoder options (``x265-params``
+    items go after the writer's own); ``keep_lossless``: a lossless source without a given
+    codec or quality gets a lossless encoder (``writer.lossless`` says whether it did);
+    ``sample_aspect_ratio`` replaces the source's (a caller that changes the shape of
     the picture keeps its display aspect so), ``field_order`` (FFmpeg's name:
     ``progressive``, ``tt``, ``bb``, ``tb``, ``bt``) tags interlacing; ``copy_streams=False``
-    writes video only. Use as a context manager: an exception (or ``KeyboardInterrupt``)
+    writes video only; otherwise the source's container and stream tags and chapters are kept
+    (:mod:`.metadata`, as ffmpeg's ``-map_metadata 0 -map_chapters 0``). Use as a context manager: an exception (or ``KeyboardInterrupt``)
     inside the block calls :meth:`abort`, which removes all traces of a file.
     """
 
     def __init__(self, target: MediaFile, source: StreamInfo | HasStreamInfo, width: int, height: int,
                  *, codec: str | None = None, pix_fmt: str | None = None,
-                 crf: int | None = None, preset: str | None = None,
+                 crf: float | None = None, preset: str | None = None,
                  options: dict | None = None, copy_streams: bool = True,
+                 bitrate: int | None = None, keep_lossless: bool = False,
                  packets: PacketSource | None = None, format: str | None = None,
                  sample_aspect_ratio: Fraction | None = None, field_order: str | None = None):
         self.info = require_info(source)
@@ -131,12 +139,17 @@ class VideoWriter:
         self.frames_written = 0
         #: frames whose timestamp was moved to fit the container (see the module docstring)
         self.retimed = 0
+        self._bitrate, self._keep_lossless = bitrate, keep_lossless
+        #: whether the output codes losslessly what it is given (a lossless source kept lossless)
+        self.lossless = False
         self._container = self._target.open()
         try:
             with reporting_full_disk(self.path):
                 self._open_video(codec, pix_fmt, crf, preset, options or {})
                 if copy_streams:
                     self._open_copies()
+                    apply_tags(self._container, self.info.tags, self._video, self.info.stream_index,
+                               self._copy_map, self._target.name)
                 self._start()
         except BaseException:
             self.abort()
@@ -174,8 +187,12 @@ class VideoWriter:
 
     def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
         source = self.info
+        # A lossless source stays lossless unless an encoder or a quality was asked for.
+        lossless = (self._keep_lossless and codec is None and crf is None and self._bitrate is None
+                    and not {"crf", "qp", "b"} & set(options) and is_lossless(source.codec_name))
         self.codec, self.pix_fmt = choose_encoder(
-            self._target.suffix, source, stored_codecs(self._container), codec, pix_fmt)
+            self._target.suffix, source, stored_codecs(self._container), codec, pix_fmt,
+            default_codec=self._container.default_video_codec, keep_lossless=lossless)
         layout = pixel_layout(self.pix_fmt)
         self._fill = fill_format(self.pix_fmt) or self.pix_fmt
         colour = source.colour
@@ -202,15 +219,26 @@ class VideoWriter:
         ctx.sample_aspect_ratio = self.sample_aspect_ratio
         self._write_stream_aspect(stream)
         merged = encoder_defaults(self.codec)
+        if lossless and self.codec == "libx264":
+            merged = {"qp": "0", "preset": "medium"}  # x264's lossless mode
+        self.lossless = lossless and (is_lossless(self.codec) or self.codec == "libx264")
         if crf is not None:
             merged["crf"] = str(crf)
         if preset is not None:
             merged["preset"] = str(preset)
+        if self._bitrate is not None:
+            # -b:v replaces the default constant quality (crf, or the MPEG encoders' qscale)
+            for key in ("crf", "qp", "flags", "global_quality"):
+                merged.pop(key, None)
+            merged["b"] = str(int(self._bitrate))
         if not colour.chroma_location_guessed and (layout.log2_w or layout.log2_h):
             merged["chroma_sample_location"] = CHROMA_LOCATION_NAMES[colour.chroma_location]
         if self._field_order:
             merged["field_order"] = self._field_order
-        merged.update({k: str(v) for k, v in options.items()})
+        for key, value in options.items():
+            if key.endswith("-params") and merged.get(key):
+                value = f"{merged[key]}:{value}"  # the user's items after ours: theirs win
+            merged[key] = str(value)
         ctx.options = merged
         stream.thread_type = "AUTO"
         if source.rotation:
