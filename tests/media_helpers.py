@@ -25,6 +25,10 @@ COLOUR_KEYS = ("color_range", "color_space", "color_primaries", "color_transfer"
                "chroma_location", "r_frame_rate", "sample_aspect_ratio", "pix_fmt")
 
 
+# The scale filter's names for these matrices: FFmpeg 7 accepts only these (5.1 took both).
+_SCALE_MATRIX = {"bt470bg": "bt601", "bt2020nc": "bt2020"}
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
@@ -138,7 +142,7 @@ def make_clips(tmp_path_factory) -> dict[str, Path]:
         name = f"solid_{matrix}_{rng}.mp4"
         clips[name] = folder / name
         ffmpeg("-f", "lavfi", "-i", "color=c=0x3080C0:s=64x48:r=24:d=0.25,format=rgb24",
-               "-vf", f"scale=out_color_matrix={matrix}:out_range={rng},format={pix}",
+               "-vf", f"scale=out_color_matrix={_SCALE_MATRIX.get(matrix, matrix)}:out_range={rng},format={pix}",
                "-c:v", "libx264", "-qp", "0", "-colorspace", matrix, "-color_range", rng,
                "-color_primaries", "bt709", "-color_trc", "bt709", str(clips[name]))
     return clips
