@@ -62,6 +62,7 @@ from vs_superres.media.encoders import (choose_encoder, encoder_defaults, fill_f
                                         stream_copy_advice)
 from vs_superres.media.files import MediaFile, OutputTarget
 from vs_superres.media.metadata import apply_tags
+from vs_superres.media.pyav_features import pyav_version, set_display_rotation
 from vs_superres.media.stream_aspect import Y4MAspectField, set_stream_aspect
 from vs_superres.media.streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
@@ -241,8 +242,11 @@ class VideoWriter:
             merged[key] = str(value)
         ctx.options = merged
         stream.thread_type = "AUTO"
-        if source.rotation:
-            stream.set_display_rotation(source.rotation)
+        if source.rotation and not set_display_rotation(stream, source.rotation):
+            log.warning("the display rotation (%d degrees) is not written: PyAV %s cannot set one "
+                        "(PyAV >= 18 can); add it afterwards with `ffmpeg -display_rotation %d -i OUT "
+                        "-map 0 -c copy ROTATED%s` (FFmpeg >= 6.1)", source.rotation, pyav_version(),
+                        source.rotation, self._target.suffix)
         self._video = stream
 
     def _write_stream_aspect(self, stream) -> None:
