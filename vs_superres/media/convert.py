@@ -15,6 +15,7 @@ import numpy as np
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.media.colour import (ColourInfo, chroma_offsets, downsample_chroma, rgb_to_yuv,
                      upsample_chroma, yuv_to_rgb)
+from vs_superres.media.pyav_features import tag_frame
 
 _SUBSAMPLING_NAMES = {(1, 1): "420", (1, 0): "422", (0, 0): "444", (0, 1): "440",
                       (2, 0): "411", (2, 2): "410"}
@@ -169,8 +170,6 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colour: ColourInfo) -> av.VideoF
         if layout.has_alpha:
             _fill_plane(frame.planes[3], np.full((height, width), (1 << layout.bits) - 1,
                                                  dtype=np.uint8 if layout.bits <= 8 else np.uint16))
-    frame.colorspace = colour.matrix if layout.kind != "rgb" else 0
-    frame.color_range = colour.range
-    frame.color_primaries = colour.primaries
-    frame.color_trc = colour.transfer
+    tag_frame(frame, colour.matrix if layout.kind != "rgb" else 0, colour.range,
+              colour.primaries, colour.transfer)
     return frame

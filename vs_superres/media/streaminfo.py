@@ -21,6 +21,7 @@ from vs_superres.contracts.errors import UnsupportedFormat
 from vs_superres.media.colour import (CHROMA_LEFT, MATRIX_UNSPECIFIED, RANGE_FULL, RANGE_UNSPECIFIED,
                      ColourInfo, guess_matrix)
 from vs_superres.media.convert import PixelLayout, pixel_layout
+from vs_superres.media.pyav_features import disposition_flags, frame_primaries_transfer
 from vs_superres.media.metadata import SourceTags
 
 #: stream kinds a writer copies; anything else is listed in ``StreamInfo.dropped``
@@ -73,7 +74,7 @@ class PassthroughStream:
         return cls(index=stream.index, kind=stream.type, codec_name=codec,
                    time_base=Fraction(stream.time_base) if stream.time_base else None,
                    language=stream.language or None, title=title,
-                   disposition=int(stream.disposition), template=stream)
+                   disposition=disposition_flags(stream), template=stream)
 
 
 @dataclass(frozen=True)
@@ -198,10 +199,11 @@ def _colour(frame: av.VideoFrame, ctx, layout: PixelLayout, pix_fmt: str,
         probed = probe_chroma()
         if probed:
             chroma, chroma_guessed = probed, False
+    frame_primaries, frame_transfer = frame_primaries_transfer(frame)
     return ColourInfo(
         matrix=matrix, range=colour_range,
-        primaries=tag(frame.color_primaries, ctx.color_primaries, 2),
-        transfer=tag(frame.color_trc, ctx.color_trc, 2),
+        primaries=tag(frame_primaries, ctx.color_primaries, 2),
+        transfer=tag(frame_transfer, ctx.color_trc, 2),
         chroma_location=chroma, matrix_guessed=matrix_guessed,
         chroma_location_guessed=chroma_guessed)
 
