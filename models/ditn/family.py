@@ -22,6 +22,7 @@ import dataclasses
 
 from vs_superres.contracts.config import FrozenConfig
 from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily, WeightFile
+from vs_superres.contracts.options import check_fields, declare, option
 
 UPSTREAM = "https://github.com/yongliuy/DITN"
 LICENCE = "Apache-2.0"
@@ -46,6 +47,24 @@ class DITNConfig(FrozenConfig):
         return self.upscale
 
 
+#: What can run a DITN: PyTorch (the fused fast path), or the exported ONNX graph
+#: (``models/ditn/export.py``) in one of these runtimes (``vs_superres/runtime/backends.py``).
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+
+
+@dataclasses.dataclass(frozen=True)
+class DITNOptions:
+    """DITN's options, declared once: every host derives its flag, argument or widget from them."""
+
+    backend: str = option(
+        "torch", "what runs the network: torch (the fused PyTorch path), or its exported ONNX graph in "
+        "onnxruntime, openvino or tensorrt (pip extras [onnx], [openvino], [tensorrt]; graphs cached per weights)",
+        choices=BACKENDS)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 def _build(config: DITNConfig):
     """The runtime's network: :class:`~.fast.DITNInference`, the checkpoint-true DITN with a
     fused gradient-free forward (``docs/benchmarks.md``: same state dict, output within 1e-4)."""
@@ -58,6 +77,13 @@ def _config_from_state_dict(state_dict) -> DITNConfig:
     from vs_superres.models.ditn.arch import config_from_state_dict
 
     return config_from_state_dict(state_dict)
+
+
+def _export(state_dict, config: DITNConfig, **kwargs) -> bytes:
+    """The deployment form as ONNX (:func:`~.export.export_onnx`)."""
+    from vs_superres.models.ditn.export import export_onnx
+
+    return export_onnx(state_dict, config, **kwargs)
 
 
 def _drive(file_id: str) -> str:
@@ -82,7 +108,7 @@ TEMPLATE = ModelDescriptor(
 
 FAMILY = ModelFamily(
     name="ditn", config_type=DITNConfig, build=_build, config_from_state_dict=_config_from_state_dict,
-    template=TEMPLATE, title="DITN", default_model="ditn-real-x4",
+    options=declare(DITNOptions), template=TEMPLATE, title="DITN", default_model="ditn-real-x4", export=_export,
     description="DITN (Liu et al., ACM MM 2023): a light inner-patch transformer for single images",
 )
 
