@@ -164,6 +164,11 @@ def load_runner(desc: ModelDescriptor, *, device, dtype, weights: Sequence[str |
         found: dict[str, Path | None] = {}
     else:
         found = resolve_weights(desc, list(weights), options)
+    backend = options.get("backend", "torch")  # declared by families whose graphs other runtimes run
+    if backend != "torch":
+        from vs_superres.runtime.backends import load_backend  # the runtimes' imports only when asked for
+
+        return load_backend(desc, backend, device=device, dtype=dtype, found=found, state_dict=state_dict, registry=registry)
     if family.load is not None:
         request = LoadRequest(descriptor=desc, device=device, dtype=dtype, weights=found, options=options,
                               search_roots=tuple(weights_mod.search_roots()))
