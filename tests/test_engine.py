@@ -75,7 +75,7 @@ def test_registry_describes_models():
         (dict(tile=-4), "tile must be >= 0"),
         (dict(batch=0), "batch must be >= 1"),
         (dict(window=5), "window applies to video models only"),
-        (dict(strength=0.5), "takes no model options; got strength"),
+        (dict(strength=0.5), r"unknown option\(s\) strength for tiny_ditn; its options are: backend"),
     ],
 )
 def test_bad_engine_arguments(kwargs, match, tiny_ditn_path):
