@@ -18,6 +18,7 @@ import sys
 from importlib import resources
 
 from vs_superres.cli.comfyui import add_parser as add_comfyui_parser
+from vs_superres.cli.encoding import add_arguments as add_encoder_arguments
 from vs_superres.cli.models import cmd_models
 from vs_superres.cli.ray import add_arguments as add_distributed_arguments
 from vs_superres.cli.upscale import cmd_upscale
@@ -96,11 +97,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     up = _subcommand(sub, "upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
                      description=f"Upscale INPUT into OUTPUT; {OVERWRITE_HELP} (-n refuses, -y is silent).",
                      epilog=_model_help(model) + "\n\n" + EXIT_CODES)
-    up.add_argument("input", help="the image or video to upscale (images: .png, .jpg, .tif, .bmp, .webp; anything else is read as a video)")
-    up.add_argument("output", help="the file to write: an image for an image, a video for a video (its extension picks the container)")
+    up.add_argument("input", help="the image or video to upscale (images: .png, .jpg, .tif, .bmp, .webp; anything else is "
+                    "read as a video); a folder or a quoted glob ('shots/*.mov') of them, upscaled with one model load; "
+                    "or an image sequence in ffmpeg's syntax ('scan/frame_%%05d.png'), upscaled as one clip")
+    up.add_argument("output", help="the file to write: an image for an image, a video for a video (its extension picks the "
+                    "container); a folder for a folder or a glob; a folder, a pattern or a video file for a sequence")
     _add_overwrite_args(up)
     _add_engine_args(up, model)
     add_distributed_arguments(up)
+    add_encoder_arguments(up)
     journal = up.add_argument_group(
         "long jobs", "a video written as .mkv, .mp4, .mov or .webm goes through a journal of segments beside "
         "the output (.OUTPUT.superres-job/): rerunning the same command after any interruption resumes")
