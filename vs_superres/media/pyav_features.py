@@ -10,6 +10,8 @@ distribution patch is used where it exists:
   them a decoded frame's primaries and transfer are read from the decoder's context (which the
   decoder fills from the bitstream and the container), and a frame built for an encoder is
   tagged through the encoder's context, which is what the encoder writes anyway.
+- ``OutputContainer.add_attachment`` is missing from 14.2: a Matroska source's attachments
+  (fonts) are then not carried, and the writer says so.
 - ``VideoStream.set_display_rotation`` appeared in PyAV 18 (PyAV pull 2287). Without it an
   output's display rotation cannot be written: :func:`set_display_rotation` says so and the
   writer tells the user how to add it afterwards.
@@ -23,6 +25,8 @@ import av
 
 #: whether ``VideoFrame`` carries its colour primaries and transfer
 FRAME_HAS_PRIMARIES = hasattr(av.VideoFrame, "color_primaries") and hasattr(av.VideoFrame, "color_trc")
+#: whether an output container can be given attachments (a Matroska file's fonts)
+CONTAINER_HAS_ATTACHMENTS = hasattr(av.container.OutputContainer, "add_attachment")
 #: whether an output video stream can be given a display rotation
 STREAM_HAS_DISPLAY_ROTATION = hasattr(av.video.stream.VideoStream, "set_display_rotation")
 
@@ -67,5 +71,5 @@ def pyav_version() -> str:
     return str(getattr(av, "__version__", "unknown"))
 
 
-__all__ = ["FRAME_HAS_PRIMARIES", "STREAM_HAS_DISPLAY_ROTATION", "disposition_flags",
+__all__ = ["CONTAINER_HAS_ATTACHMENTS", "FRAME_HAS_PRIMARIES", "STREAM_HAS_DISPLAY_ROTATION", "disposition_flags",
            "frame_primaries_transfer", "pyav_version", "set_display_rotation", "tag_frame"]

@@ -1,4 +1,4 @@
-"""An output stream's sample aspect ratio, which PyAV 18 offers no setter for.
+"""An output stream's sample aspect ratio, which PyAV (14.2 to 18) offers no setter for.
 
 FFmpeg's Matroska, NUT and y4m muxers read only ``AVStream.sample_aspect_ratio`` (not the
 codec parameters that PyAV copies from the encoder), and PyAV exposes that field read-only.
@@ -45,13 +45,14 @@ _POINTER = ctypes.sizeof(ctypes.c_void_p)
 _PTR_OFFSET = 3 * _POINTER
 #: libavformat majors whose AVStream starts as ``_Stream`` says
 _KNOWN_MAJORS = (61, 62)
-#: PyAV's Stream object: header, vtable, ptr, container, metadata, codec_context, index_entries
-_STREAM_BASICSIZE = 8 * _POINTER
+#: PyAV's Stream object: header, vtable, ptr, container, metadata, codec_context, and since
+#: PyAV 15 index_entries; ``ptr`` is at the same place in both
+_STREAM_BASICSIZES = (7 * _POINTER, 8 * _POINTER)
 
 
 def _layout_known() -> bool:
     major = av.library_versions.get("libavformat", (0,))[0]
-    return major in _KNOWN_MAJORS and av.stream.Stream.__basicsize__ == _STREAM_BASICSIZE
+    return major in _KNOWN_MAJORS and av.stream.Stream.__basicsize__ in _STREAM_BASICSIZES
 
 
 def set_stream_aspect(stream: Any, aspect: Fraction) -> bool:

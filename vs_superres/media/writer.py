@@ -62,7 +62,7 @@ from vs_superres.media.encoders import (choose_encoder, encoder_defaults, fill_f
                                         stream_copy_advice)
 from vs_superres.media.files import MediaFile, OutputTarget
 from vs_superres.media.metadata import apply_tags
-from vs_superres.media.pyav_features import pyav_version, set_display_rotation
+from vs_superres.media.pyav_features import CONTAINER_HAS_ATTACHMENTS, pyav_version, set_display_rotation
 from vs_superres.media.stream_aspect import Y4MAspectField, set_stream_aspect
 from vs_superres.media.streaminfo import HasStreamInfo, PassthroughStream, StreamInfo, require_info
 
@@ -295,6 +295,10 @@ class VideoWriter:
         if self._container.format.name != "matroska":
             log.warning("%s is not copied: a '%s' file cannot store attachments (fonts, "
                         "covers); write a .mkv to keep it", copy.describe(), self._target.suffix)
+            return
+        if not CONTAINER_HAS_ATTACHMENTS:
+            log.warning("%s is not copied: PyAV %s cannot write attachments; upgrade PyAV to keep "
+                        "it", copy.describe(), pyav_version())
             return
         try:
             out = self._container.add_attachment(
