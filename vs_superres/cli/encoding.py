@@ -29,10 +29,10 @@ def spell(name: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "video encoding (ffmpeg's own flags)",
-        "default: the container's usual encoder at high quality (libx264 -crf 16, libx265 for HEVC sources, "
-        "libvpx-vp9 for .webm, the muxer's own for .mpg, .mxf, ...); a lossless source (FFV1, Ut Video, ...) "
-        "stays lossless unless -c:v, -crf or -b:v is given. Container and stream tags (title, language, "
-        "handler names) and chapters are kept, as ffmpeg's -map_metadata 0 -map_chapters 0 keeps them")
+        "default: the container's usual encoder at high quality (libx264 -crf 16; libx265 for HEVC sources;\n"
+        "libvpx-vp9 for .webm; the muxer's own for .mpg, .mxf, ...); a lossless source (FFV1, Ut Video, PNG\n"
+        "images, ...) stays lossless unless -c:v, -crf or -b:v is given. Container and stream tags (title,\n"
+        "language, handler names) and chapters are kept, as by ffmpeg's -map_metadata 0 -map_chapters 0")
     group.add_argument("-c:v", "--codec", dest="codec", default=None, metavar="ENCODER",
                        help="video encoder, e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1, mpeg2video")
     group.add_argument("-crf", "--crf", dest="crf", default=None, metavar="Q",
