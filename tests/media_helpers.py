@@ -4,6 +4,7 @@ in its own module fixture)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -27,6 +28,27 @@ COLOUR_KEYS = ("color_range", "color_space", "color_primaries", "color_transfer"
 
 # The scale filter's names for these matrices: FFmpeg 7 accepts only these (5.1 took both).
 _SCALE_MATRIX = {"bt470bg": "bt601", "bt2020nc": "bt2020"}
+
+
+@functools.lru_cache(maxsize=1)
+def _setparams_has_chroma() -> bool:
+    help_text = subprocess.run(["ffmpeg", "-hide_banner", "-h", "filter=setparams"],
+                               capture_output=True, text=True, check=False).stdout
+    return "chroma_location" in help_text
+
+
+def colour_tags(rng: str, space: str, primaries: str, trc: str, chroma: str | None = None,
+                before: str = "") -> list[str]:
+    """ffmpeg output arguments that tag a video with these colour properties in FFmpeg 5.1 and
+    7.x alike: FFmpeg 7 takes the frames' own tags over the encoder options, so the frames are
+    tagged by setparams too (``before``: filters to run first, e.g. a scale)."""
+    params = f"setparams=range={rng}:colorspace={space}:color_primaries={primaries}:color_trc={trc}"
+    if chroma and _setparams_has_chroma():
+        params += f":chroma_location={chroma}"
+    chain = f"{before},{params}" if before else params
+    out = ["-vf", chain, "-color_range", rng, "-colorspace", space, "-color_primaries", primaries,
+           "-color_trc", trc]
+    return out + (["-chroma_sample_location", chroma] if chroma else [])
 
 
 def ffmpeg(*args: str) -> None:
@@ -108,6 +130,19 @@ class PipeSink(io.RawIOBase):
         return len(data)
 
 
+def planes_of(frame: av.VideoFrame) -> list[np.ndarray]:
+    """The visible samples of each plane of a planar ``frame`` (PyAV 14.2 has no
+    ``to_ndarray`` for most Y'CbCr formats)."""
+    wide = any(c.bits > 8 for c in frame.format.components)
+    dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+    out = []
+    for plane in frame.planes:
+        raw = np.frombuffer(plane, dtype=dtype)
+        rows = raw[: plane.height * (plane.line_size // dtype.itemsize)].reshape(plane.height, -1)
+        out.append(rows[:, : plane.width].copy())
+    return out
+
+
 def make_clips(tmp_path_factory) -> dict[str, Path]:
     """The test clips, made in a new temporary folder (skips without the ffmpeg CLI)."""
     if not HAVE_FFMPEG:
@@ -115,16 +150,16 @@ def make_clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     src = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=24:duration=0.5",
            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=0.5"]
-    tags = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709",
-            "-color_trc", "bt709"]
+    tags = colour_tags("tv", "bt709", "bt709", "bt709")
     clips = {name: folder / name for name in
              ("h264_8bit.mp4", "h264_10bit.mp4", "subs.mkv", "stream.mkv", "audio.wav",
               "notes.mp4")}
-    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags,
-           "-chroma_sample_location", "topleft", "-c:a", "aac", str(clips["h264_8bit.mp4"]))
-    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-color_range", "tv",
-           "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", "smpte2084",
-           "-c:a", "aac", str(clips["h264_10bit.mp4"]))
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           *colour_tags("tv", "bt709", "bt709", "bt709", "topleft"), "-c:a", "aac",
+           str(clips["h264_8bit.mp4"]))
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p10le",
+           *colour_tags("tv", "bt2020nc", "bt2020", "smpte2084"), "-c:a", "aac",
+           str(clips["h264_10bit.mp4"]))
     srt = folder / "subs.srt"
     srt.write_text(SUBTITLES)
     ffmpeg(*src, "-i", str(srt), "-map", "0:v", "-map", "1:a", "-map", "2:s",
@@ -132,7 +167,8 @@ def make_clips(tmp_path_factory) -> dict[str, Path]:
            str(clips["subs.mkv"]))
     # What a pipe carries: a streamable container, audio, subtitles, every colour tag.
     ffmpeg(*src, "-i", str(srt), "-map", "0:v", "-map", "1:a", "-map", "2:s",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", *tags, "-chroma_sample_location", "topleft",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           *colour_tags("tv", "bt709", "bt709", "bt709", "topleft"),
            "-c:a", "aac", "-c:s", "srt", str(clips["stream.mkv"]))
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.2", str(clips["audio.wav"]))
     clips["notes.mp4"].write_text("this is not a video\n")
@@ -142,7 +178,8 @@ def make_clips(tmp_path_factory) -> dict[str, Path]:
         name = f"solid_{matrix}_{rng}.mp4"
         clips[name] = folder / name
         ffmpeg("-f", "lavfi", "-i", "color=c=0x3080C0:s=64x48:r=24:d=0.25,format=rgb24",
-               "-vf", f"scale=out_color_matrix={_SCALE_MATRIX.get(matrix, matrix)}:out_range={rng},format={pix}",
-               "-c:v", "libx264", "-qp", "0", "-colorspace", matrix, "-color_range", rng,
-               "-color_primaries", "bt709", "-color_trc", "bt709", str(clips[name]))
+               "-c:v", "libx264", "-qp", "0",
+               *colour_tags(rng, matrix, "bt709", "bt709", before=(
+                   f"scale=out_color_matrix={_SCALE_MATRIX.get(matrix, matrix)}:out_range={rng},format={pix}")),
+               str(clips[name]))
     return clips

@@ -10,11 +10,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media_helpers import (frame_pts, make_clips, needs_ffmpeg, probe, streams_of, upscale_lagged,
+from media_helpers import (ffmpeg, frame_pts, make_clips, needs_ffmpeg, probe, streams_of, upscale_lagged,
                            upscale_nearest)
 
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.media import VideoReader, VideoWriter, transcode
+from vs_superres.media.pyav_features import STREAM_HAS_DISPLAY_ROTATION, set_display_rotation
 
 
 @pytest.fixture(scope="module")
@@ -79,21 +80,32 @@ def test_mkv_subtitles_copied_and_mp4_warns(clips, tmp_path, caplog):
 
 
 @needs_ffmpeg
-def test_rotation_is_carried(tmp_path):
+def test_rotation_is_carried(tmp_path, caplog):
     src = tmp_path / "rotated.mp4"
-    with av.open(str(src), "w") as container:
+    with av.open(str(tmp_path / "plain.mp4" if not STREAM_HAS_DISPLAY_ROTATION else src), "w") as container:
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = 32, 16, "yuv420p"
-        stream.set_display_rotation(90)
+        set_display_rotation(stream, 90)
         for i in range(3):
             frame = av.VideoFrame.from_ndarray(np.full((16, 32, 3), 40 * i, np.uint8), "rgb24")
             for packet in stream.encode(frame.reformat(format="yuv420p")):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    if not STREAM_HAS_DISPLAY_ROTATION:  # this PyAV cannot write one: FFmpeg >= 6.1 can
+        ffmpeg("-display_rotation", "90", "-i", str(tmp_path / "plain.mp4"), "-map", "0", "-c", "copy", str(src))
     assert VideoReader(src).rotation == 90
-    transcode(src, tmp_path / "out.mp4", upscale_nearest)
-    assert VideoReader(tmp_path / "out.mp4").rotation == 90
+    with caplog.at_level(logging.WARNING, logger="vs_superres.media"):
+        transcode(src, tmp_path / "out.mp4", upscale_nearest)
+    if STREAM_HAS_DISPLAY_ROTATION:
+        assert VideoReader(tmp_path / "out.mp4").rotation == 90
+        return
+    # said, with the command that adds it afterwards; that command works
+    assert "display rotation (90 degrees) is not written" in caplog.text
+    command = caplog.text.split("`")[1].split()
+    assert command[:4] == ["ffmpeg", "-display_rotation", "90", "-i"]
+    ffmpeg("-display_rotation", "90", "-i", str(tmp_path / "out.mp4"), *command[5:-1], str(tmp_path / "fixed.mp4"))
+    assert VideoReader(tmp_path / "fixed.mp4").rotation == 90
 
 
 @needs_ffmpeg
