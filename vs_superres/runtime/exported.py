@@ -60,11 +60,11 @@ def exporting_family(desc: ModelDescriptor, registry: Registry | None = None) ->
     registry = registry or default_registry()
     family = registry.family(desc.family)
     if family.export is None or desc.kind != "image":
-        why = "a video model" if desc.kind == "video" else f"a {family.title or family.name} model"
+        why = ("a video model" if desc.kind == "video"
+               else f"a {family.title or family.name} model, whose family declares no single-graph deployment form")
         can = ", ".join(exportable_models(registry)) or "none"
         raise InvalidOption(
-            f"not exportable: {desc.name} is {why}, and only networks with a deployment form can be exported "
-            f"to ONNX; exportable models: {can} (or any checkpoint file of their families)",
+            f"not exportable: {desc.name} is {why}; exportable models: {can} (or a checkpoint file of their family)",
             option="model", model=desc.name)
     return family
 
