@@ -2,6 +2,7 @@
 
     superres upscale IN OUT [-n|-y] [--model NAME|PATH] [--tile N] [--overlap N] [--device D] [--dtype T]
     superres models list | show NAME | download NAME... | verify [NAME...]
+    superres export MODEL OUT.onnx [--fp16] [--static WxH] [-n|-y]
     superres comfyui install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]
     superres demo [OUT] [-n|-y]
 
@@ -19,6 +20,7 @@ from importlib import resources
 
 from vs_superres.cli.comfyui import add_parser as add_comfyui_parser
 from vs_superres.cli.encoding import add_arguments as add_encoder_arguments
+from vs_superres.cli.export import add_parser as add_export_parser, cmd_export
 from vs_superres.cli.models import cmd_models
 from vs_superres.cli.ray import add_arguments as add_distributed_arguments
 from vs_superres.cli.upscale import cmd_upscale
@@ -120,6 +122,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_overwrite_args(demo)
     _add_engine_args(demo, model)
 
+    _add_overwrite_args(add_export_parser(sub, _subcommand))
+
     install = add_comfyui_parser(sub)
     install.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
@@ -156,6 +160,8 @@ def _dispatch(args) -> int:
         status = cmd_comfyui(args)
     elif args.command == "demo":
         status = cmd_demo(args)
+    elif args.command == "export":
+        status = cmd_export(args)
     elif args.command == "jobs":
         from vs_superres.cli.jobs import cmd_jobs
 
