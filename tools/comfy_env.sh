@@ -28,8 +28,9 @@ TORCH="torch==2.13.0"                     # the CPU build that pip finds locally
 # spandrel (it depends on torchvision; only the stock upscale-model nodes use it).
 DROP_REQUIREMENTS="torch torchvision torchaudio spandrel"
 # requests: imported by ComfyUI's server.py but not listed. The rest: this package's own
-# requirements and its ultravsr extra (diffusers, peft; transformers comes with ComfyUI).
-EXTRA_PACKAGES="requests diffusers peft safetensors av pillow psutil"
+# requirements and its ultravsr extra (diffusers, peft; transformers comes with ComfyUI), and its
+# [onnx] extra (the DITN backend=onnxruntime test).
+EXTRA_PACKAGES="requests diffusers peft safetensors av pillow psutil onnx onnxruntime"
 RECIPE_VERSION=1
 
 write_torchvision_standin() {  # $1: the folder to write it in (not site-packages: see below)

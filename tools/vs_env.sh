@@ -26,7 +26,8 @@ BOOTSTRAP_INCLUDE=python3,python3-venv,python3-pip,python3-numpy
 # libopenblas0-openmp: Debian's torch calls the system BLAS, which is otherwise the reference
 # implementation (about 10x slower convolutions); the OpenMP build shares torch's thread pool.
 APT_PACKAGES="python3-torch python3-av ffmpeg gcc libc6-dev python3-dev python3-setuptools python3-wheel python3-pil python3-psutil ca-certificates libopenblas0-openmp"
-PIP_PACKAGES="vapoursynth safetensors pytest scikit-image diffusers peft transformers"
+# onnx, onnxruntime: the [onnx] extra, for the DITN backend=onnxruntime test through the plugin.
+PIP_PACKAGES="vapoursynth safetensors pytest scikit-image diffusers peft transformers onnx onnxruntime"
 RECIPE_VERSION=1
 
 build_root() {  # $1: the folder to build into
