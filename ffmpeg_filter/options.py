@@ -14,8 +14,11 @@ import difflib
 from typing import Any
 
 from vs_superres.contracts.errors import InvalidOption
+from vs_superres.contracts.options import Option
+from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, declared_options, flag_help, given_text
+from vs_superres.runtime import registry
+from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 from vs_superres.runtime.registry import default_model
-from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, declared_options, given_text
 
 FILTER_NAME = "superres"
 
@@ -94,8 +97,10 @@ def engine_arguments(values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
-    """``--model`` and one ``--name-with-dashes`` flag per declared option, grouped as the
-    ``superres`` CLI groups them (engine, then each family with its models)."""
+    """``--model`` and one ``--name-with-dashes`` flag per declared option: the engine's are
+    listed in ``--help``; every family's are accepted and explained in the epilog, family by
+    family (:func:`filter_syntax_help`), so a name two families share is never one help text
+    filed under the wrong family."""
     parser.add_argument("-m", "--model", default=None,
                         help=f"registered model name or checkpoint path (default {default_model()})")
     add_engine_flags(parser.add_argument_group("engine options"))
@@ -107,10 +112,31 @@ def given_flags(args: argparse.Namespace) -> dict[str, str]:
     return given_text(args, ["model", *declared_options()])
 
 
-def filter_syntax_help() -> str:
-    """The ``key=value`` names, for ``--help``'s epilog."""
+def option_line(opt: Option, width: int = 24) -> str:
+    """``  name=TYPE   help (range; default D)``: an option in the filter's own syntax."""
+    usage = f"{opt.name}={opt.type.upper()}"
+    pad = " " * (width - len(usage)) if len(usage) < width else "\n" + " " * (width + 2)
+    return f"  {usage}{pad}{flag_help(opt)}"
+
+
+def filter_syntax_help(*, families: bool = True) -> str:
+    """The ``key=value`` names, for ``--help``'s epilog: the engine's, then each family's own
+    (``families=False``: a pointer to ``superres models show NAME`` instead)."""
     lines = ["filter syntax: superres=model=NAME:key=value:... (the same names as the flags, "
              "with underscores), e.g.", "  superres=model=ditn-real-x4:tile=256:dtype=fp16", "",
-             "options:", "  model: registered model name or checkpoint path"]
-    lines += ["  " + o.describe() for o in declared_options().values()]
+             "engine options:", f"  {'model=NAME':<24}registered model name or checkpoint path (default {default_model()})"]
+    lines += [option_line(o) for o in ENGINE_OPTIONS]
+    reg = registry.default_registry()
+    if not families:
+        lines += ["", "model options: each model's own, listed by `superres models show NAME` (as flags: "
+                  "write them here with underscores, e.g. unet_tile=64)"]
+        return "\n".join(lines)
+    for family in reg.families():
+        own = family.options.for_hosts()
+        if not len(own):
+            continue
+        models = [m.name for m in reg.models(include_diagnostic=True) if m.family == family.name]
+        lines += ["", f"{family.title or family.name} options (model={'|'.join(models) or family.name}; "
+                  "also as flags, --name-with-dashes VALUE):"]
+        lines += [option_line(o) for o in own]
     return "\n".join(lines)

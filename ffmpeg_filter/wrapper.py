@@ -4,9 +4,12 @@
         -c:v libx264 -crf 18 -c:a copy out.mp4
 
 runs ``ffmpeg (front) -> the engine, in this process -> ffmpeg (back)`` (see
-:mod:`.cmdline` for how the command is split). Both ffmpeg processes write their own stderr
-to ours; the exit status is the first failing stage's (the front's, then the back's, then the
-engine's), 0 only when every frame was written. The output file is written under a
+:mod:`.cmdline` for how the command is split). Both ffmpeg processes' warnings and errors reach
+our stderr (:mod:`.messages`: each once, no banner or stream dump; ``-v LEVEL`` or ``-stats``
+gives ffmpeg's own output), beside our progress line with the pipeline's true speed; the exit
+status is the first failing stage's (the front's, then the back's, then the engine's), 0 only
+when every frame was written. ``-h``/``--help`` prints ours; ``-h TOPIC``, ``-version`` and other
+commands without an input and without our filter are ffmpeg's. The output file is written under a
 temporary name and renamed when everything succeeded, so Ctrl-C, SIGTERM or an error never
 leave a half-written file under the final name. A command without our filter runs ffmpeg
 unchanged.
@@ -15,6 +18,7 @@ unchanged.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -28,11 +32,13 @@ from vs_superres.contracts.errors import Cancelled, IncompleteInput, InvalidOpti
 from vs_superres.ffmpeg_filter.carriers import CARRIERS, PeekedInput
 from vs_superres.ffmpeg_filter.cmdline import (Command, VideoIndex, back_maps, find_filter, front_maps,
                                                index_maps, loglevel, parse)
-from vs_superres.ffmpeg_filter.options import engine_arguments, parse_filter
+from vs_superres.ffmpeg_filter.messages import Messages
+from vs_superres.ffmpeg_filter.options import engine_arguments, filter_syntax_help, parse_filter
 from vs_superres.ffmpeg_filter.sink import PipeSink
 from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource
 from vs_superres.hostkit.engine_frames import upscaled
-from vs_superres.hostkit.exits import ExitStatus, classify, guard_std_streams, report
+from vs_superres.hostkit.exits import ExitStatus, classify, exit_table, guard_std_streams, report
+from vs_superres.hostkit.logs import logging_to_stderr
 from vs_superres.hostkit.progress import ProgressLine
 from vs_superres.hostkit.signals import signals_as_exceptions
 from vs_superres.media.atomic import AtomicFile
@@ -42,6 +48,41 @@ from vs_superres.media.pump import Pump, SinkRequest
 
 PROG = "superres-ffmpeg"
 _AFTERMATH = "no output file was written"
+HELP_ARGS = ("-h", "--help", "-help", "-?")
+#: the level both ffmpeg processes run at unless the user gives -v/-loglevel: warnings and errors
+QUIET_LEVEL = "warning"
+
+
+def wrapper_help() -> str:
+    """``superres-ffmpeg --help``: how the command works, the filter's options, where ffmpeg's are."""
+    return "\n".join([
+        "usage: superres-ffmpeg [ffmpeg options] -i INPUT ... -vf \"[filters,]superres[=model=NAME:key=value...][,filters]\" "
+        "[ffmpeg options] OUTPUT",
+        "",
+        "ffmpeg's own command line with the superres filter in the output's video chain (-vf or -filter:v),",
+        "e.g.  superres-ffmpeg -i in.mp4 -vf \"superres=model=ditn-real-x4\" -c:v libx264 -crf 18 -c:a copy out.mp4",
+        "The filters before superres run in a first ffmpeg, the model in this process, the filters after it,",
+        "the encoding, audio, subtitles and metadata in a second ffmpeg, exactly as ffmpeg alone would choose them.",
+        "The output is written under a temporary name and renamed when every frame was written.",
+        "",
+        "messages: ffmpeg's warnings and errors, each once, and our progress line (frame=, fps=, time=, and",
+        "speed=, the whole pipeline's); -v info (or verbose, debug) shows everything both ffmpeg processes say,",
+        "-stats their own statistics, -nostats hides our progress line, -v error only errors.",
+        "A command without superres is ffmpeg itself.",
+        "",
+        filter_syntax_help(families=False),
+        "",
+        "ffmpeg's own options: ffmpeg -h (ffmpeg -h full for all of them); superres-ffmpeg -h TOPIC, -version,",
+        "-encoders, ... are passed to ffmpeg.",
+        "",
+        exit_table([("1", "ffmpeg's own refusals and failures (the status of the ffmpeg that failed)")]),
+    ])
+
+
+def _informational(argv: list[str]) -> bool:
+    """ffmpeg's informational commands (``-h TOPIC``, ``-version``, ``-encoders``, ...): no
+    input and nothing of ours; ffmpeg answers them."""
+    return "-i" not in argv and not any("superres" in arg for arg in argv)
 
 
 def ffmpeg_binary() -> str:
@@ -170,7 +211,7 @@ def front_command(exe: str, cmd: Command, before: str) -> list[str]:
     args = [exe, "-nostdin", "-hide_banner", "-nostats",
             *_global(cmd, ("y", "n", "stats", "nostats", "progress", "stats_period", "stdin", "nostdin"))]
     if "-loglevel" not in args and "-v" not in args:
-        args += ["-loglevel", "error"]
+        args += ["-loglevel", QUIET_LEVEL]
     for source in cmd.inputs:
         args += [*source.options, "-i", source.url]
     args += front_maps(cmd.output_options)
@@ -205,6 +246,8 @@ def colour_input_options(info) -> list[str]:
 def back_command(exe: str, cmd: Command, after: str, output_options: list[str], target: str,
                  info, stats: bool, start: float = 0.0, is_video: VideoIndex | None = None) -> list[str]:
     args = [exe, "-hide_banner", *_global(cmd, ("nostdin", "stdin", "y", "n")), "-y"]
+    if "-loglevel" not in args and "-v" not in args:
+        args += ["-loglevel", QUIET_LEVEL]
     if not stats:
         args.append("-nostats")
     for source in cmd.inputs:
@@ -237,16 +280,37 @@ def main(argv: list[str] | None = None) -> int:
     may be writing the video there, ``-``). A closed standard stream is opened on /dev/null
     first (the ffmpeg processes inherit fds 0-2: a pipe must never take one's number), and a
     closed or full stderr drops messages instead of stopping the run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     guard_std_streams()
+    if len(argv) == 1 and argv[0] in HELP_ARGS:
+        return run_command(argv)  # help goes to stdout, as ffmpeg's does
     sys.stdout = sys.stderr
     with signals_as_exceptions():
-        return run_command(list(sys.argv[1:] if argv is None else argv))
+        return run_command(argv)
+
+
+def _log_level(argv: list[str]) -> int:
+    given = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-loglevel", "-v")), None)
+    return loglevel(given)
 
 
 def run_command(argv: list[str]) -> int:
-    """Run one ffmpeg command line; returns the exit status."""
+    """Run one ffmpeg command line; returns the exit status. Our own log follows ffmpeg's
+    ``-loglevel`` (info by default; debug shows ours at debug), each warning once."""
+    if len(argv) == 1 and argv[0] in HELP_ARGS:
+        print(wrapper_help())
+        return 0
+    level = _log_level(argv)
+    ours = logging.DEBUG if level >= 48 else logging.INFO if level >= 32 else logging.WARNING if level >= 24 else logging.ERROR
+    with logging_to_stderr(PROG, level=ours):
+        return _run_command(argv)
+
+
+def _run_command(argv: list[str]) -> int:
     try:
         exe = ffmpeg_binary()
+        if _informational(argv):
+            return subprocess.call([exe, *argv])
         cmd = parse(argv)
         split = find_filter(cmd)
         if split is None:  # nothing of ours: ffmpeg itself
@@ -284,6 +348,11 @@ def _run(exe: str, cmd: Command, split) -> int:
     except SuperResError as exc:
         return report(classify(exc, PROG, aftermath=_AFTERMATH))
     target = str(atomic.tmp_path) if atomic else cmd.output
+    # Unless the user asked for ffmpeg's own output, its messages come through a filter.
+    given_level = any(a in ("-loglevel", "-v") for a in cmd.global_options)
+    messages = None if given_level or user_stats else Messages(
+        [(target, cmd.output), (os.path.basename(target), os.path.basename(cmd.output))])
+    errors = subprocess.PIPE if messages is not None else None
     try:
         model, kwargs = engine_arguments(parse_filter(split.ours))
         is_video = probe_video_index(cmd, split.output_options)
@@ -293,18 +362,24 @@ def _run(exe: str, cmd: Command, split) -> int:
         engine = Upscaler(model, cancel=lambda: front_died.is_set() or (bool(holder) and holder["run"].cancelled()),
                           **kwargs)
         front = subprocess.Popen(front_command(exe, cmd, split.before), stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE)
+                                 stdout=subprocess.PIPE, stderr=errors)
         assert front.stdout is not None
+        if messages is not None and front.stderr is not None:
+            messages.forward(front.stderr)
         threading.Thread(target=_watch, args=(front, front_died), daemon=True).start()
         source = ContainerSource(PeekedInput(front.stdout), CARRIERS["matroska"], ColourOverrides())
         info = source.info
         progress = ProgressLine(PROG, float(info.fps), enabled=level >= 32 and "-nostats" not in cmd.global_options)
+        if messages is not None:
+            messages.say = progress.say  # a message ends the progress line on a terminal first
 
         def open_sink(request: SinkRequest) -> PipeSink:
             first = float((request.first_pts or 0) * info.time_base)
             back = subprocess.Popen(back_command(exe, cmd, split.after, split.output_options, target, info,
                                                  user_stats, first, is_video),
-                                    stdin=subprocess.PIPE)
+                                    stdin=subprocess.PIPE, stderr=errors)
+            if messages is not None and back.stderr is not None:
+                messages.forward(back.stderr)
             children["back"] = back
             assert back.stdin is not None
             return PipeSink(back.stdin, CARRIERS["nut"], info, request.width, request.height, copy_streams=False)
@@ -345,6 +420,8 @@ def _run(exe: str, cmd: Command, split) -> int:
             _stop(back)
         front_rc = front.wait() if front is not None else 0
         back_rc = back.wait() if back is not None else 0
+        if messages is not None:
+            messages.join()  # every message of theirs before our last word
         if consequence:
             front_rc = 0
     return _conclude(outcome, front_rc, back_rc, atomic)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vs_superres.contracts.errors import InvalidOption
@@ -14,15 +16,27 @@ from vs_superres.runtime.engine_options import ENGINE_OPTIONS
 
 
 def test_every_declared_option_is_a_flag_and_in_the_help():
-    text = build_parser().format_help()
-    declared = list(ENGINE_OPTIONS) + [o for f in registry.default_registry().families()
-                                       for o in f.options.for_hosts()]
+    parser = build_parser()
+    text = parser.format_help()
+    reg = registry.default_registry()
+    declared = list(ENGINE_OPTIONS) + [o for f in reg.families() for o in f.options.for_hosts()]
     assert len(declared) > len(ENGINE_OPTIONS)  # the families' options are there too
+    flags = {s for action in parser._actions for s in action.option_strings}
     for opt in declared:
-        assert "--" + opt.name.replace("_", "-") in text, opt.name
-    for opt in options.declared_options().values():  # first declaration of a name wins
-        assert opt.describe() in text, opt.name  # the filter-syntax list in the epilog
-    hidden = [o for f in registry.default_registry().families() for o in f.options if not o.hosts]
+        assert "--" + opt.name.replace("_", "-") in flags, opt.name
+    for opt in ENGINE_OPTIONS:
+        assert "--" + opt.name.replace("_", "-") in text and f"  {opt.name}={opt.type.upper()}" in text, opt.name
+    # each family's own list, with its own help: a shared name (checkpoint) explained by each
+    epilog = text[text.index("filter syntax:"):]
+    for family in reg.families():
+        if not len(family.options.for_hosts()):
+            continue
+        section = epilog[epilog.index(f"{family.title} options (model="):]
+        section = section.split("\n\n")[0]
+        for opt in family.options.for_hosts():
+            assert f"  {opt.name}={opt.type.upper()} " in section and opt.help in " ".join(section.split()), opt.name
+    assert not re.search(r"\bNone\b", text) and "for ultravsr" not in text
+    hidden = [o for f in reg.families() for o in f.options if not o.hosts]
     for opt in hidden:  # Python-only options (callables) are not offered
         assert "--" + opt.name.replace("_", "-") + " " not in text
 

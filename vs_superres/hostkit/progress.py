@@ -5,6 +5,7 @@ line, for the bridge, fed frame counts)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import weakref
 
@@ -103,6 +104,17 @@ class ProgressLine:
         self.start = time.monotonic()
         self._last = 0.0
         self.done = 0
+        self._open = False  # a line redrawn in place (a terminal) is on screen without its newline
+        self._lock = threading.Lock()  # messages come from other threads (the ffmpeg processes' stderr)
+
+    def say(self, text: str) -> None:
+        """Print a message line (``text`` ends with a newline) without breaking the progress
+        line: on a terminal the line in progress is ended first and redrawn by the next report."""
+        with self._lock:
+            if self._open:
+                _emit(self.stream, "\n")
+                self._open = False
+            _emit(self.stream, text)
 
     def text(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-6)
@@ -117,14 +129,18 @@ class ProgressLine:
         if not self.enabled:
             return
         now = time.monotonic()
-        if self.tty:
-            if now - self._last >= 0.2:
+        with self._lock:
+            if self.tty:
+                if now - self._last >= 0.2:
+                    self._last = now
+                    self.enabled = _emit(self.stream, "\r" + self.text())
+                    self._open = self.enabled
+            elif now - self._last >= self.every:
                 self._last = now
-                self.enabled = _emit(self.stream, "\r" + self.text())
-        elif now - self._last >= self.every:
-            self._last = now
-            self.enabled = _emit(self.stream, self.text() + "\n")
+                self.enabled = _emit(self.stream, self.text() + "\n")
 
     def finish(self) -> None:
-        if self.enabled:
-            self.enabled = _emit(self.stream, ("\r" if self.tty else "") + self.text() + "\n")
+        with self._lock:
+            if self.enabled:
+                self.enabled = _emit(self.stream, ("\r" if self.tty else "") + self.text() + "\n")
+            self._open = False
