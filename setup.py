@@ -79,7 +79,11 @@ elif os.environ.get("SUPERRES_REQUIRE_VS_PLUGIN") == "1":
 def layout():
     """Every package, found on disk: import names all live under ``vs_superres`` (the top-level
     folders ``models/``, ``comfy_nodes/`` and ``ffmpeg_filter/`` are mapped into it), so a new
-    model family folder is packaged without a line here or in setup.cfg."""
+    model family folder is packaged without a line here or in setup.cfg. A folder of data files
+    inside a package (``vs_superres/data``, ``models/weights``, ``comfy_nodes/workflows``) is
+    listed too, as a package of data only: setuptools treats every such folder as importable
+    and warns about one it was not given ("Package would be ignored"); its files are chosen by
+    ``[tool.setuptools.package-data]`` in pyproject.toml."""
     here = Path(__file__).resolve().parent
     roots = {"vs_superres": "vs_superres", "vs_superres.models": "models",
              "vs_superres.comfy_nodes": "comfy_nodes", "vs_superres.ffmpeg_filter": "ffmpeg_filter"}
@@ -93,6 +97,14 @@ def layout():
             dotted = ".".join((name, *sub))
             packages.append(dotted)
             package_dir[dotted] = rel.as_posix()
+    for dotted, rel in list(package_dir.items()):
+        for child in sorted((here / rel).iterdir()):
+            if (child.is_dir() and child.name.isidentifier() and not child.name.startswith(("_", "."))
+                    and not (child / "__init__.py").exists() and any(f.is_file() for f in child.iterdir())):
+                data = f"{dotted}.{child.name}"
+                if data not in package_dir:
+                    packages.append(data)
+                    package_dir[data] = f"{rel}/{child.name}"
     return packages, package_dir
 
 
