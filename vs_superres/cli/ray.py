@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from vs_superres.contracts.errors import InvalidOption, SuperResError, option_ref, render_refs
 from vs_superres.hostkit.flags import engine_options, model_options
-from vs_superres.hostkit.progress import ProgressBar
+from vs_superres.hostkit.progress import ProgressBar, end_open_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,14 +55,21 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
     if args.workers is not None and args.workers < 1:
         raise InvalidOption(f"--workers must be >= 1, got {args.workers}", option="workers")
     from vs_superres.distributed import upscale_video
+    from vs_superres.distributed.cluster import import_ray
+    from vs_superres.jobs import JOURNALED_SUFFIXES, journaled_output
 
+    import_ray()  # a missing extra is the first thing to hear about
     engine = engine_options(args)
+    run_options = dict(model=args.model, address=args.ray, workers=args.workers, threads=args.worker_threads,
+                       segment_frames=args.segment_frames, transport=args.transport, retries=args.retries)
     bar = ProgressBar(src.name) if not args.quiet else None
     try:
-        summary = _with_flags(upscale_video,src, dst, model=args.model, address=args.ray, workers=args.workers,
-                                threads=args.worker_threads, segment_frames=args.segment_frames,
-                                transport=args.transport, retries=args.retries, progress=bar,
-                                **engine, **model_options(args))
+        if journaled_output(dst):
+            summary = _with_flags(_journaled, args, src, dst, run_options, {**engine, **model_options(args)}, bar)
+        else:
+            say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
+                + ", ".join(JOURNALED_SUFFIXES) + ")")
+            summary = _with_flags(upscale_video, src, dst, progress=bar, **run_options, **engine, **model_options(args))
     finally:
         if bar:
             bar.close()
@@ -71,6 +78,32 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
             print(f"superres: {line}", file=sys.stderr)
     print(f"{src} -> {summary.path} with {args.model} on {len(summary.workers)} Ray workers", file=sys.stderr)
     return 0
+
+
+def _journaled(args: argparse.Namespace, src: Path, dst: Path, run_options: dict, options: dict, bar):
+    """The run as a journaled job (:mod:`vs_superres.jobs`): the same segments and journal as
+    on one machine, computed by the Ray workers; the summary of the run's Ray part."""
+    from vs_superres.distributed.driver import run_reader
+    from vs_superres.jobs import device_kind, upscale_journaled, weight_hashes
+    from vs_superres.runtime.loading import resolve_model
+
+    summaries: list = []
+
+    def on_ray(reader, open_sink, kept):
+        summaries.append(run_reader(reader, src, open_sink, kept=kept, options=options, progress=bar, **run_options))
+        return summaries[-1]
+
+    path = upscale_journaled(src, dst, model=lambda: resolve_model(args.model), options=options,
+                             weights=weight_hashes(str(args.model)), device_kind=device_kind(options.get("device", "auto")),
+                             threads=args.worker_threads, distributed=on_ray, resume=args.resume,
+                             segment_seconds=args.segment_seconds, progress=bar, say=say)
+    summaries[-1].path = path
+    return summaries[-1]
+
+
+def say(line: str) -> None:
+    end_open_lines()
+    print(f"superres: {line}", file=sys.stderr)
 
 
 #: the distributed options' Python names -> their flags here (the engine's and the model's

@@ -38,10 +38,11 @@ from vs_superres.contracts.progress import ProgressFn
 from vs_superres.distributed.cluster import (STORE_MINIMUM_BYTES, WORKER_PROCESS_BYTES, LocalInstance, connected,
                                              import_ray, start_workers, worker_slots)
 from vs_superres.distributed.inputs import PackedInputs, pack, packs_exactly
+from vs_superres.distributed.codes import OutputFormat
 from vs_superres.distributed.output import CodeWriter
-from vs_superres.distributed.plan import SegmentPlan, choose_windows_per_segment, frames_text
+from vs_superres.distributed.plan import SegmentFeed, SegmentPlan, choose_windows_per_segment, frames_text
 from vs_superres.media.budget import ENCODER_BYTES_PER_PIXEL, model_share_bytes
-from vs_superres.media.pump import Inputs, Pump, ReaderSource, SinkRequest
+from vs_superres.media.pump import FrameSink, Inputs, Pump, ReaderSource, SinkRequest
 from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.video import VideoReader
 from vs_superres.runtime.windows import ClipSegment
@@ -114,16 +115,33 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
         scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
         startup_timeout: float = 300.0) -> RunSummary:
     """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring)."""
+    import_ray()  # before any work: a missing extra is the first thing to hear about
+
+    def open_sink(request: SinkRequest) -> CodeWriter:
+        return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets)
+
+    with VideoReader(src, passthrough=True) as reader:
+        return run_reader(reader, src, open_sink, model=model, options=options, address=address, workers=workers,
+                          threads=threads, segment_frames=segment_frames, transport=transport, retries=retries,
+                          scene_starts=scene_starts, progress=progress, startup_timeout=startup_timeout)
+
+
+def run_reader(reader: VideoReader, src: Path, open_sink: Callable[[SinkRequest], FrameSink], *, model: str,
+               options: dict, address: str | None, workers: int | None, threads: int = 1,
+               segment_frames: int | None = None, transport: str = "store", retries: int = 3,
+               scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
+               startup_timeout: float = 300.0, kept: Callable[[range], bool] | None = None) -> RunSummary:
+    """:func:`run` on an open reader, into the sink ``open_sink`` makes: a :class:`.output.CodeWriter`,
+    or a journaled job's sink of segments (:mod:`vs_superres.jobs`), which has the
+    ``output_format`` its segment writers encode. Segments whose outputs ``kept(outputs)`` says
+    the sink already holds are not sent: their frames are ``None``."""
     from vs_superres.runtime.loading import resolve_model
 
-    import_ray()  # before any work: a missing extra is the first thing to hear about
+    import_ray()
     if transport not in TRANSPORTS:
         raise SuperResError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", option="transport")
     started = time.monotonic()
     runs: list[_Run] = []
-
-    def open_sink(request: SinkRequest) -> CodeWriter:
-        return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets)
 
     def process(inputs: Inputs) -> Iterator[tuple]:
         device_options = options
@@ -136,20 +154,19 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
             actors, infos = start_workers(ray, count, need, model, device_options,
                                           threads if "num_cpus" in need else None, retries, startup_timeout)
             try:
-                assert isinstance(pumped.sink, CodeWriter)
-                runs.append(_Run(ray, inputs, reader.info, reader.name, pumped.sink, actors, infos, src,
-                                 segment_frames, transport, retries, scene_starts))
+                fmt: OutputFormat = getattr(pumped.sink, "output_format")  # a CodeWriter, or a journaled job's SegmentSink
+                runs.append(_Run(ray, inputs, reader.info, reader.name, fmt, actors, infos, src,
+                                 segment_frames, transport, retries, scene_starts, kept or (lambda outputs: False)))
                 yield from runs[0].outputs()
             finally:
                 for actor in actors:
                     ray.kill(actor, no_restart=True)
 
-    with VideoReader(src, passthrough=True) as reader:
-        descriptor = resolve_model(model)[0]
-        scale = descriptor.scale
-        pumped = Pump(ReaderSource(reader), process, open_sink, output_size=lambda info: (info.width * scale, info.height * scale),
-                      on_progress=progress, phase="frames")
-        result = pumped.run()
+    descriptor = resolve_model(model)[0]
+    scale = descriptor.scale
+    pumped = Pump(ReaderSource(reader), process, open_sink, output_size=lambda info: (info.width * scale, info.height * scale),
+                  on_progress=progress, phase="frames")
+    result = pumped.run()
     summary = runs[0].summary
     assert summary is not None
     summary.path, summary.seconds = result.path, time.monotonic() - started
@@ -209,25 +226,22 @@ def model_weights_bytes(model: str, descriptor, options: dict) -> int:
 class _Run:
     """One run's state: the input stream, the jobs out, the reorder buffer."""
 
-    def __init__(self, ray, inputs: Inputs, info: StreamInfo, name: str, writer: CodeWriter, actors: list,
+    def __init__(self, ray, inputs: Inputs, info: StreamInfo, name: str, fmt: OutputFormat, actors: list,
                  infos: list[dict], src: Path, segment_frames: int | None, transport: str, retries: int,
-                 scene_starts: Sequence[bool] | None):
-        self.ray, self.info, self.name, self.writer, self.actors = ray, info, name, writer, actors
-        self.src, self.transport, self.retries = src, transport, retries
+                 scene_starts: Sequence[bool] | None, kept: Callable[[range], bool]):
+        self.ray, self.info, self.name, self.fmt, self.actors = ray, info, name, fmt, actors
+        self.src, self.transport, self.retries, self.kept = src, transport, retries, kept
         first = infos[0]
         self.kind = first["kind"]
-        self.total = inputs.total
         self.summary: RunSummary | None = None
-        out_bytes = 3 * 4 * writer.width * writer.height
-        wps = choose_windows_per_segment(self.total, len(actors), first["window"], first["window_overlap"],
+        out_bytes = 3 * 4 * fmt.width * fmt.height
+        wps = choose_windows_per_segment(inputs.total, len(actors), first["window"], first["window_overlap"],
                                          out_bytes, segment_frames)
         self.plan = SegmentPlan(first["window"], first["window_overlap"], wps)
         self.cuts = frozenset(i for i, flag in enumerate(scene_starts or ()) if flag)
-        self.frames = iter(inputs)
-        self.buffer: dict[int, Any] = {}  # frame index -> its PackedFrame (or float R'G'B')
         self.packed: bool | None = None  # settled at the first frame (inputs.packs_exactly)
+        self.feed = SegmentFeed(inputs, self.plan, self.keep if transport == "store" else None)
         self.sent_frames = self.sent_bytes = 0
-        self.read, self.ended = 0, False
         self.stats = [WorkerStats(i, info["node"]) for i, info in enumerate(infos)]
         self.alive = set(range(len(actors)))
         self.limit = 2 * len(actors)
@@ -235,34 +249,16 @@ class _Run:
         self.waiting = 0.0
 
     # ------------------------------------------------------------------ input
-    def fill(self, upto: int) -> None:
-        """Read until frame ``upto`` is buffered or the clip has ended (as ``WindowStream.fill``)."""
-        while not self.ended and self.read <= upto:
-            decoded = next(self.frames, None)
-            if decoded is None:
-                self.ended = True
-                if self.read == 0:
-                    raise SuperResError("the clip has no frames")
-                return
-            if self.transport == "store":
-                frame = decoded.frame
-                if self.packed is None:
-                    self.packed = frame is not None and packs_exactly(frame, decoded.rgb, self.info.colour)
-                    if not self.packed:
-                        log.info("input frames of %s travel as float32: its %s planes do not rebuild exactly",
-                                 self.name, self.info.pix_fmt)
-                self.buffer[self.read] = pack(frame) if self.packed and frame is not None else decoded.rgb
-            self.read += 1
-
-    def next_segment(self, index: int) -> tuple[ClipSegment, int] | None:
-        """Segment ``index`` once it is settled, and the frame count its plan is made with."""
-        while True:
-            settled = self.plan.settled(self.read, self.ended, start=index)
-            if settled:
-                return settled[0], self.read
-            if self.ended:
-                return None
-            self.fill(self.plan.input_end(index))
+    def keep(self, decoded) -> Any:
+        """What is buffered of a decoded frame: its packed integer planes where they rebuild
+        exactly (decided at the first frame), else its float R'G'B'."""
+        frame = decoded.frame
+        if self.packed is None:
+            self.packed = frame is not None and packs_exactly(frame, decoded.rgb, self.info.colour)
+            if not self.packed:
+                log.info("input frames of %s travel as float32: its %s planes do not rebuild exactly",
+                         self.name, self.info.pix_fmt)
+        return pack(frame) if self.packed and frame is not None else decoded.rgb
 
     def clip_state(self) -> Any:
         """The per-clip state, computed once (by the first worker, on the workers' device type,
@@ -271,12 +267,7 @@ class _Run:
         if self.kind != "video":
             return None
         ray, worker = self.ray, self.actors[0]
-        needed = ray.get(worker.clip_frames.remote(self.total))
-        if needed:
-            self.fill(max(needed))
-            if self.ended and max(needed) >= self.read:
-                needed = ray.get(worker.clip_frames.remote(self.read))
-        num_frames = self.read if self.ended else self.total
+        needed, num_frames = self.feed.clip_frames(lambda total: ray.get(worker.clip_frames.remote(total)))
         frames: Any
         if self.transport == "path" and needed:
             from vs_superres.distributed.worker import read_inputs
@@ -290,7 +281,7 @@ class _Run:
     def inputs(self, indices) -> Any:
         """The buffered frames ``indices``, as they travel: :class:`~.inputs.PackedInputs`, or
         float32 ``[T, 3, H, W]`` when the planes do not rebuild exactly."""
-        got = [self.buffer[i] for i in indices]
+        got = [self.feed.buffer[i] for i in indices]
         if not got:
             return None
         batch: Any = PackedInputs(self.info.colour, tuple(got)) if self.packed else np.stack(got)
@@ -305,7 +296,7 @@ class _Run:
         ray = self.ray
         began = time.monotonic()
         state = self.clip_state()
-        fmt = self.writer.output_format
+        fmt = self.fmt
         out: dict[Any, _Job] = {}  # object ref -> job
         done: dict[int, dict] = {}  # the reorder buffer: segment index -> its result
         next_send = next_write = 0
@@ -324,17 +315,19 @@ class _Run:
 
         while last is None or next_write < last:
             while last is None and next_send < next_write + self.limit:
-                found = self.next_segment(next_send)
+                found = self.feed.segment(next_send)
                 if found is None:
                     last = next_send
                     break
                 segment, num_frames = found
-                inputs: Any = str(self.src)
-                if self.transport == "store":
-                    inputs = ray.put(self.inputs(segment.inputs))
-                    for i in [i for i in self.buffer if i < segment.outputs.stop - self.plan.length]:
-                        del self.buffer[i]  # no later segment reads frames this far back
-                send(_Job(next_send, segment, num_frames, inputs))
+                if self.kept(segment.outputs):  # a resumed job's journal holds these frames
+                    done[next_send] = {"codes": [None] * len(segment.outputs)}
+                else:
+                    inputs: Any = str(self.src)
+                    if self.transport == "store":
+                        inputs = ray.put(self.inputs(segment.inputs))
+                    send(_Job(next_send, segment, num_frames, inputs))
+                self.feed.release(segment)
                 next_send += 1
             if last is not None and next_write >= last:
                 break
@@ -356,8 +349,8 @@ class _Run:
                     yield planes
                     written += 1
                 next_write += 1
-        if written != self.read or not self.ended:
-            raise InternalError(f"the distributed run wrote {written} frames of {self.read} read")
+        if written != self.feed.read or not self.feed.ended:
+            raise InternalError(f"the distributed run wrote {written} frames of {self.feed.read} read")
         busy = time.monotonic() - began - self.waiting
         self.summary = RunSummary(None, written, next_write, 0.0, self.stats, self.retried, busy,
                                   self.sent_frames, self.sent_bytes, bool(self.packed))

@@ -15,8 +15,9 @@ at least that long (its windows, weights and inputs do not depend on where the c
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Callable
 
-from vs_superres.contracts.errors import InvalidOption, option_ref
+from vs_superres.contracts.errors import InvalidOption, SuperResError, option_ref
 from vs_superres.runtime.windows import ClipSegment, TemporalWindowPlan
 
 #: segments per worker when the size is chosen from the clip length: enough that a slow
@@ -90,3 +91,61 @@ class SegmentPlan:
 def frames_text(segment: ClipSegment) -> str:
     """``frames 40-59`` for messages (inclusive, as a user counts)."""
     return f"frames {segment.outputs.start}-{segment.outputs.stop - 1}"
+
+
+class SegmentFeed:
+    """A clip read as a stream and handed out as settled segments: the one reading loop of a
+    journaled job on this machine (:mod:`vs_superres.jobs.local`) and of the Ray driver.
+
+    ``inputs`` yields decoded frames (``.rgb``, ``.frame``) and knows its ``total`` (or None);
+    ``keep(frame)`` is what is buffered for each frame (the driver packs integer planes;
+    ``None`` buffers nothing: workers read their own frames). Frames are kept until no later
+    segment reads them.
+    """
+
+    def __init__(self, inputs: Any, plan: SegmentPlan, keep: Callable[[Any], Any] | None):
+        self.plan, self.keep = plan, keep
+        self.total: int | None = inputs.total
+        self._frames = iter(inputs)
+        self.buffer: dict[int, Any] = {}
+        self.read, self.ended = 0, False
+
+    def fill(self, upto: int) -> None:
+        """Read until frame ``upto`` is buffered or the clip has ended."""
+        while not self.ended and self.read <= upto:
+            decoded = next(self._frames, None)
+            if decoded is None:
+                self.ended = True
+                if self.read == 0:
+                    raise SuperResError("the clip has no frames")
+                return
+            if self.keep is not None:
+                self.buffer[self.read] = self.keep(decoded)
+            self.read += 1
+
+    def segment(self, index: int) -> tuple[ClipSegment, int] | None:
+        """Segment ``index`` once it is settled and the frame count its plan was made with, or
+        None past the clip's last segment."""
+        while True:
+            settled = self.plan.settled(self.read, self.ended, start=index)
+            if settled:
+                return settled[0], self.read
+            if self.ended:
+                return None
+            self.fill(self.plan.input_end(index))
+
+    def release(self, segment: ClipSegment) -> None:
+        """Drop the frames no segment after ``segment`` reads."""
+        for i in [i for i in self.buffer if i < segment.outputs.stop - self.plan.length]:
+            del self.buffer[i]
+
+    def clip_frames(self, needed_for: Callable[[int | None], list[int]]) -> tuple[list[int], int | None]:
+        """The frames the per-clip state is computed from and the frame count it is given, as
+        ``Upscaler.stream`` chooses them: ``needed_for(total)`` names the frames, which are read
+        (a clip shorter than announced is asked again with its true length)."""
+        needed = list(needed_for(self.total))
+        if needed:
+            self.fill(max(needed))
+            if self.ended and max(needed) >= self.read:
+                needed = list(needed_for(self.read))
+        return needed, (self.read if self.ended else self.total)

@@ -61,7 +61,8 @@ def input_identity(path: Path) -> dict[str, Any]:
 
 
 def job_identity(*, source: Path, output: Path, model: str, weights: list[str], options: dict[str, Any],
-                 segment_frames: int, project: str, torch_version: str, device_kind: str) -> dict[str, Any]:
+                 segment_frames: int, project: str, torch_version: str, device_kind: str,
+                 threads: int) -> dict[str, Any]:
     """Everything that changes the output's bytes; a resumed job must match it field by field."""
     return {
         "journal": JOURNAL_VERSION,
@@ -75,6 +76,7 @@ def job_identity(*, source: Path, output: Path, model: str, weights: list[str], 
         "project": project,
         "torch": torch_version,
         "device_kind": device_kind,
+        "threads": threads,
     }
 
 

@@ -11,11 +11,9 @@ same whichever segments were computed before it, which is what makes resuming ex
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from vs_superres.contracts.errors import SuperResError
-from vs_superres.distributed.plan import SEGMENT_OUTPUT_BUDGET, SegmentPlan
-from vs_superres.jobs.segments import segments_of
+from vs_superres.distributed.plan import SEGMENT_OUTPUT_BUDGET, SegmentFeed, SegmentPlan
 
 #: the length of a segment, in seconds of video: the work a kill can cost at most, and few
 #: enough files for a film (a 2-hour film is 240); capped by memory (see :func:`segment_plan`)
@@ -35,56 +33,30 @@ def segment_plan(length: int, overlap: int, fps: float, output_frame_bytes: int,
     return SegmentPlan(length, overlap, windows)
 
 
-def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, done: set[int], segment_frames: int) -> Iterator[Any]:
+def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, kept: Callable[[range], bool]) -> Iterator[Any]:
     """One output frame per input frame, in order (float32 ``[3, H, W]``); a computing segment
-    whose frames all fall in journal segments of ``done`` (``segment_frames`` frames each) is read
-    but not computed, and its frames are ``None``."""
+    whose outputs the journal already holds (``kept(outputs)``) is read but not computed, and
+    its frames are ``None``."""
     import torch
 
-    frames = iter(inputs)
-    total = inputs.total
-    buffer: dict[int, Any] = {}
-    read, ended = 0, False
-
-    def fill(upto: int) -> None:
-        nonlocal read, ended
-        while not ended and read <= upto:
-            frame = next(frames, None)
-            if frame is None:
-                ended = True
-                if read == 0:
-                    raise SuperResError("the clip has no frames")
-                return
-            buffer[read] = frame.rgb
-            read += 1
+    feed = SegmentFeed(inputs, plan, keep=lambda frame: frame.rgb)
 
     def tensors(indices) -> dict[int, Any]:
-        return {i: torch.from_numpy(buffer[i]) for i in indices}
+        return {i: torch.from_numpy(feed.buffer[i]) for i in indices}
 
     # The clip state from the frames and the count Upscaler.stream uses (as the Ray driver).
     state = None
     if engine.descriptor.kind == "video":
-        needed = engine.clip_frames(total)
-        if needed:
-            fill(max(needed))
-            if ended and max(needed) >= read:
-                needed = engine.clip_frames(read)
-        state = engine.clip_state(read if ended else total, tensors(needed))
+        needed, num_frames = feed.clip_frames(engine.clip_frames)
+        state = engine.clip_state(num_frames, tensors(needed))
     index = 0
-    while True:
-        settled = plan.settled(read, ended, start=index)
-        if not settled:
-            if ended:
-                return
-            fill(plan.input_end(index))
-            continue
-        segment, num_frames = settled[0], read
-        if set(segments_of(segment.outputs, segment_frames)) <= done:
+    while (found := feed.segment(index)) is not None:
+        segment, num_frames = found
+        if kept(segment.outputs):
             for _ in segment.outputs:
                 yield None
         else:
             for out in engine.render_segment(segment, num_frames, tensors(segment.inputs), None, state):
                 yield out.numpy()
-        for i in [i for i in buffer if i < segment.outputs.stop - plan.length]:
-            del buffer[i]  # no later segment reads frames this far back
+        feed.release(segment)
         index += 1

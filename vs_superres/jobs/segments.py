@@ -46,20 +46,24 @@ def segments_of(frames: range, segment_frames: int) -> range:
 class SegmentSink:
     """The sink of a journaled job (see the module docstring): output frame ``n`` goes to
     segment ``n // segment_frames``; ``None`` stands for a frame nobody computed because its
-    segment is done; frames of ``done`` segments are dropped. ``make_writer(path, width,
-    height)`` opens one segment's writer (a :class:`VideoWriter`, or the Ray driver's writer of
-    integer codes: the same encoder, the same bytes)."""
+    segment is done; frames of ``done`` segments are dropped. Each segment is written by a
+    ``writer_class`` (a :class:`VideoWriter`, or the Ray driver's writer of integer codes: the
+    same encoder, the same bytes) with ``writer_options`` (the encoder settings)."""
 
     def __init__(self, journal: Journal, source: Path, output: Path, info: StreamInfo, width: int, height: int,
                  packets: Callable[[], list], *, segment_frames: int, done: set[int],
-                 make_writer: Callable[[Path, int, int], VideoWriter] | None = None):
+                 writer_class: type[VideoWriter] = VideoWriter, writer_options: dict[str, Any] | None = None):
         self.journal, self.source, self.output = journal, source, output
         self.info, self.width, self.height = info, width, height
         self.segment_frames, self.done = segment_frames, set(done)
-        self._make_writer = make_writer or (lambda path, w, h: VideoWriter(path, info, w, h, copy_streams=False))
+        self._writer_class = writer_class
+        self._writer_options = {**(writer_options or {}), "copy_streams": False}  # every segment's encoder settings
         # The pass-through packets the pump collects are not needed: the join demuxes them
         # again from the source. Taking them keeps the pump's buffer empty.
         self._drop_packets = packets
+        #: the integer format segment writers encode, where workers convert frames to codes
+        #: (set by the job that computes on Ray workers)
+        self.output_format: Any = None
         self._writer: VideoWriter | None = None
         self._index = -1
         self._frames = 0
@@ -74,12 +78,16 @@ class SegmentSink:
         if item is None:
             raise InternalError(f"frame {self._n - 1} of segment {index}, which is not done, was never computed")
         if self._writer is None:
-            self._writer = self._make_writer(self.journal.segment_path(index), self.width, self.height)
+            self._writer = self.open_writer(self.journal.segment_path(index))
             self._index, self._frames = index, 0
         self._writer.write(item, pts)
         self._frames += 1
         if self._n % self.segment_frames == 0:
             self._commit()
+
+    def open_writer(self, path: Path) -> VideoWriter:
+        """A segment's writer: the final codec and container, video only."""
+        return self._writer_class(path, self.info, self.width, self.height, **self._writer_options)
 
     def _commit(self) -> None:
         writer, self._writer = self._writer, None
