@@ -43,8 +43,9 @@ def wanted(args: argparse.Namespace) -> bool:
     return getattr(args, "ray", None) is not None or getattr(args, "workers", None) is not None
 
 
-def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
-    """The distributed run asked for by ``args`` (exit status 0), or None when none was."""
+def run(args: argparse.Namespace, src: Path, dst: Path, writer_options: dict | None = None) -> int | None:
+    """The distributed run asked for by ``args`` (exit status 0), or None when none was;
+    ``writer_options``: the encoder settings, as the single-machine run takes them."""
     if not wanted(args):
         return None
     from vs_superres.media.images import IMAGE_READ_EXTENSIONS
@@ -65,11 +66,13 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
     bar = ProgressBar(src.name) if not args.quiet else None
     try:
         if journaled_output(dst):
-            summary = _with_flags(_journaled, args, src, dst, run_options, {**engine, **model_options(args)}, bar)
+            summary = _with_flags(_journaled, args, src, dst, run_options, {**engine, **model_options(args)}, bar,
+                                  writer_options)
         else:
             say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
                 + ", ".join(JOURNALED_SUFFIXES) + ")")
-            summary = _with_flags(upscale_video, src, dst, progress=bar, **run_options, **engine, **model_options(args))
+            summary = _with_flags(upscale_video, src, dst, progress=bar, writer_options=writer_options, **run_options,
+                                  **engine, **model_options(args))
     finally:
         if bar:
             bar.close()
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace, src: Path, dst: Path) -> int | None:
     return 0
 
 
-def _journaled(args: argparse.Namespace, src: Path, dst: Path, run_options: dict, options: dict, bar):
+def _journaled(args: argparse.Namespace, src: Path, dst: Path, run_options: dict, options: dict, bar,
+               writer_options: dict | None):
     """The run as a journaled job (:mod:`vs_superres.jobs`): the same segments and journal as
     on one machine, computed by the Ray workers; the summary of the run's Ray part."""
     from vs_superres.distributed.driver import run_reader
@@ -96,7 +100,7 @@ def _journaled(args: argparse.Namespace, src: Path, dst: Path, run_options: dict
     path = upscale_journaled(src, dst, model=lambda: resolve_model(args.model), options=options,
                              weights=weight_hashes(str(args.model)), device_kind=device_kind(options.get("device", "auto")),
                              threads=args.worker_threads, distributed=on_ray, resume=args.resume,
-                             segment_seconds=args.segment_seconds, progress=bar, say=say)
+                             segment_seconds=args.segment_seconds, progress=bar, say=say, writer_options=writer_options)
     summaries[-1].path = path
     return summaries[-1]
 

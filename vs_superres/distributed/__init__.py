@@ -26,7 +26,7 @@ __all__ = ["upscale_video"]
 def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, address: str | None = None,
                   workers: int | None = None, threads: int = 1, segment_frames: int | None = None,
                   transport: str = "store", retries: int = 3, scene_starts: Sequence[bool] | None = None,
-                  progress: ProgressFn | None = None, **options):
+                  progress: ProgressFn | None = None, writer_options: dict | None = None, **options):
     """Upscale the video file ``src`` into ``dst`` on Ray workers; returns a
     :class:`~.driver.RunSummary` (output path, frames, per-worker throughput).
 
@@ -47,6 +47,8 @@ def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, addres
         retries: times a segment is run again after its worker or node died.
         scene_starts: per-frame flags, True where a scene starts (no window mixes two scenes).
         progress: called with a :class:`~vs_superres.contracts.progress.Progress` per frame written.
+        writer_options: the encoder settings (:class:`~vs_superres.media.writer.VideoWriter`'s
+            keywords: ``codec``, ``pix_fmt``, ``crf``, ``preset``, ``options``, ...).
         options: engine options (``device``, ``dtype``, ``tile``, ``window``, ...) and the
             model family's options, as :class:`~vs_superres.Upscaler` takes them.
     """
@@ -54,4 +56,4 @@ def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, addres
 
     return run(Path(src), Path(dst), model=str(model), options=dict(options), address=address, workers=workers,
                threads=threads, segment_frames=segment_frames, transport=transport, retries=retries,
-               scene_starts=scene_starts, progress=progress)
+               scene_starts=scene_starts, progress=progress, writer_options=writer_options)

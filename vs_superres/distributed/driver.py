@@ -113,12 +113,14 @@ class _Job:
 def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None, workers: int | None,
         threads: int = 1, segment_frames: int | None = None, transport: str = "store", retries: int = 3,
         scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
-        startup_timeout: float = 300.0) -> RunSummary:
-    """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring)."""
+        startup_timeout: float = 300.0, writer_options: dict | None = None) -> RunSummary:
+    """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring);
+    ``writer_options``: the encoder settings (:class:`~vs_superres.media.writer.VideoWriter`'s keywords)."""
     import_ray()  # before any work: a missing extra is the first thing to hear about
 
     def open_sink(request: SinkRequest) -> CodeWriter:
-        return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets)
+        return CodeWriter(dst, request.info, request.width, request.height, packets=request.packets,
+                          **(writer_options or {}))
 
     with VideoReader(src, passthrough=True) as reader:
         return run_reader(reader, src, open_sink, model=model, options=options, address=address, workers=workers,

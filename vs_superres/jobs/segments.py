@@ -117,6 +117,7 @@ class _Joiner(VideoWriter):
     def __init__(self, output: Path, info: StreamInfo, width: int, height: int, template: Any,
                  packets: Iterable[av.Packet]):
         self._template = template
+        self._last_dts: int | None = None
         super().__init__(output, info, width, height, packets=packets)
 
     def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
@@ -133,6 +134,22 @@ class _Joiner(VideoWriter):
     def _flush_video(self) -> Iterable[av.Packet]:
         return ()
 
+    def _follow_on(self, packets: list, path: Path) -> None:
+        """Decoding times that carry on from the previous segment's. An encoder with frame
+        reordering starts a stream's decoding times before its first presentation time by
+        the reorder delay, measured in the stream's own times: after a gap of a variable
+        frame rate that reaches back past the previous segment's last decoding time, which a
+        muxer refuses. Such packets are moved to one tick after their predecessor: still no
+        later than their presentation (the previous segment presents everything before this
+        one's first frame), and the same for a resumed job as for an uninterrupted one."""
+        for packet in packets:
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                packet.dts = self._last_dts + 1
+                if packet.pts is not None and packet.dts > packet.pts:
+                    raise InternalError(f"segment '{path.name}' cannot follow the previous one: a packet "
+                                        f"presented at {packet.pts} would be decoded at {packet.dts}")
+            self._last_dts = packet.dts
+
     def copy_segment(self, path: Path) -> int:
         """Mux every video packet of the segment file ``path``; returns how many."""
         count = 0
@@ -145,6 +162,9 @@ class _Joiner(VideoWriter):
                 packet.stream = self._video
                 packets.append(packet)
                 count += 1
+            if stream.time_base != self._time_base:
+                raise InternalError(f"segment '{path.name}' has the time base {stream.time_base}, "
+                                    f"the first one {self._time_base}")
             if any(packet.dts is None for packet in packets):
                 # A container that stores no decoding times (Matroska, WebM, NUT): its demuxer
                 # guesses some and leaves others unset, and a guess can run past the next real
@@ -152,6 +172,8 @@ class _Joiner(VideoWriter):
                 # the segment was written.
                 for packet in packets:
                     packet.dts = None
+            else:
+                self._follow_on(packets, path)
             self._mux_video(packets)
         return count
 
