@@ -159,3 +159,21 @@ def test_building_prints_no_setuptools_warning_boxes(built):
     of them, ~120 lines, on every pip install) are gone, and so is any other deprecation box."""
     _, _, output = built
     assert "would be ignored" not in output and "!!" not in output and "Deprecat" not in output, output[-3000:]
+
+
+def test_vapoursynth_plugin_without_vapoursynth_says_what_is_missing():
+    """Here (Python 3.11) VapourSynth cannot be installed: the command says so and how to get it;
+    the compilation itself is tested in the VapourSynth root (tests/vapoursynth/test_plugin_install.py)."""
+    from vs_superres.cli.vapoursynth import installed_plugin, _vapoursynth_spec
+
+    if _vapoursynth_spec() is not None:
+        pytest.skip(f"VapourSynth is installed here (plugin: {installed_plugin()})")
+    for action in ("install", "status"):
+        run = subprocess.run([sys.executable, "-m", "vs_superres.cli", "vapoursynth", action], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.startswith("superres: error: VapourSynth is not installed for this Python (") and len(
+            run.stderr.splitlines()) == 1
+        assert "pip install vapoursynth" in run.stderr and "superres vapoursynth install" in run.stderr
+        if sys.version_info < (3, 12):
+            assert "need Python >= 3.12" in run.stderr

@@ -4,10 +4,11 @@
     superres models list | show NAME | download NAME... | verify [NAME...]
     superres export MODEL OUT.onnx [--fp16] [--static WxH] [-n|-y]
     superres comfyui install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]
+    superres vapoursynth install | status
     superres demo [OUT] [-n|-y]
 
 The subcommands live beside this module (:mod:`.upscale`, :mod:`.ray`, :mod:`.models`,
-:mod:`.comfyui`); signals, the exit statuses (``superres --help`` prints the table,
+:mod:`.comfyui`, :mod:`.vapoursynth`); signals, the exit statuses (``superres --help`` prints the table,
 :data:`vs_superres.hostkit.exits.EXIT_STATUSES`), the error ladder, flags and progress are the
 host kit's (:mod:`vs_superres.hostkit`), shared with the FFmpeg bridge's commands.
 """
@@ -23,14 +24,17 @@ from vs_superres.cli.encoding import add_arguments as add_encoder_arguments
 from vs_superres.cli.export import add_parser as add_export_parser, cmd_export
 from vs_superres.cli.models import cmd_models
 from vs_superres.cli.ray import add_arguments as add_distributed_arguments
+from vs_superres.cli.scenes import add_arguments as add_scene_arguments
 from vs_superres.cli.upscale import cmd_upscale
+from vs_superres.cli.vapoursynth import add_parser as add_vapoursynth_parser
 from vs_superres.hostkit.exits import exit_table, run_guarded
 from vs_superres.hostkit.flags import add_engine_flags, add_family_flags, family_of, flag_spelling
 from vs_superres.hostkit.logs import logging_to_stderr
 from vs_superres.hostkit.progress import end_open_lines
 from vs_superres.runtime.registry import default_model
 
-EXIT_CODES = exit_table([("1", "models verify: an installed weight file is wrong or a named model lacks one")])
+EXIT_CODES = exit_table([("1", "models verify: an installed weight file is wrong or a named model lacks one; "
+                              "vapoursynth status: the plugin is not installed")])
 OVERWRITE_HELP = "an existing OUTPUT is replaced by default, with a notice on stderr"
 DEBUG_HELP = "debug log of vs-superres on stderr, with the traceback of internal errors (anywhere on the line)"
 log = logging.getLogger("vs_superres")
@@ -115,6 +119,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                       help="start afresh even when a journal of this job exists (it is set aside)")
     journal.add_argument("--segment-seconds", type=float, default=None, metavar="S",
                       help="length of a journaled segment in seconds of video (default 30, fewer when frames are large)")
+    add_scene_arguments(up.add_argument_group("scenes"))
 
     demo = _subcommand(sub, "demo", help="upscale the embedded sample photo (the README's main job)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_model_help(model) + "\n\n" + EXIT_CODES)
@@ -126,6 +131,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     install = add_comfyui_parser(sub)
     install.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    plugin = add_vapoursynth_parser(sub)
+    plugin.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
     jobs = _subcommand(sub, "jobs", help="list or remove the journals of resumable video jobs")
     jobs.add_argument("action", choices=["list", "clean"], help="list: show them; clean: remove them")
@@ -158,6 +165,10 @@ def _dispatch(args) -> int:
         from vs_superres.cli.comfyui import cmd_comfyui
 
         status = cmd_comfyui(args)
+    elif args.command == "vapoursynth":
+        from vs_superres.cli.vapoursynth import cmd_vapoursynth
+
+        status = cmd_vapoursynth(args)
     elif args.command == "demo":
         status = cmd_demo(args)
     elif args.command == "export":
