@@ -19,6 +19,8 @@ from fractions import Fraction
 from typing import IO
 
 from vs_superres.contracts.errors import UnsupportedFormat
+from vs_superres.media.colour import (MATRIX_NAMES, PRIMARIES_NAMES, TRANSFER_NAMES, ColourInfo,
+                                      inferred_primaries_transfer)
 
 #: pixel formats FFmpeg's Matroska muxer stores as ``rawvideo`` (``V_UNCOMPRESSED`` with a
 #: fourcc its demuxer maps back to the same format) in both PyAV's FFmpeg, which writes, and
@@ -222,3 +224,39 @@ def read_y4m_header(stream: PeekedInput) -> Y4MHeader:
                                 + _Y4M_FIX)
     return Y4MHeader(length=end + 1, colorspace=colorspace, interlace=interlace, aspect=aspect,
                      width=size[0], height=size[1], rate=rate, ignored=tuple(ignored))
+
+
+def y4m_colour_note(colour: ColourInfo) -> str:
+    """What a y4m output loses and how the encoding ffmpeg puts it back: y4m has fields for
+    the range (``XCOLORRANGE``) and chroma siting only, so the next ffmpeg reads the matrix,
+    primaries and transfer as unknown. ``colour`` is what the bridge converted with; primaries
+    and transfer the input did not state are inferred from its matrix (and said to be). The
+    fix is ``setparams``, which every FFmpeg applies (FFmpeg 7 ignores ``-color_primaries``
+    and ``-color_trc`` output options for frames that arrive untagged)."""
+    primaries, transfer = colour.primaries, colour.transfer
+    inferred = []
+    guess_p, guess_t = inferred_primaries_transfer(colour.matrix)
+    if primaries == 2 and guess_p != 2:
+        primaries = guess_p
+        inferred.append("primaries")
+    if transfer == 2 and guess_t != 2:
+        transfer = guess_t
+        inferred.append("transfer")
+    params = [f"colorspace={MATRIX_NAMES[colour.matrix]}"]
+    if primaries != 2:
+        params.append(f"color_primaries={PRIMARIES_NAMES.get(primaries, primaries)}")
+    if transfer != 2:
+        params.append(f"color_trc={TRANSFER_NAMES.get(transfer, transfer)}")
+    said = []
+    if colour.matrix_guessed:
+        said.append("the matrix is the default for the size, --matrix sets it")
+    if inferred:
+        said.append(f"{' and '.join(inferred)} inferred from the matrix, --primaries/--transfer set them")
+    if primaries == 2 or transfer == 2:
+        unknown = " and ".join(w for w, v in (("primaries", primaries), ("transfer", transfer)) if v == 2)
+        said.append(f"the {unknown} cannot be inferred: add it, e.g. color_trc=smpte2084 for PQ, "
+                    "arib-std-b67 for HLG")
+    return ("y4m carries no colour matrix, primaries or transfer (only the range): tag the encoding "
+            f"ffmpeg's output with -vf setparams={':'.join(params)}"
+            + (f" ({'; '.join(said)})" if said else "")
+            + ", or use the Matroska carrier (-f matroska), which keeps every tag")

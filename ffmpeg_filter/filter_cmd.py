@@ -19,7 +19,7 @@ import sys
 from typing import IO
 
 from vs_superres.contracts.errors import SuperResError, UnsupportedFormat
-from vs_superres.ffmpeg_filter.carriers import CARRIERS, HEAD_BYTES, PeekedInput, carrier, detect
+from vs_superres.ffmpeg_filter.carriers import CARRIERS, HEAD_BYTES, PeekedInput, carrier, detect, y4m_colour_note
 from vs_superres.ffmpeg_filter.cmdline import loglevel
 from vs_superres.ffmpeg_filter.options import (add_option_flags, engine_arguments, filter_syntax_help,
                                                given_flags, parse_filter)
@@ -150,6 +150,8 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
         out_carrier = carrier(out_name) if out_name else getattr(source, "carrier", carrier("rawvideo"))
         for note in source.notes:
             say(note, 24)
+        if out_carrier.name == "y4m":
+            say(y4m_colour_note(source.info.colour), 24)
         from vs_superres.runtime.upscaler import Upscaler
 
         info = source.info

@@ -96,6 +96,15 @@ def guess_matrix(width: int, height: int) -> int:
     return 1 if (width > 1024 or height > 576) else 6
 
 
+def inferred_primaries_transfer(matrix: int) -> tuple[int, int]:
+    """The primaries and transfer a stream with this colour ``matrix`` almost always has, where
+    its own tags are missing (a y4m stream carries none): BT.709 -> BT.709/BT.709, BT.601 525
+    (smpte170m) -> smpte170m/smpte170m, BT.601 625 (bt470bg) -> bt470bg/smpte170m (the
+    broadcast practice), BT.2020 -> BT.2020/unknown (SDR, PQ and HLG share the matrix: the
+    transfer cannot be inferred); 2 (unknown) where nothing can be said."""
+    return {1: (1, 1), 6: (6, 6), 5: (5, 6), 9: (9, 2), 10: (9, 2), 7: (7, 7)}.get(matrix, (2, 2))
+
+
 def _range_params(bits: int, full: bool) -> tuple[float, float, float, float]:
     """(luma offset, luma scale, chroma offset, chroma scale) in code values."""
     if full:
