@@ -21,7 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from vs_superres.cli.ray import run as run_distributed
+from vs_superres.cli.batch import batch_inputs, run_batch
+from vs_superres.cli.encoding import check as check_encoder, encoder_settings
+from vs_superres.cli.engine import SharedEngine
+from vs_superres.cli.ray import run as run_distributed, wanted as distributed_wanted
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.hostkit.engine_frames import upscaled
 from vs_superres.hostkit.flags import engine_options, model_options
@@ -32,14 +35,7 @@ from vs_superres.runtime import registry
 log = logging.getLogger("vs_superres")
 
 
-def _engine(args, model: Any, progress, cancel=None):
-    """The engine for ``model`` (a name, a path, or a model already resolved) and the flags."""
-    from vs_superres.runtime.upscaler import Upscaler
-
-    return Upscaler(model, progress=progress, cancel=cancel, **engine_options(args), **model_options(args))
-
-
-def _upscale_image(src: Path, dst: Path, args) -> None:
+def _upscale_image(src: Path, dst: Path, args, engines: SharedEngine) -> None:
     """The output's bit depth, the header, the pixel limit, the decoding and the memory the job
     needs are checked before the model loads (and before torch is imported, for a registered
     model), so a broken, oversized or impossible request fails in milliseconds. Each frame is
@@ -63,7 +59,6 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
     probe = probe_image(src)
     check_pixel_limit(probe, src)
     known = registry.default_registry()
-    model: Any = args.model  # a registered name; a checkpoint file is resolved (read) once below
     model_error: SuperResError | None = None
     if args.model in known:  # a registered name: the scale without importing torch
         check_memory(known.get(args.model))
@@ -71,12 +66,8 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
         # A checkpoint path: its shapes give the scale (nothing is built), before decoding,
         # which may take gigabytes. A missing or unreadable checkpoint is reported after the
         # image is decoded, so a broken image is what the user hears about first.
-
-        from vs_superres.runtime.loading import resolve_model
-
         try:
-            model = resolve_model(args.model)  # read once: the engine is built from it
-            check_memory(model.descriptor)
+            check_memory(engines.model().descriptor)  # read once: the engine is built from it
         except WeightsError as exc:
             model_error = exc
         except InvalidOption as exc:
@@ -100,7 +91,7 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
                     ".png or .tif to keep %d)", src, info.bit_depth, dst.name, bit_depth)
         bit_depth = 8
     bar = ProgressBar(f"{src.name}", force=False) if not args.quiet else None
-    up = _engine(args, model, bar)
+    up = engines.get(bar)
     height, width = rgb.shape[:2]
     # stream, not upscale: upscale stacks its results into a second copy of the output
     (out,) = up.stream([torch.from_numpy(rgb).permute(2, 0, 1)], total=1)
@@ -110,24 +101,17 @@ def _upscale_image(src: Path, dst: Path, args) -> None:
     print(f"{src} ({width}x{height}) -> {dst} ({out.shape[2]}x{out.shape[1]}, {bit_depth}-bit) with {up.descriptor.name}", file=sys.stderr)
 
 
-def _upscale_video(src: Path, dst: Path, args) -> None:
+def _upscale_video(src: Path, dst: Path, args, engines: SharedEngine, writer_options: dict) -> None:
     """The input is probed and the output header written before the model is built (inside
     ``process``): a broken input or an output the container refuses fails in milliseconds. The
     model is resolved once (a checkpoint file is read once). Outputs in a container that joins
     by stream copy go through a journal of segments (:mod:`vs_superres.jobs`), so a rerun after
     any interruption resumes; the others run in one pass, with a notice."""
     from vs_superres.jobs import JOURNALED_SUFFIXES, journaled_output, upscale_journaled
-    from vs_superres.runtime.loading import resolve_model
-
-    resolved: list = []  # the model, resolved once, after the input was probed
-
-    def model():
-        if not resolved:
-            resolved.append(resolve_model(args.model))
-        return resolved[0]
+    model = engines.model  # resolved once, after the input was probed
 
     def make_engine(cancel):
-        return _engine(args, model(), None, cancel=cancel)
+        return engines.get(None, cancel)
 
     bar = ProgressBar(src.name) if not args.quiet else None
     try:
@@ -135,23 +119,24 @@ def _upscale_video(src: Path, dst: Path, args) -> None:
             path = upscale_journaled(
                 src, dst, model=model, make_engine=make_engine, options={**engine_options(args), **model_options(args)},
                 weights=_weight_hashes(args), device_kind=_device_kind(args), resume=args.resume,
-                segment_seconds=args.segment_seconds, progress=bar, say=_say)
+                segment_seconds=args.segment_seconds, progress=bar, say=_say, writer_options=writer_options)
         else:
             _say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
                  + ", ".join(JOURNALED_SUFFIXES) + ")")
-            path = _one_pass(src, dst, model, make_engine, bar)
+            path = _one_pass(src, dst, model, make_engine, bar, writer_options)
     finally:
         if bar:
             bar.close()
     print(f"{src} -> {path} with {model().descriptor.name}", file=sys.stderr)
 
 
-def _one_pass(src: Path, dst: Path, model, make_engine, bar) -> Path | None:
+def _one_pass(src: Path, dst: Path, model, make_engine, bar, writer_options: dict) -> Path | None:
     from vs_superres.media import VideoReader, VideoWriter
     from vs_superres.media.pump import Pump, ReaderSource, SinkRequest
 
     def open_sink(request: SinkRequest) -> VideoWriter:
-        return VideoWriter(dst, request.info, request.width, request.height, packets=request.packets)
+        return VideoWriter(dst, request.info, request.width, request.height, packets=request.packets,
+                           **writer_options)
 
     def process(inputs):
         yield from upscaled(make_engine(run.cancelled), inputs)
@@ -264,22 +249,58 @@ def _check_input(src: Path) -> None:
 
 
 def cmd_upscale(args) -> int:
-    """Every check that needs no model runs first (milliseconds), then the model loads."""
+    """Every check that needs no model runs first (milliseconds), then the model loads, once
+    for all the inputs of a folder, a glob or a sequence (:mod:`.batch`, :mod:`.sequence`)."""
+    from vs_superres.media.sequences import find_sequence, is_pattern
 
-    src, dst = Path(args.input), Path(args.output)
+    settings = encoder_settings(args)
+    if settings.given and distributed_wanted(args):
+        raise SuperResError("the encoder flags (-c:v, -crf, -preset, -pix_fmt, -b:v, -x264-params, ...) are not "
+                            "passed to --ray/--workers runs yet; drop them, or run without --ray/--workers")
+    engines = SharedEngine(args)
+    batch = batch_inputs(args.input, args.output)
+    if batch is not None:
+        if distributed_wanted(args):
+            raise SuperResError("--ray/--workers take one video; upscale a folder or a glob without them")
+
+        def upscale_one(src: Path, dst: Path) -> None:
+            _upscale_file(src, dst, args, settings, engines, batch=True)
+
+        return run_batch(batch, args, upscale_one, lambda: engines.name, lambda: engines.loads)
+    if not Path(args.input).exists() and is_pattern(args.input):
+        from vs_superres.cli.sequence import sequence_target, upscale_sequence
+
+        if distributed_wanted(args):
+            raise SuperResError("--ray/--workers take one video file; upscale an image sequence without them")
+        sequence = find_sequence(args.input)
+        kind, dst = sequence_target(sequence, args.output)
+        if kind == "video":
+            _check_video_output(dst, settings)
+            _check_output(dst, getattr(args, "overwrite", None))
+        upscale_sequence(sequence, kind, dst, args, engines, settings.writer_options())
+        return 0
+    return _upscale_file(Path(args.input), Path(args.output), args, settings, engines)
+
+
+def _upscale_file(src: Path, dst: Path, args, settings, engines: SharedEngine, batch: bool = False) -> int:
     _check_input(src)
     if src.resolve() == dst.resolve():
         raise SuperResError("the output path is the input path; choose another output name")
     kind = _check_kinds(src, dst)
+    if kind == "video":
+        check_encoder(settings, dst.suffix.lower())
+    elif settings.given and not batch:
+        raise SuperResError(f"the encoder flags (-c:v, -crf, ...) apply to video outputs; {dst.name!r} is an image "
+                            "(--bit-depth chooses its bit depth)")
     _check_output(dst, getattr(args, "overwrite", None))
     try:
         status = run_distributed(args, src, dst)  # None unless --ray/--workers was given
         if status is not None:
             return status
         if kind == "image":
-            _upscale_image(src, dst, args)
+            _upscale_image(src, dst, args, engines)
         else:
-            _upscale_video(src, dst, args)
+            _upscale_video(src, dst, args, engines, settings.writer_options())
     except Exception as exc:
         # Encoders report a full disk deep inside FFmpeg; say it in the user's terms.
         full = disk_full_error(exc, dst)
@@ -287,3 +308,14 @@ def cmd_upscale(args) -> int:
             raise full from None
         raise
     return 0
+
+
+def _check_video_output(dst: Path, settings) -> None:
+    """A video output named ``dst`` can be written with ``settings`` (checked from its name)."""
+    from vs_superres.media.images import IMAGE_READ_EXTENSIONS, IMAGE_WRITE_EXTENSIONS
+
+    if dst.suffix.lower() in IMAGE_READ_EXTENSIONS | IMAGE_WRITE_EXTENSIONS:
+        raise SuperResError(f"{dst.name!r} is an image name; a video needs a video file (.mkv, .mp4, .mov, .webm, ...)")
+    if dst.suffix.lower() not in _video_output_extensions():
+        _check_kinds(Path("input.mkv"), dst)  # its message names the suffix and the way out
+    check_encoder(settings, dst.suffix.lower())
