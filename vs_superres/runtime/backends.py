@@ -39,7 +39,8 @@ import torch
 
 from vs_superres.contracts.descriptor import ModelDescriptor
 from vs_superres.contracts.errors import InternalError, InvalidOption, option_ref
-from vs_superres.runtime.exported import Weights, cached_graph, exporting_family, graph_cache_dir, read_weights
+from vs_superres.runtime.exported import (Weights, cached_graph, exporting_family, graph_cache_dir, read_weights,
+                                          write_graph)
 from vs_superres.runtime.registry import Registry
 
 log = logging.getLogger("vs_superres")
@@ -245,16 +246,12 @@ class TensorRTRunner:
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise InternalError(f"TensorRT failed to build an engine for {shape[1]}x{shape[0]} from {self.onnx_path}")
-        from vs_superres.runtime.exported import write_graph
-
         write_graph(bytes(memoryview(config.get_timing_cache().serialize())), timing_path)
         return bytes(memoryview(serialized))
 
     def _engine(self, shape: tuple[int, int]) -> Any:
         with self.lock:
             if shape not in self.engines:
-                from vs_superres.runtime.exported import write_graph
-
                 self.folder.mkdir(parents=True, exist_ok=True)
                 path = self._engine_path(shape)
                 engine = self.runtime.deserialize_cuda_engine(path.read_bytes()) if path.is_file() else None

@@ -19,6 +19,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily
 from vs_superres.contracts.errors import InternalError, InvalidOption, SuperResError
 from vs_superres.media.atomic import AtomicFile
@@ -76,7 +78,7 @@ def tensors_sha256(state_dict: Mapping[str, Any]) -> str:
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(-1).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # any dtype, bf16 too
     return digest.hexdigest()
 
 
