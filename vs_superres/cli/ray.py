@@ -13,6 +13,7 @@ from pathlib import Path
 
 from typing import Any, Callable
 
+from vs_superres.cli.scenes import scene_cuts
 from vs_superres.contracts.errors import InvalidOption, SuperResError, option_ref, render_refs
 from vs_superres.hostkit.flags import engine_options, model_options
 from vs_superres.hostkit.progress import ProgressBar, end_open_lines
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace, src: Path, dst: Path, writer_options: dict | N
         else:
             say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
                 + ", ".join(JOURNALED_SUFFIXES) + ")")
-            summary = _with_flags(upscale_video, src, dst, progress=bar, writer_options=writer_options, **run_options,
+            summary = _with_flags(upscale_video, src, dst, progress=bar, writer_options=writer_options,
+                                  scene_starts=scene_cuts(args), **run_options,
                                   **engine, **model_options(args))
     finally:
         if bar:
@@ -94,13 +96,15 @@ def _journaled(args: argparse.Namespace, src: Path, dst: Path, run_options: dict
     summaries: list = []
 
     def on_ray(reader, open_sink, kept):
-        summaries.append(run_reader(reader, src, open_sink, kept=kept, options=options, progress=bar, **run_options))
+        summaries.append(run_reader(reader, src, open_sink, kept=kept, options=options, progress=bar,
+                                    scene_starts=scene_cuts(args), **run_options))
         return summaries[-1]
 
     path = upscale_journaled(src, dst, model=lambda: resolve_model(args.model), options=options,
                              weights=weight_hashes(str(args.model)), device_kind=device_kind(options.get("device", "auto")),
                              threads=args.worker_threads, distributed=on_ray, resume=args.resume,
-                             segment_seconds=args.segment_seconds, progress=bar, say=say, writer_options=writer_options)
+                             segment_seconds=args.segment_seconds, progress=bar, say=say, writer_options=writer_options,
+                             scene_starts=scene_cuts(args))
     summaries[-1].path = path
     return summaries[-1]
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 from vs_superres.cli.batch import batch_inputs, run_batch
 from vs_superres.cli.encoding import check as check_encoder, encoder_settings
 from vs_superres.cli.engine import SharedEngine
 from vs_superres.cli.ray import run as run_distributed, wanted as distributed_wanted
+from vs_superres.cli.scenes import scene_cuts
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.hostkit.engine_frames import upscaled
 from vs_superres.hostkit.flags import engine_options, model_options
@@ -107,7 +107,9 @@ def _upscale_video(src: Path, dst: Path, args, engines: SharedEngine, writer_opt
     model is resolved once (a checkpoint file is read once). Outputs in a container that joins
     by stream copy go through a journal of segments (:mod:`vs_superres.jobs`), so a rerun after
     any interruption resumes; the others run in one pass, with a notice."""
-    from vs_superres.jobs import JOURNALED_SUFFIXES, journaled_output, upscale_journaled
+    import torch
+
+    from vs_superres.jobs import JOURNALED_SUFFIXES, device_kind, journaled_output, upscale_journaled, weight_hashes
     model = engines.model  # resolved once, after the input was probed
 
     def make_engine(cancel):
@@ -118,19 +120,21 @@ def _upscale_video(src: Path, dst: Path, args, engines: SharedEngine, writer_opt
         if journaled_output(dst):
             path = upscale_journaled(
                 src, dst, model=model, make_engine=make_engine, options={**engine_options(args), **model_options(args)},
-                weights=_weight_hashes(args), device_kind=_device_kind(args), resume=args.resume,
-                segment_seconds=args.segment_seconds, progress=bar, say=_say, writer_options=writer_options)
+                weights=weight_hashes(str(args.model)), device_kind=device_kind(engine_options(args).get("device", "auto")),
+                threads=torch.get_num_threads(), resume=args.resume,
+                segment_seconds=args.segment_seconds, progress=bar, say=_say, writer_options=writer_options,
+                scene_starts=scene_cuts(args))
         else:
             _say(f"'{dst.name}' is written in one pass: an interrupted run starts over (a resumable job writes "
                  + ", ".join(JOURNALED_SUFFIXES) + ")")
-            path = _one_pass(src, dst, model, make_engine, bar, writer_options)
+            path = _one_pass(src, dst, model, make_engine, bar, writer_options, scene_cuts(args))
     finally:
         if bar:
             bar.close()
     print(f"{src} -> {path} with {model().descriptor.name}", file=sys.stderr)
 
 
-def _one_pass(src: Path, dst: Path, model, make_engine, bar, writer_options: dict) -> Path | None:
+def _one_pass(src: Path, dst: Path, model, make_engine, bar, writer_options: dict, scene_starts=None) -> Path | None:
     from vs_superres.media import VideoReader, VideoWriter
     from vs_superres.media.pump import Pump, ReaderSource, SinkRequest
 
@@ -139,7 +143,7 @@ def _one_pass(src: Path, dst: Path, model, make_engine, bar, writer_options: dic
                            **writer_options)
 
     def process(inputs):
-        yield from upscaled(make_engine(run.cancelled), inputs)
+        yield from upscaled(make_engine(run.cancelled), inputs, scene_starts)
 
     def output_size(info) -> tuple[int, int]:
         scale = model().descriptor.scale
@@ -154,25 +158,6 @@ def _one_pass(src: Path, dst: Path, model, make_engine, bar, writer_options: dic
 def _say(line: str) -> None:
     end_open_lines()
     print(f"superres: {line}", file=sys.stderr)
-
-
-def _weight_hashes(args) -> Callable[[Any], list[str]]:
-    """What identifies the weights of a job: the registered sha256s, and a checkpoint file's own."""
-    from vs_superres.jobs.journal import file_sha256
-
-    def hashes_of(desc) -> list[str]:
-        hashes = [wf.sha256 for wf in desc.weights if wf.sha256]
-        if Path(str(args.model)).is_file():
-            hashes.append(file_sha256(Path(str(args.model))))
-        return hashes
-
-    return hashes_of
-
-
-def _device_kind(args) -> str:
-    from vs_superres.runtime.devices import resolve_device
-
-    return resolve_device(engine_options(args).get("device", "auto")).type
 
 
 def _extensions(names) -> str:
@@ -254,9 +239,6 @@ def cmd_upscale(args) -> int:
     from vs_superres.media.sequences import find_sequence, is_pattern
 
     settings = encoder_settings(args)
-    if settings.given and distributed_wanted(args):
-        raise SuperResError("the encoder flags (-c:v, -crf, -preset, -pix_fmt, -b:v, -x264-params, ...) are not "
-                            "passed to --ray/--workers runs yet; drop them, or run without --ray/--workers")
     engines = SharedEngine(args)
     batch = batch_inputs(args.input, args.output)
     if batch is not None:
@@ -294,7 +276,7 @@ def _upscale_file(src: Path, dst: Path, args, settings, engines: SharedEngine, b
                             "(--bit-depth chooses its bit depth)")
     _check_output(dst, getattr(args, "overwrite", None))
     try:
-        status = run_distributed(args, src, dst)  # None unless --ray/--workers was given
+        status = run_distributed(args, src, dst, settings.writer_options())  # None unless --ray/--workers was given
         if status is not None:
             return status
         if kind == "image":

@@ -16,7 +16,6 @@ See ``docs/distributed.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 from vs_superres.contracts.progress import ProgressFn
 
@@ -25,7 +24,7 @@ __all__ = ["upscale_video"]
 
 def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, address: str | None = None,
                   workers: int | None = None, threads: int = 1, segment_frames: int | None = None,
-                  transport: str = "store", retries: int = 3, scene_starts: Sequence[bool] | None = None,
+                  transport: str = "store", retries: int = 3, scene_starts=None,
                   progress: ProgressFn | None = None, writer_options: dict | None = None, **options):
     """Upscale the video file ``src`` into ``dst`` on Ray workers; returns a
     :class:`~.driver.RunSummary` (output path, frames, per-worker throughput).
@@ -45,7 +44,8 @@ def upscale_video(src: str | Path, dst: str | Path, *, model: str | Path, addres
             frames through Ray's object store; ``"path"``: each worker decodes its own segment
             from ``src``, which must then be the same file on every node.
         retries: times a segment is run again after its worker or node died.
-        scene_starts: per-frame flags, True where a scene starts (no window mixes two scenes).
+        scene_starts: where scenes start (no window mixes two scenes): per-frame flags (True
+            where a scene starts), a set of frame indices, or :class:`~vs_superres.runtime.windows.SceneStarts`.
         progress: called with a :class:`~vs_superres.contracts.progress.Progress` per frame written.
         writer_options: the encoder settings (:class:`~vs_superres.media.writer.VideoWriter`'s
             keywords: ``codec``, ``pix_fmt``, ``crf``, ``preset``, ``options``, ...).

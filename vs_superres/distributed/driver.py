@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from vs_superres.media.budget import ENCODER_BYTES_PER_PIXEL, model_share_bytes
 from vs_superres.media.pump import FrameSink, Inputs, Pump, ReaderSource, SinkRequest
 from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.video import VideoReader
-from vs_superres.runtime.windows import ClipSegment
+from vs_superres.runtime.windows import ClipSegment, SceneStarts, SceneStartsLike
 
 log = logging.getLogger("vs_superres")
 
@@ -112,7 +112,7 @@ class _Job:
 
 def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None, workers: int | None,
         threads: int = 1, segment_frames: int | None = None, transport: str = "store", retries: int = 3,
-        scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
+        scene_starts: SceneStartsLike | None = None, progress: ProgressFn | None = None,
         startup_timeout: float = 300.0, writer_options: dict | None = None) -> RunSummary:
     """Upscale the video ``src`` into ``dst`` on Ray workers (see the module docstring);
     ``writer_options``: the encoder settings (:class:`~vs_superres.media.writer.VideoWriter`'s keywords)."""
@@ -131,7 +131,7 @@ def run(src: Path, dst: Path, *, model: str, options: dict, address: str | None,
 def run_reader(reader: VideoReader, src: Path, open_sink: Callable[[SinkRequest], FrameSink], *, model: str,
                options: dict, address: str | None, workers: int | None, threads: int = 1,
                segment_frames: int | None = None, transport: str = "store", retries: int = 3,
-               scene_starts: Sequence[bool] | None = None, progress: ProgressFn | None = None,
+               scene_starts: SceneStartsLike | None = None, progress: ProgressFn | None = None,
                startup_timeout: float = 300.0, kept: Callable[[range], bool] | None = None) -> RunSummary:
     """:func:`run` on an open reader, into the sink ``open_sink`` makes: a :class:`.output.CodeWriter`,
     or a journaled job's sink of segments (:mod:`vs_superres.jobs`), which has the
@@ -230,7 +230,7 @@ class _Run:
 
     def __init__(self, ray, inputs: Inputs, info: StreamInfo, name: str, fmt: OutputFormat, actors: list,
                  infos: list[dict], src: Path, segment_frames: int | None, transport: str, retries: int,
-                 scene_starts: Sequence[bool] | None, kept: Callable[[range], bool]):
+                 scene_starts: SceneStartsLike | None, kept: Callable[[range], bool]):
         self.ray, self.info, self.name, self.fmt, self.actors = ray, info, name, fmt, actors
         self.src, self.transport, self.retries, self.kept = src, transport, retries, kept
         first = infos[0]
@@ -240,7 +240,7 @@ class _Run:
         wps = choose_windows_per_segment(inputs.total, len(actors), first["window"], first["window_overlap"],
                                          out_bytes, segment_frames)
         self.plan = SegmentPlan(first["window"], first["window_overlap"], wps)
-        self.cuts = frozenset(i for i, flag in enumerate(scene_starts or ()) if flag)
+        self.cuts = SceneStarts.of(scene_starts).frames
         self.packed: bool | None = None  # settled at the first frame (inputs.packs_exactly)
         self.feed = SegmentFeed(inputs, self.plan, self.keep if transport == "store" else None)
         self.sent_frames = self.sent_bytes = 0

@@ -12,10 +12,11 @@ from typing import Any, Iterator
 import numpy as np
 
 
-def upscaled(engine: Any, inputs: Any) -> Iterator[np.ndarray]:
+def upscaled(engine: Any, inputs: Any, scene_starts: Any = None) -> Iterator[np.ndarray]:
     """``engine.stream`` over the pump's inputs (frames with ``.rgb``; ``inputs.total``, the
-    container's frame count, which clip-level statistics such as UltraVSR's pick frames by)."""
+    container's frame count, which clip-level statistics such as UltraVSR's pick frames by), cut
+    at ``scene_starts`` (as ``Upscaler.stream`` takes them)."""
     import torch
 
-    for out in engine.stream((torch.from_numpy(frame.rgb) for frame in inputs), total=inputs.total):
+    for out in engine.stream((torch.from_numpy(frame.rgb) for frame in inputs), scene_starts=scene_starts, total=inputs.total):
         yield out.numpy()

@@ -38,7 +38,8 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], options
                       distributed: Callable[..., Any] | None = None, resume: bool = True,
                       segment_seconds: float | None = None, progress: ProgressFn | None = None,
                       say: Callable[[str], None] = log.info,
-                      writer_options: dict[str, Any] | None = None) -> Path | None:
+                      writer_options: dict[str, Any] | None = None,
+                      scene_starts: frozenset[int] | None = None) -> Path | None:
     """Upscale the video file ``src`` into ``dst`` through a journal (module docstring).
 
     ``model()``: resolves the model (its descriptor gives the scale and windows), called once the
@@ -52,7 +53,8 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], options
     default: they change the bits of some CPU kernels). Raises like the run path (a cut input after the output was
     committed; an interruption leaves the journal for the next run). ``writer_options``: the
     encoder settings every segment is written with (:class:`~vs_superres.media.writer.VideoWriter`'s
-    keywords); they are part of the identity.
+    keywords); they are part of the identity, as are ``scene_starts`` (the frames that begin a
+    scene, where the engine's windows are cut).
     """
     import torch
 
@@ -73,7 +75,8 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], options
                             frames_per_segment)
         segment_frames = plan.windows_per_segment * plan.stride
         identity = job_identity(source=src, output=dst, model=desc.name, weights=weights(desc),
-                                options={**options, **({"encoder": writer_options} if writer_options else {})},
+                                options={**options, **({"encoder": writer_options} if writer_options else {}),
+                                         **({"scene_cuts": sorted(scene_starts)} if scene_starts else {})},
                                 segment_frames=segment_frames, project=__version__,
                                 torch_version=torch.__version__, device_kind=device_kind,
                                 threads=torch.get_num_threads() if threads is None else threads)
@@ -102,7 +105,7 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], options
 
         def process(inputs):
             assert make_engine is not None
-            yield from segment_outputs(make_engine(run.cancelled), inputs, plan, kept)
+            yield from segment_outputs(make_engine(run.cancelled), inputs, plan, kept, scene_starts)
 
         try:
             if distributed is not None:

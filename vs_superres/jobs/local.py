@@ -33,10 +33,11 @@ def segment_plan(length: int, overlap: int, fps: float, output_frame_bytes: int,
     return SegmentPlan(length, overlap, windows)
 
 
-def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, kept: Callable[[range], bool]) -> Iterator[Any]:
+def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, kept: Callable[[range], bool],
+                    scene_starts: Any = None) -> Iterator[Any]:
     """One output frame per input frame, in order (float32 ``[3, H, W]``); a computing segment
     whose outputs the journal already holds (``kept(outputs)``) is read but not computed, and
-    its frames are ``None``."""
+    its frames are ``None``. ``scene_starts``: as ``Upscaler.render_segment`` takes them."""
     import torch
 
     feed = SegmentFeed(inputs, plan, keep=lambda frame: frame.rgb)
@@ -56,7 +57,7 @@ def segment_outputs(engine: Any, inputs: Any, plan: SegmentPlan, kept: Callable[
             for _ in segment.outputs:
                 yield None
         else:
-            for out in engine.render_segment(segment, num_frames, tensors(segment.inputs), None, state):
+            for out in engine.render_segment(segment, num_frames, tensors(segment.inputs), scene_starts, state):
                 yield out.numpy()
         feed.release(segment)
         index += 1
