@@ -213,7 +213,8 @@ def test_config_errors_name_the_problem():
 
 def test_registration():
     fam = family("ditn")
-    assert fam.config_type is DITNConfig and fam.options.names() == ()
+    assert fam.config_type is DITNConfig and fam.options.names() == ("backend",)  # issue 26
+    assert fam.export is not None
     state = build(DITNConfig()).state_dict()
     assert fam.config_from_state_dict(state) == DITNConfig()
     for name in ("ditn-real-x4", "ditn-real-gan-x4"):
