@@ -57,8 +57,8 @@ class DITNOptions:
     """DITN's options, declared once: every host derives its flag, argument or widget from them."""
 
     backend: str = option(
-        "torch", "what runs the network: torch (the fused PyTorch path), or its exported ONNX graph in "
-        "onnxruntime, openvino or tensorrt (pip extras [onnx], [openvino], [tensorrt]; graphs cached per weights)",
+        "torch", "what runs the network: torch, or its exported ONNX graph in that runtime (pip extras "
+        "[onnx], [openvino], [tensorrt])",
         choices=BACKENDS)
 
     def __post_init__(self) -> None:
