@@ -28,6 +28,7 @@ from vs_superres.ffmpeg_filter.source import ColourOverrides, ContainerSource, R
 from vs_superres.hostkit.engine_frames import upscaled
 from vs_superres.hostkit.exits import (ExitStatus, closed_stream_error, exit_table, guard_std_streams, run_guarded,
                                        silence_stdout)
+from vs_superres.hostkit.logs import logging_to_stderr
 from vs_superres.hostkit.progress import ProgressLine
 from vs_superres.media.pump import Pump, SinkRequest
 
@@ -120,8 +121,6 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
     argv, after_format = _split_at_input(argv)
     args = build_parser().parse_args(argv)
     level = loglevel(args.loglevel)
-    logging.basicConfig(level=logging.WARNING if level >= 24 else logging.ERROR,
-                        format=f"{PROG}: %(message)s", stream=sys.stderr)
 
     def say(text: str, at: int = 32) -> None:
         if level >= at:
@@ -171,8 +170,10 @@ def run(argv: list[str] | None, stdin: IO[bytes], stdout: IO[bytes]) -> int:
         say(f"{written} frames written")
         return ExitStatus.OK
 
-    return run_guarded(body, PROG, aftermath="the output stream ends here, incomplete",
-                       debug=args.debug, quiet=level < 16, log=log)
+    # our log at the stream's level, each warning once per run (hostkit.logs)
+    with logging_to_stderr(PROG, debug=args.debug, level=logging.WARNING if level >= 24 else logging.ERROR):
+        return run_guarded(body, PROG, aftermath="the output stream ends here, incomplete",
+                           debug=args.debug, quiet=level < 16, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:
