@@ -231,3 +231,10 @@ def test_bad_outputs_and_sizes_fail_before_any_work(tmp_path):
     assert run.returncode == 2 and "already exists and -n/--no-overwrite was given" in run.stderr
     assert kept.read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.onnx"]  # no partial file left anywhere
+
+
+def test_export_without_onnx_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what `import onnx` sees when it is not installed
+    run = superres_here("export", "ditn-real-x4", tmp_path / "x.onnx")
+    assert run.returncode == 2 and "exporting to ONNX needs the onnx package" in run.stderr
+    assert "pip install vs-superres[onnx]" in run.stderr and list(tmp_path.iterdir()) == []

@@ -19,7 +19,8 @@ from typing import Callable
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.media.atomic import check_writable
 from vs_superres.runtime import weights as weights_mod
-from vs_superres.runtime.exported import Weights, export_graph, exportable_models, exporting_family, read_weights, write_graph
+from vs_superres.runtime.exported import (Weights, export_graph, exportable_models, exporting_family, read_weights, require_onnx,
+                                          write_graph)
 from vs_superres.runtime.loading import resolve_model, resolve_weights
 
 
@@ -66,6 +67,7 @@ def cmd_export(args) -> int:
     resolved = resolve_model(args.model)
     desc = resolved.descriptor
     exporting_family(desc)  # "not exportable: ..." before anything is read or written
+    require_onnx()
     dst = Path(args.output)
     _check_output(dst, getattr(args, "overwrite", None))
     if resolved.state_dict is not None:  # a checkpoint file: its own sha256 goes into the metadata

@@ -117,6 +117,15 @@ def graph_metadata(desc: ModelDescriptor, weights: Weights, *, precision: str, s
     }
 
 
+def require_onnx() -> None:
+    """The ``onnx`` package (writing metadata, the checks), or an error naming the extra."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise InvalidOption("exporting to ONNX needs the onnx package, which is not installed here; install it with "
+                            "`pip install vs-superres[onnx]` (or the [openvino] or [tensorrt] extra)", option="model") from None
+
+
 def check_graph(data: bytes) -> None:
     """``onnx.checker`` (full check) and strict shape inference on an exported file; a graph
     that fails is a bug of its family's export, never the user's."""
@@ -138,6 +147,7 @@ def export_graph(desc: ModelDescriptor, weights: Weights, *, precision: str = "f
     and output stay float32). ``static``: ``(width, height)`` fixed in the graph, else dynamic.
     """
     family = exporting_family(desc, registry)
+    require_onnx()
     if precision not in PRECISIONS:
         raise InvalidOption(f"an exported graph computes in fp32 or fp16, not {precision}", option="dtype", model=desc.name)
     if static is not None and min(static) < 1:
