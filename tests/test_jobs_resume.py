@@ -105,6 +105,51 @@ def test_tiny_ultravsr_resumes_with_windows_across_segments(ultravsr_release, tm
     assert out.read_bytes() == ref.read_bytes()
 
 
+def make_cut_clip(path: Path, cut: int, frames: int, size: str = "32x24") -> Path:
+    """A clip that jumps to another picture at frame ``cut`` (24 fps)."""
+    video = (f"testsrc2=size={size}:rate=24:duration={cut / 24}[a];"
+             f"smptebars=size={size}:rate=24:duration={(frames - cut) / 24}[b];[a][b]concat=n=2:v=1")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", video, "-frames:v", str(frames), "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def test_a_scene_cut_near_a_segment_boundary_resumes_exactly(ultravsr_release, tmp_path):
+    """A scene cut one frame before the end of a journal segment (windows of 6 never cross
+    it): the tiny UltraVSR's job killed and resumed equals the uninterrupted one; the cut
+    reaches the engine (the window model's frames next to it change); another cut list is
+    another job."""
+    src = make_cut_clip(tmp_path / "in.mp4", cut=11, frames=36)  # 3 journal segments of 12
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_text("# from a scene detector\n11\n")
+    cut, uncut = tmp_path / "cut.mkv", tmp_path / "uncut.mkv"
+    for out, extra in ((cut, ("--scene-cuts", f"@{cuts}")), (uncut, ())):
+        done = run(src, out, (*TEMPORAL, "-c:v", "ffv1", *extra))
+        assert done.returncode == 0, done.stderr
+    changed = [a != b for a, b in zip(framemd5(cut), framemd5(uncut))]
+    assert changed[:6] == [False] * 6 and changed[9:14] == [True] * 5 and changed[16:] == [False] * 20
+    base, ckpt = ultravsr_release
+    model = ("--model", "ultravsr", "--base", str(base), "--checkpoint", str(ckpt), "--window", "6",
+             "--window-overlap", "2", "--device", "cpu", "--strength", "0.5", "-O", "decoder_tile=64")
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+    assert run(src, ref, (*model, "--scene-cuts", "11")).returncode == 0
+    kill_after(src, out, (*model, "--scene-cuts", "11"), 1, 0.1)
+    assert segments_done(out) >= 1
+    other = run(src, out, (*model, "--scene-cuts", "12"))
+    assert "afresh: options changed: scene_cuts" in other.stderr, other.stderr
+    kill_after(src, out, (*model, "--scene-cuts", "11"), 1, 0.1)
+    final = run(src, out, (*model, "--scene-cuts", "11"))
+    assert final.returncode == 0, final.stderr
+    assert "resuming 'out.mkv'" in final.stderr
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def framemd5(path: Path) -> list[str]:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".webm"])
 def test_every_journaled_container_resumes_exactly(suffix, ditn, tmp_path):
     src = make_clip(tmp_path / "in.mp4", seconds=2, audio=suffix != ".webm")
@@ -296,7 +341,8 @@ def test_a_job_killed_on_ray_resumes_with_another_worker_count(which, ditn, requ
     else:
         base, ckpt = request.getfixturevalue("ultravsr_release")
         model = ("--model", "ultravsr", "--base", str(base), "--checkpoint", str(ckpt), "--window", "6",
-                 "--window-overlap", "2", "--device", "cpu", "--strength", "0.5", "-O", "decoder_tile=64")
+                 "--window-overlap", "2", "--device", "cpu", "--strength", "0.5", "-O", "decoder_tile=64",
+                 "--scene-cuts", "11")  # one frame before a journal segment's end
         seconds, size = 1.5, "32x24"
     src = make_clip(tmp_path / "in.mp4", seconds=seconds, size=size, audio=True)
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
