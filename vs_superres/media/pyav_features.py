@@ -56,6 +56,15 @@ def tag_frame(frame: av.VideoFrame, matrix: int, colour_range: int, primaries: i
         frame.color_trc = transfer
 
 
+def add_copied_stream(container: Any, template: Any) -> Any:
+    """An output stream of ``container`` that takes ``template``'s packets as they are (a
+    stream copy). ``opaque=True`` keeps the template's own codec: PyAV 14.2 opens a video
+    stream's codec when the header is written, and without it that is a fresh *encoder*
+    whose parameters (extradata, pixel format) replace the template's, giving a file no
+    decoder can read; later releases leave a template's codec closed either way."""
+    return container.add_stream_from_template(template, opaque=True)
+
+
 def set_display_rotation(stream: Any, degrees: int) -> bool:
     """Give the output video ``stream`` a display rotation of ``degrees`` counter-clockwise
     (as ``VideoFrame.rotation`` reads it back), before its first frame is encoded. False, with
@@ -71,5 +80,6 @@ def pyav_version() -> str:
     return str(getattr(av, "__version__", "unknown"))
 
 
-__all__ = ["CONTAINER_HAS_ATTACHMENTS", "FRAME_HAS_PRIMARIES", "STREAM_HAS_DISPLAY_ROTATION", "disposition_flags",
-           "frame_primaries_transfer", "pyav_version", "set_display_rotation", "tag_frame"]
+__all__ = ["CONTAINER_HAS_ATTACHMENTS", "FRAME_HAS_PRIMARIES", "STREAM_HAS_DISPLAY_ROTATION",
+           "add_copied_stream", "disposition_flags", "frame_primaries_transfer", "pyav_version",
+           "set_display_rotation", "tag_frame"]
