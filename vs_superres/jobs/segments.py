@@ -29,6 +29,7 @@ import av
 from vs_superres.contracts.errors import InternalError
 from vs_superres.jobs.journal import Journal
 from vs_superres.media.files import InputSource
+from vs_superres.media.pyav_features import add_copied_stream
 from vs_superres.media.streaminfo import StreamInfo
 from vs_superres.media.writer import VideoWriter
 
@@ -123,7 +124,7 @@ class _Joiner(VideoWriter):
     def _open_video(self, codec, pix_fmt, crf, preset, options) -> None:
         self._container.flags |= _FLAG_BITEXACT
         template = self._template
-        stream = self._container.add_stream_from_template(template)
+        stream = add_copied_stream(self._container, template)
         self.codec = template.codec_context.name
         self.pix_fmt = template.codec_context.format.name
         self.colour = self.info.colour
