@@ -15,7 +15,7 @@ import pytest
 from bridge_helpers import ffmpeg, needs_ffmpeg
 from media_helpers import colour_tags
 
-from ffmpeg_filter.carriers import y4m_colour_note
+from vs_superres.ffmpeg_filter.carriers import y4m_colour_note
 from vs_superres.media.colour import ColourInfo
 
 README = Path(__file__).resolve().parents[2] / "README.md"
