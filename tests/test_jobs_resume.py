@@ -77,6 +77,8 @@ def test_killed_at_random_points_then_resumed_equals_uninterrupted(which, ditn, 
     done = run(src, ref, model)
     assert done.returncode == 0, done.stderr
     assert not work(ref).exists()
+    # a notice about the input is said once, not once per segment's writer
+    assert done.stderr.count("source has no colour matrix tag; assumed and tagged") == 1, done.stderr
     out = tmp_path / "out.mkv"
     rng = random.Random(7)
     for segments in (1, 3, 5):  # three kills, each further on, each at a random moment

@@ -29,6 +29,7 @@ from typing import Callable
 from vs_superres.contracts.errors import IncompleteInput, SuperResError
 from vs_superres.hostkit.exits import ExitStatus
 from vs_superres.hostkit.flags import flag_spelling
+from vs_superres.hostkit.logs import new_input
 from vs_superres.hostkit.progress import end_open_lines
 
 log = logging.getLogger("vs_superres")
@@ -167,6 +168,7 @@ def run_batch(batch: Batch, args: argparse.Namespace, upscale_one: Callable[[Pat
             if (dst.exists() or dst.is_symlink()) and getattr(args, "overwrite", None) is False:
                 outcomes.append(Outcome(source, "skipped", f"'{dst}' exists (-n)"))
                 continue
+            new_input()
             try:
                 upscale_one(source, dst)
             except Exception as exc:  # noqa: BLE001 - one bad input never stops the others

@@ -4,7 +4,7 @@
 Our modules log to ``vs_superres`` (and its children). ``--debug`` lowers that logger alone to
 debug: libraries keep theirs (Pillow's ``STREAM b'IHDR'`` lines, a debug flood, never reach the
 user). A warning raised for every frame or tile (the same text) is said once: the first time
-is news, the hundredth is noise.
+is news, the hundredth is noise; so is a notice (info) repeated for the same input.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ OURS = "vs_superres"
 
 
 class OncePerRun(logging.Filter):
-    """Lets a warning (or worse) through the first time its text is seen; debug and info pass."""
+    """Lets a notice (info or worse) through the first time its text is seen; debug passes.
+    Notices about an input (its missing colour tags, say) repeat with every writer a job opens
+    (a journaled job opens one per segment): said once per input (:func:`new_input`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,7 +33,7 @@ class OncePerRun(logging.Filter):
             self._seen.clear()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.INFO:
             return True
         key = (record.name, record.levelno, record.getMessage())
         with self._lock:
@@ -58,6 +60,11 @@ class _CurrentStderr(logging.StreamHandler):
 
 
 _once = OncePerRun()
+
+
+def new_input() -> None:
+    """A host moves on to another input (a batch's next file): its notices are news again."""
+    _once.reset()
 
 
 @contextlib.contextmanager
