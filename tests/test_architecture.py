@@ -27,6 +27,7 @@ LAYERS = [
     ("vs_superres/hostkit", "vs_superres.hostkit", 4),
     ("vs_superres/distributed", "vs_superres.distributed", 4),
     ("vs_superres/jobs", "vs_superres.jobs", 4),
+    ("vs_superres/compare", "vs_superres.compare", 4),
     ("vs_superres/vapoursynth", "vs_superres.vapoursynth", 5),
     ("comfy_nodes", "vs_superres.comfy_nodes", 5),
     ("ffmpeg_filter", "vs_superres.ffmpeg_filter", 5),
