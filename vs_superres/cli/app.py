@@ -6,6 +6,7 @@
     superres comfyui install PATH/TO/ComfyUI [--api v1|v3] [--name N] [--force]
     superres vapoursynth install | status
     superres demo [OUT] [-n|-y]
+    superres compare A B [C ...] [-o REPORT.html] [--json] [--video SIDE.mp4] [--reference HR]
 
 The subcommands live beside this module (:mod:`.upscale`, :mod:`.ray`, :mod:`.models`,
 :mod:`.comfyui`, :mod:`.vapoursynth`); signals, the exit statuses (``superres --help`` prints the table,
@@ -20,6 +21,7 @@ import sys
 from importlib import resources
 
 from vs_superres.cli.comfyui import add_parser as add_comfyui_parser
+from vs_superres.cli.compare import add_parser as add_compare_parser, cmd_compare
 from vs_superres.cli.encoding import add_arguments as add_encoder_arguments
 from vs_superres.cli.export import add_parser as add_export_parser, cmd_export
 from vs_superres.cli.models import cmd_models
@@ -128,6 +130,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_engine_args(demo, model)
 
     _add_overwrite_args(add_export_parser(sub, _subcommand))
+    _add_overwrite_args(add_compare_parser(sub, _subcommand))
 
     install = add_comfyui_parser(sub)
     install.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
@@ -173,6 +176,8 @@ def _dispatch(args) -> int:
         status = cmd_demo(args)
     elif args.command == "export":
         status = cmd_export(args)
+    elif args.command == "compare":
+        status = cmd_compare(args)
     elif args.command == "jobs":
         from vs_superres.cli.jobs import cmd_jobs
 
