@@ -11,8 +11,9 @@ One 320x180 photo frame -> 1280x720, fp32, ``--threads`` threads in every runtim
   graph file with the same thread count, fed the same float32 array: what the runtime costs
   without the engine.
 
-Every round times each row once, interleaved, so load on the machine slows a round's rows alike;
-ratios are taken per round, and their median and spread printed. The goal of issue 26: the
+Every round times each row once, interleaved (in an order rotated every round, so that no row
+always follows the same one), so load on the machine slows a round's rows alike; ratios are
+taken per round, and their median and spread printed. The goal of issue 26: the
 engine adds at most 5% over each runtime alone. The max difference of each row's output to the
 torch row is printed (outputs of the runtimes alone are clamped like the engine's). The load
 average before and after is printed: the development machine is shared.
@@ -59,6 +60,13 @@ def _alone_openvino(path: Path, threads: int):
     return lambda x: request.infer({"input": x})["output"]
 
 
+def _timed(run, frame, spent: list[float]):
+    t0 = time.perf_counter()
+    out = run(frame)
+    spent.append(time.perf_counter() - t0)
+    return out
+
+
 def _graph_path(backend: str) -> Path:
     """The cached graph the engine runs for ``backend`` (exported by its first ``Upscaler``)."""
     from vs_superres.runtime.backends import runtime_version
@@ -89,6 +97,13 @@ def main() -> None:
     for backend in ("onnxruntime", "openvino"):
         engines[backend] = Upscaler("ditn-real-x4", device="cpu", backend=backend)
     tensor = torch.from_numpy(x)
+    # The engine's own time, measured directly: each engine's runtime calls are timed inside
+    # its runner, so (engine row) - (runtime inside it) is what the engine adds in that very call,
+    # whatever the load did to the other rows.
+    inside: dict[str, list[float]] = {"onnxruntime": [], "openvino": []}
+    for backend, spent in inside.items():
+        runner = engines[backend]._runner
+        runner.run = (lambda run, spent: lambda frame: _timed(run, frame, spent))(runner.run, spent)
     rows = {
         "torch (engine)": lambda: engines["torch"].upscale(tensor).numpy(),
         "onnxruntime (engine)": lambda: engines["onnxruntime"].upscale(tensor).numpy(),
@@ -99,11 +114,17 @@ def main() -> None:
     outputs = {name: run() for name, run in rows.items()}  # warm-up (first-shape compilation) and outputs
     for run in rows.values():
         run()
+    for spent in inside.values():
+        spent.clear()
     times: dict[str, list[float]] = {name: [] for name in rows}
-    for _ in range(args.rounds):
-        for name, run in rows.items():
+    names = list(rows)
+    for r in range(args.rounds):
+        # The order rotates every round: a runtime's pool threads still spinning after its call
+        # (ONNX Runtime's and OpenMP's default) slow whichever row comes next, so no row may
+        # always follow the same one.
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            run()
+            rows[name]()
             times[name].append(time.perf_counter() - t0)
     load_after = os.getloadavg()
 
@@ -122,6 +143,12 @@ def main() -> None:
         over = [e / a - 1 for e, a in zip(times[f"{backend} (engine)"], times[f"{backend} alone"])]
         print(f"engine overhead over {backend} alone: median {100 * statistics.median(over):+.1f}% "
               f"(per round {', '.join(f'{100 * o:+.1f}' for o in over)})")
+    for backend, spent in inside.items():
+        engine_row = times[f"{backend} (engine)"]
+        own = [total - runtime for total, runtime in zip(engine_row, spent)]
+        print(f"engine's own time around {backend} (same calls): median {1000 * statistics.median(own):.1f} ms, "
+              f"min {1000 * min(own):.1f} ms per frame = {100 * statistics.median(own) / statistics.median(spent):.2f}% "
+              f"of the runtime's {statistics.median(spent):.3f} s")
     print("per-round s/frame: " + "; ".join(f"{n}: {', '.join(f'{v:.3f}' for v in t)}" for n, t in times.items()))
     for up in engines.values():
         up.close()
