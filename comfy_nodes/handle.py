@@ -24,11 +24,14 @@ _LOCK = threading.Lock()
 
 
 class ModelHandle:
-    """A model recipe (model, device, dtype, family options) and its loaded engine."""
+    """A model recipe (model, device, dtype, family options, weight files found in ComfyUI's
+    folders) and its loaded engine."""
 
-    def __init__(self, model: str, label: str, *, device: str, dtype: str, options: Mapping[str, Any]):
+    def __init__(self, model: str, label: str, *, device: str, dtype: str, options: Mapping[str, Any],
+                 weights: tuple[str, ...] = ()):
         self.model = model
         self.label = label
+        self.weights = tuple(weights)
         self.device = device
         self.dtype = dtype
         self.options = dict(options)
@@ -46,7 +49,7 @@ class ModelHandle:
             if self._upscaler is None or self._settings != key:
                 self._release()
                 self._upscaler = Upscaler(self.model, device=self.device, dtype=self.dtype,
-                                          **dict(key), **self.options)
+                                          weights=list(self.weights) or None, **dict(key), **self.options)
                 self._settings = key
             return self._upscaler
 

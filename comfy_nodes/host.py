@@ -96,7 +96,7 @@ def confined_path(value: str, option: str) -> str:
 _warned: set[tuple[str, str]] = set()
 
 
-def _skip_warning(path: str, err: BaseException) -> None:
+def skip_warning(path: str, err: BaseException) -> None:
     """One logged warning per file and problem (the list is rebuilt at every page load)."""
     key = (path, str(err))
     if key not in _warned:
@@ -131,7 +131,7 @@ def folder_files(kind: str, contains: str = "") -> list[str]:
                 raise InvalidOption("it is a link that leads out of ComfyUI's model folders")
             return keep.is_model(root, name)
         except Exception as e:  # noqa: BLE001 - any failure on one file must not hide the others
-            _skip_warning(path, e)
+            skip_warning(path, e)
             return False
 
     return [n for n in names if os.path.splitext(n)[1].lower() in EXTENSIONS and contains in n.lower() and is_model(n)]

@@ -113,6 +113,12 @@ def family_ports(registry: Registry | None = None) -> tuple[Port, ...]:
     return tuple(ports)
 
 
+def one_family_ports(family) -> tuple[Port, ...]:
+    """The widgets of one family's loader: that family's host-facing options, nothing else."""
+    title = family.title or family.name
+    return tuple(port_for(opt, family=title) for opt in family.options.for_hosts() if opt.name not in ENGINE_OPTIONS)
+
+
 def family_values(options: OptionSet, widgets: Mapping[str, Any], *, model: str) -> dict[str, Any]:
     """The values of ``options`` (one family's) that differ from their defaults.
 

@@ -1,4 +1,5 @@
-"""The nodes: a loader, Upscale Image, Upscale Video and Scene Cuts, each defined once.
+"""The nodes: the loaders (:mod:`.loaders`), Upscale Image, Upscale Video and Scene Cuts, each
+defined once.
 
 They translate ComfyUI's types to the engine's frame contract and back and do nothing else:
 tiling, windows, out-of-memory back-off, weight search and option checks are the engine's
@@ -14,114 +15,22 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
-from vs_superres.contracts.errors import InvalidOption, SuperResError, UnsupportedFormat
-from vs_superres.contracts.options import OptionSet
-from vs_superres.runtime import weights as weights_mod
+from vs_superres.contracts.errors import UnsupportedFormat
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
-from vs_superres.runtime.registry import Registry, default_registry
 from vs_superres.runtime.windows import SceneStarts
 
 from vs_superres.comfy_nodes import host
-from vs_superres.comfy_nodes.handle import ModelHandle, follow_comfy_unloads, replace_for_loader
-from vs_superres.comfy_nodes.inputs import LOADER_ENGINE_OPTIONS, RUN_ENGINE_OPTIONS, engine_ports, family_ports, family_values, port_for, value_of
+from vs_superres.comfy_nodes.handle import ModelHandle
+from vs_superres.comfy_nodes.inputs import RUN_ENGINE_OPTIONS, engine_ports, value_of
+from vs_superres.comfy_nodes.loaders import LEGACY_LOADER, loaders
 from vs_superres.comfy_nodes.spec import MODEL_TYPE, SCENES_TYPE, NodeSpec, Port
+from vs_superres.comfy_nodes.video import stream_source, upscale_file
 
-LOADER = "SuperResModelLoader"
+LOADER = LEGACY_LOADER
 UPSCALE_IMAGE = "SuperResUpscaleImage"
 UPSCALE_VIDEO = "SuperResUpscaleVideo"
 SCENE_CUTS = "SuperResSceneCuts"
-
-
-# ---------------------------------------------------------------- loader
-def _weights_available(desc) -> bool:
-    """Every required file is found, or can be given through an option on the loader."""
-    for wf in desc.weights:
-        if not wf.required or wf.option:
-            continue
-        try:
-            weights_mod.resolve(wf, verify=False)
-        except SuperResError:
-            return False
-    return True
-
-
-def model_choices() -> list[str]:
-    """Registered models whose weights are found, then checkpoint files in ComfyUI's
-    ``models/superres`` and the DITN files (name containing "ditn") in ``models/upscale_models``."""
-    names = [d.name for d in default_registry().models(include_diagnostic=True) if _weights_available(d)]
-    names += [f"{host.FOLDER}/{n}" for n in host.folder_files(host.FOLDER)]
-    names += [f"{host.UPSCALE_MODELS}/{n}" for n in host.folder_files(host.UPSCALE_MODELS, contains="ditn")]
-    return names
-
-
-def device_choices() -> list[str]:
-    import torch
-
-    choices = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        choices.append("mps")
-    return choices
-
-
-def loader_ports(models: tuple[str, ...], devices: tuple[str, ...], registry: Registry | None = None) -> tuple[Port, ...]:
-    """The loader's inputs for these model and device choices (the example workflows are
-    generated from this: tools/comfy_workflows.py)."""
-    dtype = ENGINE_OPTIONS.get("dtype")
-    ports = [
-        Port("model", "COMBO", default=models[0] if models else None, choices=models,
-             tooltip="a registered model whose weights are installed, or a checkpoint in models/superres "
-                     "or models/upscale_models"),
-        Port("device", "COMBO", default="auto", choices=devices, tooltip=ENGINE_OPTIONS.get("device").help),
-        port_for(dtype),
-    ]
-    assert [p.name for p in ports[1:]] == list(LOADER_ENGINE_OPTIONS)
-    return (*ports, *family_ports(registry))
-
-
-def loader_inputs() -> tuple[Port, ...]:
-    return loader_ports(tuple(model_choices()), tuple(device_choices()))
-
-
-def _model_target(choice: str) -> str:
-    """A registered name as it is; a folder entry as its full path. Nothing else: ComfyUI
-    checks the choice against the list, and a path never reaches the engine from here."""
-    for kind in (host.FOLDER, host.UPSCALE_MODELS):
-        if choice.startswith(kind + "/"):
-            return host.folder_file(kind, choice[len(kind) + 1:])
-    if choice not in default_registry():
-        raise InvalidOption(f"{choice!r} is not a registered model nor a file in models/{host.FOLDER}/; "
-                            "pick one of the loader's model choices", option="model")
-    return choice
-
-
-def _family_of(target: str):
-    registry = default_registry()
-    if target in registry:
-        return registry.family(registry.get(target).family)
-    from vs_superres.runtime.loading import resolve_model
-
-    return registry.family(resolve_model(target)[0].family)
-
-
-def _confine_paths(options: OptionSet, values: dict[str, Any]) -> dict[str, Any]:
-    """Every value of a path-typed option (as declared: ``checkpoint``, ``base``, ``clip_iqa``,
-    ``autoencoder``, any a family adds) resolved inside ComfyUI's model folders, or refused
-    (:func:`host.confined_path`): a prompt may come from anyone who reaches the server."""
-    return {k: (host.confined_path(v, k) if isinstance(v, str) and options.get(k).type == "path" else v)
-            for k, v in values.items()}
-
-
-def load_model(model: str, device: str, dtype: str, unique_id=None, **widgets) -> tuple:
-    with host.engine_errors("SuperRes Model Loader"):
-        target = _model_target(model)
-        family = _family_of(target)
-        options = _confine_paths(family.options, family_values(family.options, widgets, model=model))
-        handle = ModelHandle(target, model, device=device, dtype=dtype, options=options)
-        handle.upscaler()  # load now: a missing file or a bad option shows on this node
-    follow_comfy_unloads()
-    return (replace_for_loader(unique_id, handle),)
 
 
 # ---------------------------------------------------------------- upscaling
@@ -158,7 +67,7 @@ def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None, 
     import torch
 
     if not isinstance(handle, ModelHandle):
-        raise UnsupportedFormat(f"the model input must come from the SuperRes Model Loader, got {type(handle).__name__}")
+        raise UnsupportedFormat(f"the model input must come from a SuperRes loader, got {type(handle).__name__}")
     if images.ndim != 4:
         raise UnsupportedFormat(f"expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
     count = images.shape[0]
@@ -186,7 +95,7 @@ def upscale_frames(handle: ModelHandle, images, widgets: dict, scene_cuts=None, 
 
 def _upscale_inputs(frames: Port) -> tuple[Port, ...]:
     return (
-        Port("model", MODEL_TYPE, tooltip="from SuperRes Model Loader"),
+        Port("model", MODEL_TYPE, tooltip="from a SuperRes loader (SuperRes Load DITN, ...)"),
         frames,
         *engine_ports(RUN_ENGINE_OPTIONS),
         Port("scene_cuts", SCENES_TYPE, optional=True, tooltip="frames that start a scene (video models never mix scenes)"),
@@ -217,10 +126,18 @@ def video_components(video):
 
 
 def upscale_video(model, video, unique_id=None, scene_cuts=None, **widgets) -> tuple:
-    from comfy_api.input_impl import VideoFromComponents
+    """A file-backed VIDEO (LoadVideo's) is streamed into a file (:mod:`.video`); any other
+    VIDEO (made from IMAGE batches) is decoded and upscaled as an IMAGE batch."""
+    from comfy_api.input_impl import VideoFromComponents, VideoFromFile
     from comfy_api.util import VideoComponents
 
     with host.engine_errors("SuperRes Upscale Video"):
+        path = stream_source(video)
+        if path is not None:
+            if not isinstance(model, ModelHandle):
+                raise UnsupportedFormat(f"the model input must come from a SuperRes loader, got {type(model).__name__}")
+            up = model.upscaler(_run_settings(widgets, model.label))
+            return (VideoFromFile(upscale_file(up, path, scene_cuts)),)
         parts = video_components(video)
         images = upscale_frames(model, parts.images, widgets, scene_cuts, what="VIDEO")
         # Same frame rate (an exact Fraction), audio and metadata: only the frames change.
@@ -248,14 +165,13 @@ def scene_cuts(frames: str, unique_id=None, mask=None) -> tuple:
 
 
 NODES = (
-    NodeSpec(LOADER, "SuperRes Model Loader",
-             "Loads a vs-superres model (DITN, UltraVSR, ...) with its options; the model stays loaded between runs.",
-             loader_inputs, ((MODEL_TYPE, "model"),), load_model),
+    *loaders(),
     NodeSpec(UPSCALE_IMAGE, "SuperRes Upscale Image",
              "Upscales an IMAGE batch by the model's exact scale (a video model takes the batch as one clip, in order).",
              lambda: _upscale_inputs(Port("image", "IMAGE")), (("IMAGE", "image"),), upscale_image),
     NodeSpec(UPSCALE_VIDEO, "SuperRes Upscale Video",
-             "Upscales a VIDEO: every frame, the exact frame rate and the audio are kept.",
+             "Upscales a VIDEO: every frame, the exact frame rate and the audio are kept; a loaded video file is "
+             "streamed into a file, in memory that does not grow with its length.",
              lambda: _upscale_inputs(Port("video", "VIDEO")), (("VIDEO", "video"),), upscale_video),
     NodeSpec(SCENE_CUTS, "SuperRes Scene Cuts",
              "Marks the frames that start a scene, so a video model never blends two scenes.",

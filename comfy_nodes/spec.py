@@ -49,7 +49,12 @@ class Port:
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
     """A node: ``inputs()`` is called whenever ComfyUI asks (so model lists stay current);
-    ``run(unique_id=..., **inputs)`` returns one value per output."""
+    ``run(unique_id=..., **inputs)`` returns one value per output.
+
+    ``validate(model=...)``: checks the ``model`` input instead of ComfyUI's "value not in
+    list" (True, or the message to show), so a saved workflow naming a model that is not
+    installed is told where to put its files. ``deprecated``: kept so saved workflows load;
+    the frontend hides it from search and the node library."""
 
     node_id: str
     display_name: str
@@ -59,3 +64,5 @@ class NodeSpec:
     run: Callable[..., tuple]
     output_node: bool = False
     category: str = CATEGORY
+    validate: Callable[..., bool | str] | None = None
+    deprecated: bool = False

@@ -45,7 +45,18 @@ def v1_class(spec: NodeSpec) -> type:
     def run(self, unique_id=None, **inputs):
         return spec.run(unique_id=unique_id, **inputs)
 
+    attributes: dict[str, Any] = {}
+    if spec.validate is not None:
+        validate = spec.validate
+
+        def VALIDATE_INPUTS(cls, model):  # naming ``model`` replaces ComfyUI's list check for it
+            return validate(model=model)
+
+        attributes["VALIDATE_INPUTS"] = classmethod(VALIDATE_INPUTS)
+    if spec.deprecated:
+        attributes["DEPRECATED"] = True
     return type(spec.node_id, (), {
+        **attributes,
         "__doc__": spec.description,
         "INPUT_TYPES": classmethod(INPUT_TYPES),
         "RETURN_TYPES": tuple(t for t, _ in spec.outputs),

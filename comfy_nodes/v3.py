@@ -40,13 +40,22 @@ def v3_class(spec: NodeSpec) -> type:
             node_id=spec.node_id, display_name=spec.display_name, category=spec.category,
             description=spec.description, inputs=[v3_input(p) for p in spec.inputs()],
             outputs=[_socket(t).Output(display_name=n) for t, n in spec.outputs],
-            hidden=[io.Hidden.unique_id], is_output_node=spec.output_node,
+            hidden=[io.Hidden.unique_id], is_output_node=spec.output_node, is_deprecated=spec.deprecated,
         )
 
     def execute(cls, **inputs):
         return io.NodeOutput(*spec.run(unique_id=cls.hidden.unique_id, **inputs))
 
+    attributes: dict = {}
+    if spec.validate is not None:
+        validate = spec.validate
+
+        def validate_inputs(cls, model):  # naming ``model`` replaces ComfyUI's list check for it
+            return validate(model=model)
+
+        attributes["validate_inputs"] = classmethod(validate_inputs)
     return type(spec.node_id, (io.ComfyNode,), {
+        **attributes,
         "__doc__": spec.description,
         "define_schema": classmethod(define_schema),
         "execute": classmethod(execute),

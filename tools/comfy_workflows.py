@@ -26,7 +26,9 @@ from typing import Any, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "comfy_nodes" / "workflows"
-#: The loader's settings in every example (every other widget keeps its default).
+#: The family whose loader every example uses, and that loader's settings (every other widget
+#: keeps its default).
+EXAMPLE_FAMILY = "ditn"
 EXAMPLE_LOADER = {"model": "ditn-real-x4", "device": "auto", "dtype": "fp32"}
 #: The frontend's "control after generate" value, where a widget has one: never change it.
 FIXED = "fixed"
@@ -44,13 +46,25 @@ def builtin_registry():
     return registry
 
 
-def our_ports(node_type: str, registry) -> tuple:
-    """The inputs of one of our nodes, as ComfyUI gets them (the loader's model and device
-    choices are this example's, so no ComfyUI is needed)."""
-    from vs_superres.comfy_nodes.nodes import LOADER, NODES, loader_ports
+def example_loader(registry) -> str:
+    """The node type of the examples' loader (SuperRes Load DITN)."""
+    from vs_superres.comfy_nodes.loaders import loader_id
 
-    if node_type == LOADER:
-        return loader_ports((EXAMPLE_LOADER["model"],), ("auto", "cpu"), registry)
+    return loader_id(registry.family(EXAMPLE_FAMILY))
+
+
+def our_ports(node_type: str, registry) -> tuple:
+    """The inputs of one of our nodes, as ComfyUI gets them (a loader's model and device
+    choices are this example's, so no ComfyUI is needed)."""
+    from vs_superres.comfy_nodes.loaders import LEGACY_LOADER, family_loader_ports, legacy_loader_ports, loader_id
+    from vs_superres.comfy_nodes.nodes import NODES
+
+    choices = ((EXAMPLE_LOADER["model"],), ("auto", "cpu"))
+    if node_type == LEGACY_LOADER:
+        return legacy_loader_ports(*choices, registry)
+    family = next((f for f in registry.families() if loader_id(f) == node_type), None)
+    if family is not None:
+        return family_loader_ports(family, *choices)
     return next(spec for spec in NODES if spec.node_id == node_type).inputs()
 
 
@@ -102,9 +116,10 @@ class Graph:
         return node_id
 
     def add_ours(self, node_type: str, pos: tuple[int, int], registry, chosen: Mapping[str, Any] | None = None) -> int:
+        from vs_superres.comfy_nodes.loaders import loaders
         from vs_superres.comfy_nodes.nodes import NODES
 
-        spec = next(s for s in NODES if s.node_id == node_type)
+        spec = next(s for s in (*loaders(registry), *NODES) if s.node_id == node_type)
         ports = our_ports(node_type, registry)
         sockets = [(p.name, p.kind) for p in ports if not p.is_widget]
         values = widget_values(ports, chosen or {})
@@ -129,11 +144,11 @@ class Graph:
 
 
 def upscale_image(registry) -> dict:
-    from vs_superres.comfy_nodes.nodes import LOADER, UPSCALE_IMAGE
+    from vs_superres.comfy_nodes.nodes import UPSCALE_IMAGE
 
     g = Graph("vs-superres: LoadImage -> SuperRes Upscale Image -> SaveImage")
     image = g.add("LoadImage", (40, 60), ["example.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], rows=6)
-    loader = g.add_ours(LOADER, (40, 420), registry, EXAMPLE_LOADER)
+    loader = g.add_ours(example_loader(registry), (40, 420), registry, EXAMPLE_LOADER)
     up = g.add_ours(UPSCALE_IMAGE, (420, 60), registry)
     save = g.add("SaveImage", (800, 60), ["superres/image"], inputs=[("images", "IMAGE")], rows=4)
     g.link(loader, 0, up, "model")
@@ -143,11 +158,11 @@ def upscale_image(registry) -> dict:
 
 
 def upscale_video(registry) -> dict:
-    from vs_superres.comfy_nodes.nodes import LOADER, UPSCALE_VIDEO
+    from vs_superres.comfy_nodes.nodes import UPSCALE_VIDEO
 
     g = Graph("vs-superres: LoadVideo -> SuperRes Upscale Video -> SaveVideo")
     video = g.add("LoadVideo", (40, 60), ["example.mp4", "image"], outputs=[("VIDEO", "VIDEO")], rows=6)
-    loader = g.add_ours(LOADER, (40, 420), registry, EXAMPLE_LOADER)
+    loader = g.add_ours(example_loader(registry), (40, 420), registry, EXAMPLE_LOADER)
     up = g.add_ours(UPSCALE_VIDEO, (420, 60), registry)
     save = g.add("SaveVideo", (800, 60), ["superres/video", "auto", "auto"], inputs=[("video", "VIDEO")])
     g.link(loader, 0, up, "model")
@@ -158,14 +173,14 @@ def upscale_video(registry) -> dict:
 
 def vhs_upscale_video(registry) -> dict:
     """VideoHelperSuite: its nodes keep widget values by name (a dict), ours by position."""
-    from vs_superres.comfy_nodes.nodes import LOADER, UPSCALE_IMAGE
+    from vs_superres.comfy_nodes.nodes import UPSCALE_IMAGE
 
     g = Graph("vs-superres: VHS LoadVideo -> SuperRes Upscale Image -> VHS VideoCombine (fps and audio wired)")
     video = g.add("VHS_LoadVideo", (40, 60), {
         "video": "example.mp4", "force_rate": 0, "custom_width": 0, "custom_height": 0, "frame_load_cap": 0,
         "skip_first_frames": 0, "select_every_nth": 1, "format": "None"},
         outputs=[("IMAGE", "IMAGE"), ("frame_count", "INT"), ("audio", "AUDIO"), ("video_info", "VHS_VIDEOINFO")])
-    loader = g.add_ours(LOADER, (40, 480), registry, EXAMPLE_LOADER)
+    loader = g.add_ours(example_loader(registry), (40, 480), registry, EXAMPLE_LOADER)
     up = g.add_ours(UPSCALE_IMAGE, (420, 60), registry)
     info = g.add("VHS_VideoInfoLoaded", (420, 420), [], inputs=[("video_info", "VHS_VIDEOINFO")],
                  outputs=[(f"{n}\U0001f7e6", t) for n, t in (("fps", "FLOAT"), ("frame_count", "INT"),

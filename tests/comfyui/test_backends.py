@@ -27,7 +27,7 @@ def photo(comfy, astronaut):
 
 
 def test_backend_widget_is_the_declaration(comfy):
-    required = comfy.object_info("SuperResModelLoader")["input"]["required"]
+    required = comfy.object_info("SuperResLoadDITN")["input"]["required"]
     declared = family("ditn").options.get("backend")
     choices = required["backend"][0] if isinstance(required["backend"][0], list) else required["backend"][1]["options"]
     assert list(choices) == list(declared.choices) and required["backend"][1]["default"] == "torch"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -17,9 +18,11 @@ from graphs import image_prompt, node, video_prompt
 from conftest import error_message
 
 from vs_superres import Upscaler
-from vs_superres.comfy_nodes.inputs import AUTO, family_ports
+from vs_superres.comfy_nodes.inputs import AUTO, family_ports, one_family_ports
+from vs_superres.comfy_nodes.loaders import loader_id
 from vs_superres.comfy_nodes.v1 import v1_input
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS
+from vs_superres.runtime.registry import default_registry
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +72,33 @@ def succeeded(history) -> bool:
 
 # ---------------------------------------------------------------- widgets
 def test_widgets_are_the_declared_options(comfy):
-    loader = comfy.object_info("SuperResModelLoader")
-    required = loader["input"]["required"]
-    assert loader["category"] == "superres" and loader["output"] == ["SUPERRES_MODEL"]
-    assert required["dtype"][0] == list(ENGINE_OPTIONS.get("dtype").choices)
-    assert {"auto", "cpu"} <= set(required["device"][0])
-    assert "superres/tiny_ditn.pth" in required["model"][0] and "temporal-mean-x2" in required["model"][0]
-    for port in family_ports():
-        assert required[port.name] == json.loads(json.dumps(v1_input(port))), port.name
+    """One loader per family with that family's declared options only; the legacy loader keeps
+    every family's widgets (saved workflows) and is hidden from the node library."""
+    for fam in default_registry().families():
+        info = comfy.object_info(loader_id(fam))
+        required = info["input"]["required"]
+        assert info["category"] == "superres" and info["output"] == ["SUPERRES_MODEL"]
+        assert info["display_name"] == f"SuperRes Load {fam.title or fam.name}" and not info.get("deprecated")
+        assert list(required) == ["model", "device", "dtype", *(p.name for p in one_family_ports(fam))], fam.name
+        assert required["dtype"][0] == list(ENGINE_OPTIONS.get("dtype").choices)
+        assert {"auto", "cpu"} <= set(required["device"][0])
+        for port in one_family_ports(fam):
+            assert required[port.name] == json.loads(json.dumps(v1_input(port))), port.name
+    ditn = comfy.object_info("SuperResLoadDITN")["input"]["required"]
+    assert list(ditn) == ["model", "device", "dtype", "backend"]
+    assert ditn["model"][0][:2] == ["ditn-real-x4", "ditn-real-gan-x4"]  # the family's default first
+    assert "superres/tiny_ditn.pth" in ditn["model"][0]
+    assert comfy.object_info("SuperResLoadTemporalMean")["input"]["required"]["model"][0] == ["temporal-mean-x2"]
+    uvsr = comfy.object_info("SuperResLoadUltraVSR")["input"]["required"]
     # spot checks against the declarations as a user reads them
-    assert required["strength"][1]["max"] == 1.0 and required["strength"][1]["default"] == AUTO
-    assert required["unet_tile"][1]["min"] == 8 and required["unet_tile"][1]["default"] == 96
-    assert "wavelet" in required["color_fix"][0] and required["color_fix"][1]["default"] == "wavelet"
-    assert required["base"][0] == "STRING" and required["merge_lora"][0] == "BOOLEAN"
-    assert "tagger" not in required  # a Python-only option
+    assert uvsr["strength"][1]["max"] == 1.0 and uvsr["strength"][1]["default"] == AUTO
+    assert uvsr["unet_tile"][1]["min"] == 8 and uvsr["unet_tile"][1]["default"] == 96
+    assert "wavelet" in uvsr["color_fix"][0] and uvsr["color_fix"][1]["default"] == "wavelet"
+    assert uvsr["base"][0] == "STRING" and uvsr["merge_lora"][0] == "BOOLEAN"
+    assert "tagger" not in uvsr and "backend" not in uvsr and "gamma_simple" not in uvsr
+    legacy = comfy.object_info("SuperResModelLoader")
+    assert legacy["deprecated"] is True
+    assert list(legacy["input"]["required"]) == ["model", "device", "dtype", *(p.name for p in family_ports())]
     up = comfy.object_info("SuperResUpscaleImage")["input"]
     assert up["required"]["tile"][1]["min"] == AUTO and up["required"]["batch"][1]["min"] == 1
     assert up["optional"]["scene_cuts"][0] == "SUPERRES_SCENE_CUTS"
@@ -109,36 +125,116 @@ def test_real_ditn_x4_equals_engine(comfy, photo, ditn_x4_path, torch_threads):
 
 
 # ---------------------------------------------------------------- video
-def test_video_workflow_keeps_frames_rate_and_audio(comfy, clip_with_audio, tiny_ditn_path, torch_threads):
+def engine_file(model, torch_threads, src, dst, scene_starts=None, **kwargs):
+    """The engine on a video file through the project's reader, run path and writer (what
+    ``superres upscale`` does), into ``dst``; its decoded frames ``[T, 3, H, W]``."""
+    from vs_superres.media import transcode
+
+    def process(frames):
+        yield from up.stream((torch.from_numpy(f) for f in frames), total=frames.total, scene_starts=scene_starts)
+
+    with torch_threads(1), Upscaler(model, device="cpu", **kwargs) as up:
+        transcode(src, dst, process, keep_lossless=True)
+    return decoded(dst)
+
+
+def decoded(path) -> np.ndarray:
+    from vs_superres.media import VideoReader
+
+    with VideoReader(path) as reader:
+        return np.stack(list(reader.frames()))
+
+
+def test_loaded_video_is_streamed_into_a_file_with_rate_and_audio(comfy, clip_with_audio, tiny_ditn_path,
+                                                                  torch_threads, tmp_path):
+    """LoadVideo's VIDEO is a file: the node writes its result to ComfyUI's temp folder through
+    the project's writer and returns that file; SaveVideo copies it; frames, rate and audio kept."""
     prompt = video_prompt(comfy, clip_with_audio, "superres/tiny_ditn.pth", out="vid")
     prompt["7"] = node(comfy, "SaveVideo", video=["3", 0], filename_prefix="video/sr", format="mp4", codec="h264")
     h = comfy.run(prompt)
     assert succeeded(h), h["status"]
     info, info_in = (json.loads(comfy.output(n).read_text()) for n in ("vid.json", "vid_in.json"))
+    source = Path(info["source"])
+    assert source.parent == comfy.base / "temp" and source.name.startswith("superres_") and source.suffix == ".mp4"
     assert info["frames"] == info_in["frames"] == 10
     assert Fraction(*info["fps"]) == Fraction(24) == Fraction(*info_in["fps"])
     assert info["sample_rate"] == info_in["sample_rate"] == 48000
+    # the audio packets are copied, not re-encoded: they decode to the very same samples
     assert np.array_equal(np.load(comfy.output("vid.audio.npy")), np.load(comfy.output("vid_in.audio.npy")))
-    frames_in = np.load(comfy.output("vid_in.npy"))
-    got = np.load(comfy.output("vid.npy"))
-    assert got.shape == (10, 96, 128, 3)
-    assert np.array_equal(got, engine(tiny_ditn_path, torch_threads, frames_in))
+    assert np.load(comfy.output("vid.npy")).shape == (10, 96, 128, 3)
     saved = sorted((comfy.base / "output" / "video").glob("sr*.mp4"))[-1]
     with av.open(str(saved)) as c:
-        assert sum(1 for _ in c.decode(video=0)) == 10
         assert (c.streams.video[0].width, c.streams.video[0].height) == (128, 96)
-        assert len(c.streams.audio) == 1
+        assert c.streams.video[0].codec_context.name == "h264" and len(c.streams.audio) == 1
+    want = engine_file(tiny_ditn_path, torch_threads, comfy.base / "input" / clip_with_audio, tmp_path / "want.mp4")
+    assert np.array_equal(decoded(saved), want)  # SaveVideo copied the streams of the engine's file
 
 
-def test_video_model_with_scene_cuts_equals_engine(comfy, clip_with_audio, torch_threads):
-    h = comfy.run(video_prompt(comfy, clip_with_audio, "temporal-mean-x2", out="tm", cuts="0, 4"))
+@pytest.fixture(scope="module")
+def lossless_clip(comfy, astronaut):
+    """A lossless (FFV1) 12-frame 32x24 clip with FLAC audio in Matroska."""
+    path = comfy.base / "input" / "lossless.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv444p"
+        a = c.add_stream("flac", rate=48000, layout="mono")
+        for i in range(12):
+            img = np.ascontiguousarray((astronaut[40 + 3 * i:64 + 3 * i, 150:182] * 255).astype(np.uint8))
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        t = np.arange(48000 // 2) / 48000
+        samples = (0.2 * np.sin(2 * np.pi * 330 * t) * 32767).astype(np.int16)[None]
+        for start in range(0, samples.shape[1], 4096):  # FLAC's encoder takes at most its block size
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 4096]), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 48000, start
+            for p in a.encode(frame):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return "lossless.mkv"
+
+
+def test_video_model_with_scene_cuts_equals_engine(comfy, lossless_clip, torch_threads, tmp_path):
+    """A lossless source stays lossless, so the saved file holds the engine's output exactly
+    (in the source's Y'CbCr), scene cuts included."""
+    prompt = video_prompt(comfy, lossless_clip, "temporal-mean-x2", out="tm", cuts="0, 4")
+    prompt["7"] = node(comfy, "SaveVideo", video=["3", 0], filename_prefix="video/tm", format="auto", codec="auto")
+    h = comfy.run(prompt)
     assert succeeded(h), h["status"]
-    frames_in = np.load(comfy.output("tm_in.npy"))
-    got = np.load(comfy.output("tm.npy"))
-    starts = [i in (0, 4) for i in range(10)]
-    assert got.shape == (10, 48, 64, 3)
-    assert np.array_equal(got, engine("temporal-mean-x2", torch_threads, frames_in, scene_starts=starts))
-    assert not np.array_equal(got, engine("temporal-mean-x2", torch_threads, frames_in))  # the cut mattered
+    saved = sorted((comfy.base / "output" / "video").glob("tm*.mp4"))[-1]
+    with av.open(str(saved)) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1" and c.streams.audio[0].codec_context.name == "flac"
+    starts = [i in (0, 4) for i in range(12)]
+    src = comfy.base / "input" / lossless_clip
+    want = engine_file("temporal-mean-x2", torch_threads, src, tmp_path / "cut.mp4", scene_starts=starts)
+    got = decoded(saved)
+    assert got.shape == (12, 3, 48, 64)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, engine_file("temporal-mean-x2", torch_threads, src, tmp_path / "uncut.mp4"))
+
+
+def test_video_from_images_keeps_the_decoded_path(comfy, clip_with_audio, tiny_ditn_path, torch_threads):
+    """A VIDEO made from an IMAGE batch (CreateVideo) is no file: it is upscaled as the batch it
+    holds, bit for bit the engine's output, rate and audio kept."""
+    prompt = {
+        "1": node(comfy, "LoadVideo", file=clip_with_audio),
+        "2": node(comfy, "GetVideoComponents", video=["1", 0]),
+        "3": node(comfy, "CreateVideo", images=["2", 0], audio=["2", 1], fps=24.0),
+        "4": node(comfy, "SuperResLoadDITN", model="superres/tiny_ditn.pth", device="cpu"),
+        "5": node(comfy, "SuperResUpscaleVideo", model=["4", 0], video=["3", 0]),
+        "6": node(comfy, "SuperResProbeSaveVideo", video=["5", 0], name="comp"),
+        "7": node(comfy, "SuperResProbeSaveImage", image=["2", 0], name="comp_in"),
+    }
+    h = comfy.run(prompt)
+    assert succeeded(h), h["status"]
+    info = json.loads(comfy.output("comp.json").read_text())
+    assert info["source"] is None and info["frames"] == 10 and Fraction(*info["fps"]) == 24
+    assert info["sample_rate"] == 48000
+    got = np.load(comfy.output("comp.npy"))
+    assert np.array_equal(got, engine(tiny_ditn_path, torch_threads, np.load(comfy.output("comp_in.npy"))))
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +250,7 @@ def test_tiny_ultravsr_on_an_image_batch_equals_engine(comfy, clip_with_audio, t
     prompt = {
         "1": node(comfy, "LoadVideo", file=clip_with_audio),
         "2": node(comfy, "GetVideoComponents", video=["1", 0]),
-        "3": node(comfy, "SuperResModelLoader", model="ultravsr", device="cpu", **widgets),
+        "3": node(comfy, "SuperResLoadUltraVSR", model="ultravsr", device="cpu", **widgets),
         "4": node(comfy, "SuperResUpscaleImage", model=["3", 0], image=["2", 0]),
         "5": node(comfy, "SuperResProbeSaveImage", image=["4", 0], name="uvsr"),
         "6": node(comfy, "SuperResProbeSaveImage", image=["2", 0], name="uvsr_in"),
@@ -224,7 +320,8 @@ def test_missing_weights_show_the_engine_message(comfy, photo):
     h = comfy.run(image_prompt(comfy, photo[0], "ultravsr", out="missing"))
     assert h["status"]["status_str"] == "error"
     msg = error_message(h)
-    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Model Loader: ")
+    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Load UltraVSR: model files go into "
+                          "ComfyUI's models/upscale_models/ or models/superres/ ")
     assert "ultravsr/UltraVSR.pkl" in msg and "widget 'checkpoint'" in msg
     data = next(d for k, d in h["status"]["messages"] if k == "execution_error")
     assert not any("site-packages/torch" in line for line in data["traceback"])

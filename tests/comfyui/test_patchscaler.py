@@ -20,9 +20,10 @@ from graphs import image_prompt
 from conftest import REPO, error_message  # at import: later, `conftest` may name another folder's
 
 from vs_superres import Upscaler
-from vs_superres.comfy_nodes.inputs import family_options, family_ports
+from vs_superres.comfy_nodes.inputs import one_family_ports
 from vs_superres.comfy_nodes.v1 import v1_input
 from vs_superres.models.patchscaler.options import OPTIONS
+from vs_superres.runtime.registry import family
 from vs_superres.numerics.resample import upscale_bicubic
 
 FOLDER = "patchscaler-tiny"  # under ComfyUI's models/superres
@@ -58,19 +59,16 @@ def succeeded(history) -> bool:
     return history["status"]["status_str"] == "success"
 
 
-def test_loader_offers_patchscaler_and_its_declared_options(comfy):
-    required = comfy.object_info("SuperResModelLoader")["input"]["required"]
-    assert "patchscaler-x4" in required["model"][0]  # no weights installed, but every file is a widget
-    owners = {o.name: (fam, o) for fam, o in family_options()}
-    ports = {p.name: p for p in family_ports()}
-    for opt in OPTIONS.for_hosts():  # every declared option has its widget
-        family, declared = owners[opt.name]  # a name two families declare has one widget, the first's
+def test_patchscaler_loader_has_its_declared_options_only(comfy):
+    required = comfy.object_info("SuperResLoadPatchScaler")["input"]["required"]
+    # no released weights: nothing installed, and the list says so (the release's files are widget values)
+    assert required["model"][0] == ["(no PatchScaler model installed: see the error when run)"]
+    ports = {p.name: p for p in one_family_ports(family("patchscaler"))}
+    assert list(required) == ["model", "device", "dtype", *ports]
+    assert list(ports) == [o.name for o in OPTIONS.for_hosts()]  # every declared option, nothing else
+    for opt in OPTIONS.for_hosts():
         assert required[opt.name] == json.loads(json.dumps(v1_input(ports[opt.name]))), opt.name
-        assert opt.help in required[opt.name][1]["tooltip"], opt.name  # what it means to PatchScaler
-        if family == "PatchScaler":
-            assert declared == opt
-        else:  # shared: same type and default, so the widget means the same to both
-            assert (declared.type, declared.default) == (opt.type, opt.default), (opt.name, family)
+        assert required[opt.name][1]["tooltip"].startswith(f"PatchScaler: {opt.help}"), opt.name
     # As a user reads them: the paper's defaults and ranges.
     assert required["gamma_simple"][0] == "FLOAT" and required["gamma_simple"][1]["default"] == 0.95
     assert (required["gamma_simple"][1]["min"], required["gamma_simple"][1]["max"]) == (0.0, 1.0)
@@ -116,8 +114,9 @@ def test_model_list_leaves_out_what_only_options_take(comfy, release):
     values for the checkpoint/autoencoder widgets; picked as the model they would fail."""
     _, ckpt, vae = release
     assert (vae / "config.json").is_file() and any(vae.glob("*.safetensors"))
-    models = comfy.object_info("SuperResModelLoader")["input"]["required"]["model"][0]
-    assert not [m for m in models if FOLDER in m], models
+    for loader in ("SuperResModelLoader", "SuperResLoadPatchScaler", "SuperResLoadDITN"):
+        models = comfy.object_info(loader)["input"]["required"]["model"][0]
+        assert not [m for m in models if FOLDER in m], (loader, models)
     assert "superres/tiny_ditn.pth" in models  # a model file in the same folder still is one
 
 
@@ -186,12 +185,11 @@ def _misfits(slots, values) -> list[str]:
 
 def test_shipped_workflows_fit_the_loader_widgets(comfy):
 
-    slots = _frontend_slots(comfy.object_info("SuperResModelLoader")["input"]["required"])
     problems = {}
     for path in sorted((REPO / "comfy_nodes" / "workflows").glob("*.json")):
         for n in json.loads(path.read_text())["nodes"]:
-            if n["type"] == "SuperResModelLoader":
-                bad = _misfits(slots, n["widgets_values"])
+            if n["type"].startswith("SuperResLoad") or n["type"] == "SuperResModelLoader":
+                bad = _misfits(_frontend_slots(comfy.object_info(n["type"])["input"]["required"]), n["widgets_values"])
                 if bad:
                     problems[path.name] = bad
     assert problems == {}

@@ -99,7 +99,7 @@ def test_every_path_option_refuses_paths_outside_the_model_folders(comfy, pixel,
 
 
 def test_a_listed_link_out_of_the_model_folders_is_left_out(comfy, links):
-    models = comfy.object_info("SuperResModelLoader")["input"]["required"]["model"][0]
+    models = comfy.object_info("SuperResModelLoader")["input"]["required"]["model"][0]  # the legacy loader lists every file
     assert not [m for m in models if "links-out" in m], models
     assert "superres/tiny_ditn.pth" in models
 
@@ -189,16 +189,16 @@ def test_bad_safetensors_headers_never_hide_the_loader_or_other_models(comfy, pi
         for name, data in _bad_headers(folder).items():
             (folder / name).write_bytes(data)
         save_file(torch.load(tiny_ditn_path, weights_only=True), str(folder / "good.safetensors"))
-        status, info = comfy.request("GET", "/object_info/SuperResModelLoader")
+        status, info = comfy.request("GET", "/object_info/SuperResLoadDITN")
         assert status == 200, info
-        models = info["SuperResModelLoader"]["input"]["required"]["model"][0]
+        models = info["SuperResLoadDITN"]["input"]["required"]["model"][0]
         assert "superres/bad-headers/good.safetensors" in models and "superres/tiny_ditn.pth" in models
         assert not [m for m in models if "bad-headers" in m and "good" not in m], models
         log = comfy.log()
         for name in _bad_headers(folder):
             assert re.search(rf"{re.escape(str(folder / name))} is left out of the model list: .*not a readable "
                              "safetensors file", log), name
-        assert comfy.get("/object_info")["SuperResModelLoader"]  # the whole list too
+        assert comfy.get("/object_info")["SuperResLoadDITN"]  # the whole list too
         h = comfy.run(image_prompt(comfy, pixel, "superres/bad-headers/good.safetensors", out="good_sft"))
         assert h["status"]["status_str"] == "success", h["status"]
     finally:
@@ -212,7 +212,7 @@ def _grey_prompt(comfy, count: int, width: int, height: int, *, video: bool = Fa
 
     prompt = {
         "1": node(comfy, "SuperResProbeGreyBatch", count=count, width=width, height=height),
-        "2": node(comfy, "SuperResModelLoader", model="superres/tiny_ditn.pth", device="cpu"),
+        "2": node(comfy, "SuperResLoadDITN", model="superres/tiny_ditn.pth", device="cpu"),
     }
     if video:
         prompt["5"] = node(comfy, "CreateVideo", images=["1", 0], fps=24.0)

@@ -62,17 +62,24 @@ def test_shipped_workflows_are_what_the_generator_writes(tmp_path):
 
 def test_generated_loader_values_follow_the_widgets():
     gen = _generator()
-    ports = [p for p in gen.our_ports("SuperResModelLoader", gen.builtin_registry()) if p.is_widget]
-    loader = next(n for n in json.loads(gen.build()["upscale_image.json"])["nodes"] if n["type"] == "SuperResModelLoader")
+    registry = gen.builtin_registry()
+    assert gen.example_loader(registry) == "SuperResLoadDITN"
+    ports = [p for p in gen.our_ports("SuperResLoadDITN", registry) if p.is_widget]
+    loader = next(n for n in json.loads(gen.build()["upscale_image.json"])["nodes"] if n["type"] == "SuperResLoadDITN")
     values = loader["widgets_values"]
-    assert len(values) == len(ports)  # the seed has no "control after generate" value
+    assert len(values) == len(ports)
     by_name = dict(zip((p.name for p in ports), values))
     assert by_name == {p.name: gen.EXAMPLE_LOADER.get(p.name, p.default) for p in ports}
-    assert by_name["model"] == "ditn-real-x4" and by_name["gamma_simple"] == 0.95 and by_name["seed"] == 0
+    assert by_name == {"model": "ditn-real-x4", "device": "auto", "dtype": "fp32", "backend": "torch"}
     with pytest.raises(SystemExit, match="no widget"):
         gen.widget_values(ports, {"no_such_widget": 1})
     with pytest.raises(SystemExit, match="not one of"):
-        gen.widget_values(ports, {"color_fix": "sepia"})
+        gen.widget_values(ports, {"backend": "sepia"})
+    # the legacy loader (every family's widgets) still generates, its seed with no "control after generate" value
+    legacy = [p for p in gen.our_ports("SuperResModelLoader", registry) if p.is_widget]
+    saved = json.loads((REPO / "tests" / "comfyui" / "data" / "saved_before_issue24_upscale_image.json").read_text())
+    saved_values = next(n for n in saved["nodes"] if n["type"] == "SuperResModelLoader")["widgets_values"]
+    assert gen.widget_values(legacy, gen.EXAMPLE_LOADER) == saved_values  # today's layout, value for value
 
 
 def _safetensors(path, metadata=None):

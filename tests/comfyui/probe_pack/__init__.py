@@ -62,7 +62,11 @@ class SuperResProbeSaveVideo:
     def run(self, video, name):
         parts = video.get_components()
         np.save(_path(name + ".npy"), parts.images.numpy())
-        info = {"fps": [parts.frame_rate.numerator, parts.frame_rate.denominator], "frames": int(parts.images.shape[0])}
+        from comfy_api.input_impl import VideoFromFile
+
+        source = video.get_stream_source() if isinstance(video, VideoFromFile) else None
+        info = {"fps": [parts.frame_rate.numerator, parts.frame_rate.denominator], "frames": int(parts.images.shape[0]),
+                "source": source if isinstance(source, str) else None}
         if parts.audio is not None:
             np.save(_path(name + ".audio.npy"), parts.audio["waveform"].numpy())
             info["sample_rate"] = int(parts.audio["sample_rate"])
