@@ -109,7 +109,9 @@ def compare(paths: Sequence[str | os.PathLike], *, reference: str | os.PathLike 
         require_opencv()  # before any frame is decoded
     largest = max(every, key=lambda c: c.width)
     display = (largest.width, largest.height)
-    total = clips[0].frame_count
+    # the plan needs a length before reading: an announced count, else the shortest estimate
+    exact = [c.frame_count for c in every if c.frame_count_exact]
+    total = min(exact) if exact else min(c.frame_count for c in every)
     shown = set(evenly_spaced(frames, 0, total)) if is_video else {0}
     measured = set(evenly_spaced(measure, 1, total)) if is_video else set()
     scored = (measured | shown) if ref is not None else set()

@@ -29,7 +29,7 @@ import numpy as np
 from vs_superres.contracts.errors import SuperResError
 
 #: the fix named whenever OpenCV is missing
-EXTRA_HINT = "pip install 'vs-superres[compare]' (OpenCV's optical flow), or pass no_flicker=True / --no-flicker"
+EXTRA_HINT = "pip install 'vs-superres[compare]', or leave flicker out (--no-flicker; flicker=False in Python)"
 
 
 def require_opencv() -> Any:
@@ -37,8 +37,7 @@ def require_opencv() -> Any:
     try:
         import cv2
     except ImportError as exc:
-        raise SuperResError("measuring flicker needs OpenCV's optical flow, which is not installed; "
-                            + EXTRA_HINT) from exc
+        raise SuperResError("measuring flicker needs OpenCV's optical flow, which is not installed: " + EXTRA_HINT) from exc
     return cv2
 
 

@@ -28,13 +28,13 @@ table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .caption, figcaption, .note { color: #555; font-size: 13px; margin: 4px 0; }
 .stage { position: relative; width: 100%; overflow: hidden; cursor: ew-resize; touch-action: none; user-select: none; background: #000; }
-.stage img { position: absolute; left: 0; top: 0; width: 100%; height: 100%; display: none; }
+.stage img { -webkit-user-drag: none; position: absolute; left: 0; top: 0; width: 100%; height: 100%; display: none; }
 .stage img.under, .stage img.over { display: block; }
 .stage img.over { z-index: 1; }
 .divider { position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px; background: #fff;
            box-shadow: 0 0 3px #000; z-index: 2; pointer-events: none; }
 .badge { position: absolute; top: 6px; z-index: 3; background: rgba(0,0,0,.6); color: #fff; padding: 1px 6px; font-size: 12px; }
-.badge.left { left: 6px; } .badge.right { right: 6px; }
+.badge.left { left: 6px; } .badge.right { right: 6px; } .badge:empty { display: none; }
 .wipe { width: 100%; }
 .crops { display: flex; flex-wrap: wrap; gap: 16px; margin: 12px 0; }
 .crops figure { margin: 0; } .crops .row { display: flex; gap: 4px; }
@@ -51,13 +51,14 @@ document.querySelectorAll('.compare').forEach(function (box) {
     var p = range.value;
     imgs.forEach(function (im) {
       var c = im.getAttribute('data-clip');
+      var over = c === right.value && c !== left.value;
       im.classList.toggle('under', c === left.value);
-      im.classList.toggle('over', c === right.value && c !== left.value);
-      im.style.clipPath = c === right.value ? 'inset(0 0 0 ' + p + '%)' : '';
+      im.classList.toggle('over', over);
+      im.style.clipPath = over ? 'inset(0 0 0 ' + p + '%)' : '';
     });
     box.querySelector('.divider').style.left = p + '%';
     box.querySelector('.badge.left').textContent = left.options[left.selectedIndex].text;
-    box.querySelector('.badge.right').textContent = right.options[right.selectedIndex].text;
+    box.querySelector('.badge.right').textContent = right.value === left.value ? '' : right.options[right.selectedIndex].text;
   }
   function move(e) {
     var r = stage.getBoundingClientRect();
@@ -65,9 +66,9 @@ document.querySelectorAll('.compare').forEach(function (box) {
     show();
   }
   var dragging = false;
-  stage.addEventListener('pointerdown', function (e) { dragging = true; stage.setPointerCapture(e.pointerId); move(e); });
+  stage.addEventListener('pointerdown', function (e) { e.preventDefault(); dragging = true; stage.setPointerCapture(e.pointerId); move(e); });
   stage.addEventListener('pointermove', function (e) { if (dragging) move(e); });
-  stage.addEventListener('pointerup', function () { dragging = false; });
+  stage.addEventListener('pointerup', function (e) { if (dragging) move(e); dragging = false; });
   range.addEventListener('input', show);
   left.addEventListener('change', show);
   right.addEventListener('change', show);
@@ -100,7 +101,8 @@ def _number(key: str, value: float | None) -> str:
 def _inputs_table(result: Comparison) -> str:
     rows = []
     for clip in result.clips:
-        rate = f"{float(clip.fps):.6g} fps, {clip.frame_count} frames" if clip.fps else "image"
+        count = f"{clip.frame_count} frames" if clip.frame_count_exact else f"about {clip.frame_count} frames"
+        rate = f"{float(clip.fps):.6g} fps, {count}" if clip.fps else "image"
         role = "reference" if clip is result.reference else ("input" if clip is result.inputs[0] else "output")
         rows.append(f"<tr><td>{_e(clip.label)}</td><td>{_e(clip.name)}</td><td>{role}</td><td>{clip.width}x{clip.height}</td>"
                     f"<td>{_e(rate)}</td><td>{_e(shown_as(result, clip))}</td></tr>")
@@ -141,7 +143,7 @@ def _options(result: Comparison, selected: str) -> str:
 def _frame(result: Comparison, frame: SampledFrame) -> str:
     clips = result.clips
     view = frame.views[0]
-    imgs = "".join(f"<img data-clip='{_e(c.label)}' alt='{_e(c.title)}' src='{p.uri()}'>" for c, p in zip(clips, frame.views))
+    imgs = "".join(f"<img data-clip='{_e(c.label)}' alt='{_e(c.title)}' draggable='false' src='{p.uri()}'>" for c, p in zip(clips, frame.views))
     when = f"frame {frame.index} ({frame.time:.3f} s)" if clips[0].kind == "video" else "the image"
     slider = (f"<div class='compare' data-frame='{frame.index}'>"
               f"<p>left <select class='left' aria-label='left clip'>{_options(result, clips[0].label)}</select> "
