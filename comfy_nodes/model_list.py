@@ -119,20 +119,21 @@ def _where_to_put(desc: ModelDescriptor, missing: list[WeightFile]) -> str:
     """What to do about ``desc``'s missing files, ComfyUI's folders first."""
     parts = []
     for wf in missing:
+        what = "its file" if len(missing) == 1 else "the file"
         where = []
         if wf.sha256 and wf.size:
-            where.append(f"put {wf.filename} (sha256 {wf.sha256}) into {FOLDERS_TEXT} under any name "
+            where.append(f"put {what} into {FOLDERS_TEXT} ({wf.filename}, sha256 {wf.sha256}, under any name) "
                          "and refresh the page (R)")
         if wf.option:
-            where.append(f"put it into ComfyUI's models/{host.FOLDER}/ and name it in {option_ref(wf.option)} "
-                         "(relative to that folder)")
+            where.append(f"put {what} into ComfyUI's models/{host.FOLDER}/ and name it in {option_ref(wf.option)} "
+                         f"(relative to that folder; it is {wf.relpath} in the release)")
         roots = ", ".join(str(root / wf.relpath) for root in weights_mod.search_roots())
-        where.append(f"or put it at one of {roots}")
+        where.append(f"or put {wf.filename} at one of {roots}")
         if wf.url:
             where.append(f"(`superres models download {desc.name}` fetches it)")
         elif wf.upstream:
             where.append(f"(from {wf.upstream})")
-        parts.append(f"{wf.relpath}: " + " ".join(where))
+        parts.append(" ".join(where))
     return f"{desc.name} is not installed: " + "; ".join(parts)
 
 

@@ -71,7 +71,9 @@ def installed_layout(tmp_path_factory) -> Path:
 class ComfyServer:
     """One ComfyUI process with its own base folder (custom_nodes, models, input, output)."""
 
-    def __init__(self, env: Path, base: Path, pythonpath: list[Path], *, wait: bool = True):
+    def __init__(self, env: Path, base: Path, pythonpath: list[Path], *, wait: bool = True,
+                 environ: dict[str, str | None] | None = None):
+        """``environ``: variables to set for the server (None: remove it)."""
         self.env, self.base = env, base
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -83,6 +85,11 @@ class ComfyServer:
             OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
             SUPERRES_FAMILIES=os.environ.get("SUPERRES_FAMILIES", os.pathsep.join(["families.temporal_mean", "families.oom_probe"])),
         )
+        for key, value in (environ or {}).items():
+            if value is None:
+                run_env.pop(key, None)
+            else:
+                run_env[key] = value
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(env / "venv" / "bin" / "python"), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
@@ -222,3 +229,19 @@ def comfy(comfy_env, installed_layout, tiny_ditn_path, tmp_path_factory):
     server = ComfyServer(comfy_env, base, [installed_layout, TESTS])
     yield server
     server.stop()
+
+
+def stock_server(comfy_env, installed_layout, root: Path, files: dict[str, Path] | None = None) -> ComfyServer:
+    """A server for a stock ComfyUI layout in ``root`` (a test's own tmp_path): the pack, the
+    probe nodes, ``files`` ({path under the base: source}) copied in, and no weights anywhere
+    but in its own folders ($SUPERRES_WEIGHTS unset, an empty user cache)."""
+    from vs_superres.cli.comfyui import install
+
+    base = make_base(root / "comfyui", {"superres_probe": HERE / "probe_pack"})
+    install(base, api="v1")
+    for rel, source in (files or {}).items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, base / rel)
+    (root / "cache").mkdir(exist_ok=True)
+    return ComfyServer(comfy_env, base, [installed_layout, TESTS],
+                       environ={"SUPERRES_WEIGHTS": None, "XDG_CACHE_HOME": str(root / "cache")})
