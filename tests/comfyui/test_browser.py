@@ -1,6 +1,7 @@
 """One browser test: headless Chromium, driven through the DevTools protocol, opens ComfyUI's
 page from the real server, finds our nodes in the node library, loads the example image
-workflow, queues it and sees the output image appear. The screenshot is kept as an artefact
+workflow (its DITN loader as tall as its four widgets), queues it and sees the output image
+appear. The screenshot is kept as an artefact
 (in the test's tmp folder, and in $SUPERRES_ARTEFACTS when set)."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from PIL import Image
 
 from conftest import REPO
 from wsclient import WebSocket
+
+from vs_superres.comfy_nodes import NODE_CLASS_MAPPINGS
 
 
 def _chromium() -> str:
@@ -135,7 +138,7 @@ def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser
     browser.call("Page.navigate", url=comfy.url)
     browser.wait_for("!!(window.app && window.app.graph && window.LiteGraph && window.LiteGraph.registered_node_types)")
     ours = browser.wait_for("Object.keys(LiteGraph.registered_node_types).filter(k => k.startsWith('SuperRes') && !k.startsWith('SuperResProbe')).sort()")
-    assert ours == sorted(["SuperResModelLoader", "SuperResUpscaleImage", "SuperResUpscaleVideo", "SuperResSceneCuts"])
+    assert ours == sorted(NODE_CLASS_MAPPINGS)
     # The node library sidebar lists our category and nodes.
     browser.js("(document.querySelector('.node-library-tab-button') || [...document.querySelectorAll('button')]"
                ".find(b => /node library/i.test(b.getAttribute('aria-label') || b.title || b.innerText)))?.click()")
@@ -148,18 +151,29 @@ def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser
     browser.wait_for("app.graph._nodes.length === 4")
     # The frontend took every saved value into the widget of its position: same names as the
     # server's, no "control after generate" widget (none stored), nothing shifted.
-    loaded = browser.js("(() => { const n = app.graph._nodes.find(n => n.type === 'SuperResModelLoader');"
+    loaded = browser.js("(() => { const n = app.graph._nodes.find(n => n.type === 'SuperResLoadDITN');"
                         " return n.widgets.map(w => [w.name, w.value]); })()")
-    saved = next(n for n in workflow["nodes"] if n["type"] == "SuperResModelLoader")["widgets_values"]
-    assert [name for name, _ in loaded] == list(comfy.object_info("SuperResModelLoader")["input"]["required"])
-    assert [value for _, value in loaded][1:] == saved[1:]  # the model: the server's list may lack it
+    saved = next(n for n in workflow["nodes"] if n["type"] == "SuperResLoadDITN")["widgets_values"]
+    assert [name for name, _ in loaded] == list(comfy.object_info("SuperResLoadDITN")["input"]["required"])
+    assert [name for name, _ in loaded] == ["model", "device", "dtype", "backend"]  # DITN's few widgets only
+    assert [value for _, value in loaded] == saved
+    # The loader's height on the canvas is that of its four widgets; the legacy all-families
+    # loader (hidden from the library, kept for saved workflows) is several times taller.
+    heights = browser.js("""(() => {
+        const ditn = app.graph._nodes.find(n => n.type === 'SuperResLoadDITN');
+        const legacy = LiteGraph.createNode('SuperResModelLoader');
+        return [ditn.computeSize()[1], ditn.size[1], legacy.computeSize()[1]]; })()""")
+    assert heights[0] < 200 and heights[1] < 200 and heights[2] > 4 * heights[0], heights
+    library = browser.js("Object.entries(LiteGraph.registered_node_types).filter(([k, t]) => k.startsWith('SuperRes'))"
+                         ".filter(([k, t]) => t.nodeData && t.nodeData.deprecated).map(([k]) => k)")
+    assert library == ["SuperResModelLoader"]
     # Point the example at this server's files: the test image and the tiny DITN checkpoint.
     browser.js("""(() => {
         const set = (type, name, value) => { const n = app.graph._nodes.find(n => n.type === type);
             n.widgets.find(w => w.name === name).value = value; };
         set('LoadImage', 'image', 'browser.png');
-        set('SuperResModelLoader', 'model', 'superres/tiny_ditn.pth');
-        set('SuperResModelLoader', 'device', 'cpu');
+        set('SuperResLoadDITN', 'model', 'superres/tiny_ditn.pth');
+        set('SuperResLoadDITN', 'device', 'cpu');
     })()""")
     browser.js("app.queuePrompt(0, 1)")
     width = browser.wait_for("(() => { const n = app.graph._nodes.find(n => n.type === 'SaveImage');"
