@@ -164,6 +164,15 @@ def test_inputs_that_are_not_the_same_frames_are_refused_in_one_line(files, tmp_
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a partial file
 
 
+def test_lengths_the_containers_announce_are_compared_before_the_clips_are_read(files, tmp_path, capsys):
+    whole = write_clip(tmp_path / "whole.mov", pan(FRAMES))  # MOV announces its frame count
+    cut = write_clip(tmp_path / "cut.mov", pan(FRAMES - 3))
+    status, _, err = run(capsys, whole, cut, "--json")
+    assert status == 2
+    assert err.strip() == ("superres: error: A: whole.mov has 8 frames and B: cut.mov has 5: the clips must hold the same "
+                           "frames; compare outputs of the whole input, or cut them to the same range first")
+
+
 def test_nothing_to_write_and_an_existing_output_under_n(files, tmp_path, capsys):
     status, _, err = run(capsys, files["lr"], files["hr"])
     assert status == 2 and "compare needs something to write: -o REPORT.html, --json, and/or --video SIDE.mp4" in err

@@ -61,7 +61,7 @@ def _check_counts(frames: int, measure: int | None, crops: int, view_width: int,
 
 def open_inputs(paths: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None) -> tuple[list[Clip], Clip | None]:
     """Probe and check the inputs and the reference (:mod:`.inputs`); nothing is decoded
-    beyond each video's first frame."""
+    beyond each video's first frame (the probe)."""
     if len(paths) + (reference is not None) < 2:
         raise InvalidOption("compare needs at least two inputs (A B [C ...]), or one and a reference", option="inputs")
     clips = [open_clip(p, label) for p, label in zip(paths, _labels(len(paths)))]
@@ -106,7 +106,7 @@ def compare(paths: Sequence[str | os.PathLike], *, reference: str | os.PathLike 
     every = clips + ([ref] if ref else [])
     is_video = clips[0].kind == "video"
     if is_video and flicker:
-        require_opencv()  # before any frame is decoded
+        require_opencv()  # before the clips are read
     largest = max(every, key=lambda c: c.width)
     display = (largest.width, largest.height)
     # the plan needs a length before reading: an announced count, else the shortest estimate

@@ -4,8 +4,9 @@ Every input is an image or a video (told by its extension, as every host tells t
 :data:`~vs_superres.media.images.IMAGE_READ_EXTENSIONS`); all of one kind. They must show the
 same frames: the same frame rate and length (videos), and sizes that are one picture at
 different scales (each input's width and height the largest input's times one factor). What
-does not fit is refused before any frame is decoded, in one line that names both files and the
-fix; a length the containers did not announce exactly is checked as the frames are read.
+does not fit is refused before the clips are read (each video is probed: its header and first
+frame), in one line that names both files and the fix; a length the containers did not announce
+exactly is checked as the frames are read.
 Memory: :func:`frames_in_step` holds one decoded frame per input at a time.
 """
 
