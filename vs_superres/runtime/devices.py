@@ -100,14 +100,18 @@ _slots: dict[str, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
 
+def max_inflight() -> int:
+    """``$SUPERRES_MAX_INFLIGHT``: model calls at once per device (at least 1, default 1)."""
+    try:
+        return max(1, int(os.environ.get(INFLIGHT_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def device_slots(device: torch.device) -> threading.BoundedSemaphore:
-    """The process-wide ticket pool of ``device`` (size ``$SUPERRES_MAX_INFLIGHT``, default 1)."""
+    """The process-wide ticket pool of ``device`` (size :func:`max_inflight`)."""
     key = str(device)
     with _slots_lock:
         if key not in _slots:
-            try:
-                n = max(1, int(os.environ.get(INFLIGHT_ENV, "1")))
-            except ValueError:
-                n = 1
-            _slots[key] = threading.BoundedSemaphore(n)
+            _slots[key] = threading.BoundedSemaphore(max_inflight())
         return _slots[key]
