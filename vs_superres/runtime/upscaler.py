@@ -14,7 +14,9 @@ their types to the frame contract (``[T, 3, H, W]`` float RGB in [0, 1]) and cal
 
 Concurrency: an ``Upscaler`` may be called from several threads. Model calls take a ticket of
 the device's pool (:func:`.devices.device_slots`), so threads never multiply peak memory;
-tile sizes are chosen per call and never written back; the window caches are locked.
+tile sizes are chosen per call and never written back; the window caches are locked;
+``render_frame`` runs on the device's engine thread (:mod:`.engine_threads`), so many callers
+share one OpenMP team.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from vs_superres.contracts.progress import CancelFn, Progress, ProgressFn
 from vs_superres.contracts.runners import ClipRunner, SteppingRunner
 from vs_superres.runtime.devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS, options_help, settle
+from vs_superres.runtime.engine_threads import engine_threads
 from vs_superres.runtime.loading import load_runner, resolve_model
 from vs_superres.runtime.spatial import auto_tile, run_with_oom_fallback
 from vs_superres.runtime.windows import ClipSegment, SceneStarts, SceneStartsLike, TemporalWindowPlan, WindowStream
@@ -424,8 +427,13 @@ class Upscaler(metaclass=_DocumentedOptions):
 
         Each window is computed once and kept in a bounded cache; threads asking for a
         window that is being computed wait for it. The result never depends on the order in
-        which frames are requested.
+        which frames are requested. The work runs on the device's engine thread
+        (:mod:`.engine_threads`), whichever thread calls: one OpenMP team however many call.
         """
+        return engine_threads(self.device).run(self._render_frame, n, num_frames, frames, scene_start)
+
+    def _render_frame(self, n: int, num_frames: int, frames: Mapping[int, torch.Tensor],
+                      scene_start: SceneStartsLike | None) -> torch.Tensor:
         if self.descriptor.kind == "image":
             return self._process(as_frames(frames[n]))[0]
         plan = self.plan(num_frames)
