@@ -165,3 +165,21 @@ def test_a_reader_that_takes_one_line_then_leaves(tmp_path):
     status = int(run.stderr.strip().splitlines()[-1].split()[-1])
     assert status in (0, ExitStatus.BROKEN_PIPE), run.stderr  # 0 when head read everything first
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr and "Exception ignored" not in run.stderr
+
+
+def test_help_leaves_the_advanced_flags_to_help_all():
+    short = superres("upscale", "--help")
+    assert short.returncode == 0, short.stderr
+    assert len(short.stdout.splitlines()) < 100
+    assert "`superres upscale --help-all`" in short.stdout
+    full = superres("upscale", "--help-all", "--model", "ultravsr")
+    assert full.returncode == 0, full.stderr
+    def mentions(text: str, flag: str) -> bool:
+        return re.search(rf"[\s\[,]{re.escape(flag)}[\s\],]", text) is not None
+
+    for flag in ("--ray", "--workers", "--bitrate", "-x264-params", "--no-resume", "--segment-seconds", "--scene-cuts",
+                 "--strength"):
+        assert not mentions(short.stdout, flag) and mentions(full.stdout, flag), flag
+    # hidden from the short help, still accepted
+    parsed = build_parser(["upscale"]).parse_args(["upscale", "a.mp4", "b.mkv", "--scene-cuts", "3", "-b:v", "4M"])
+    assert parsed.scene_cuts == "3" and parsed.bitrate == "4M"

@@ -93,10 +93,30 @@ def _subcommand(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     return p
 
 
+HELP_ALL = "--help-all"
+MORE_FLAGS = ("more flags (Ray, bit rate and encoder parameters, long jobs, scene cuts): "
+              f"`superres upscale {HELP_ALL}`")
+#: what ``superres upscale --help`` leaves to ``--help-all``: whole groups, and single flags
+ADVANCED_GROUPS = ("distributed (Ray)", "long jobs", "scenes")
+ADVANCED_FLAGS = ("bitrate", "x264_params", "x265_params", "svtav1_params")
+
+
+def _hide_advanced(parser: argparse.ArgumentParser) -> None:
+    """Keep ``--help`` to what most runs set (every flag is still accepted)."""
+    for group in parser._action_groups:
+        hidden = group.title in ADVANCED_GROUPS
+        if hidden:
+            group.description = None
+        for action in group._group_actions:
+            if hidden or action.dest in ADVANCED_FLAGS:
+                action.help = argparse.SUPPRESS
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv`` (its ``--model`` chooses which model's options ``--help`` lists;
     every model's flags are accepted)."""
     model = _model_named(list(argv or [])) or default_model()
+    full = HELP_ALL in (argv or [])
     parser = argparse.ArgumentParser(prog="superres", description="Super-resolution for images and videos.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -104,7 +124,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     up = _subcommand(sub, "upscale", help="upscale an image or a video", formatter_class=argparse.RawDescriptionHelpFormatter,
                      description=f"Upscale INPUT into OUTPUT; {OVERWRITE_HELP} (-n refuses, -y is silent).",
-                     epilog=_model_help(model) + "\n\n" + EXIT_CODES)
+                     epilog=_model_help(model) + ("" if full else "\n" + MORE_FLAGS) + "\n\n" + EXIT_CODES)
     up.add_argument("input", help="the image or video to upscale (images: .png, .jpg, .tif, .bmp, .webp; anything else is "
                     "read as a video); a folder or a quoted glob ('shots/*.mov') of them, upscaled with one model load; "
                     "or an image sequence in ffmpeg's syntax ('scan/frame_%%05d.png'), upscaled as one clip")
@@ -122,6 +142,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     journal.add_argument("--segment-seconds", type=float, default=None, metavar="S",
                       help="length of a journaled segment in seconds of video (default 30, fewer when frames are large)")
     add_scene_arguments(up.add_argument_group("scenes"))
+    up.add_argument(HELP_ALL, action="help", help="show every flag (Ray, bit rate and encoder parameters, long jobs, "
+                    "scene cuts) and exit")
+    if not full:
+        _hide_advanced(up)
 
     demo = _subcommand(sub, "demo", help="upscale the embedded sample photo (the README's main job)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_model_help(model) + "\n\n" + EXIT_CODES)
