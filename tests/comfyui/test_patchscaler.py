@@ -126,7 +126,7 @@ def test_missing_autoencoder_names_the_widget(comfy, release, photo):
                                loader={"checkpoint": widgets["checkpoint"]}))
     assert h["status"]["status_str"] == "error"
     msg = error_message(h)
-    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Model Loader: "), msg
+    assert msg.startswith("vs_superres.comfy_nodes.host.SuperResNodeError: SuperRes Load PatchScaler: "), msg
     assert "weight file 'sd-vae-ft-mse' was not found" in msg and "widget 'autoencoder'" in msg, msg
     assert not comfy.output("ps_missing.npy").exists()
 
@@ -140,7 +140,7 @@ def test_bad_widget_values_show_the_engines_message(comfy, release, photo):
     ):
         h = comfy.run(image_prompt(comfy, photo[0], "patchscaler-x4", out="ps_bad", loader=dict(widgets, **extra)))
         msg = error_message(h)
-        assert "SuperRes Model Loader: " in msg and expected in msg, (extra, msg)
+        assert "SuperRes Load PatchScaler: " in msg and expected in msg, (extra, msg)
     assert not comfy.output("ps_bad.npy").exists()
 
 
