@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import uuid
 
+from vs_superres.contracts.errors import UnsupportedFormat
 from vs_superres.runtime.windows import SceneStarts
 
 from vs_superres.comfy_nodes import host
@@ -49,6 +50,21 @@ def output_path() -> str:
     return os.path.join(folder, f"{PREFIX}{uuid.uuid4().hex}{SUFFIX}")
 
 
+def _open(path: str):
+    """The project's reader on ``path``; a file it cannot read is named by its file name only
+    (a prompt may come from anyone: the server's folders are not theirs to learn)."""
+    from vs_superres.media.video import VideoReader
+
+    try:
+        return VideoReader(path, passthrough=True)
+    except UnsupportedFormat as e:
+        name = os.path.basename(path)
+        detail = str(e).replace(f"'{path}'", f"'{name}'").replace(path, name).splitlines()[0][:300]
+        raise UnsupportedFormat(
+            f"'{name}' cannot be decoded as a video ({detail}); check that it plays (ffprobe shows its streams), "
+            "or re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4") from None
+
+
 def upscale_file(up, path: str, scene_cuts=None) -> str:
     """``path`` upscaled by the engine ``up`` into a new file in ComfyUI's temp folder; its path.
 
@@ -56,7 +72,6 @@ def upscale_file(up, path: str, scene_cuts=None) -> str:
     the engine's ``cancel``, as is a failure of the encoding thread."""
     from vs_superres.hostkit.engine_frames import upscaled
     from vs_superres.media.pump import Pump, ReaderSource, SinkRequest
-    from vs_superres.media.video import VideoReader
     from vs_superres.media.writer import VideoWriter
 
     out = output_path()
@@ -69,7 +84,7 @@ def upscale_file(up, path: str, scene_cuts=None) -> str:
     def process(inputs):
         yield from upscaled(up, inputs, starts)
 
-    with VideoReader(path, passthrough=True) as reader:
+    with _open(path) as reader:
         info = reader.info
         unit = up.window - up.window_overlap if up.descriptor.kind == "video" else up.batch
         run = Pump(ReaderSource(reader), process, open_sink, output_size=(info.width * up.scale, info.height * up.scale),
