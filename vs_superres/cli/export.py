@@ -18,10 +18,7 @@ from typing import Callable
 
 from vs_superres.contracts.errors import InvalidOption, SuperResError
 from vs_superres.media.atomic import check_writable
-from vs_superres.runtime import weights as weights_mod
-from vs_superres.runtime.exported import (Weights, export_graph, exportable_models, exporting_family, read_weights, require_onnx,
-                                          write_graph)
-from vs_superres.runtime.loading import resolve_model, resolve_weights
+from vs_superres.runtime.exported import exportable_models
 
 
 def add_parser(sub, subcommand: Callable[..., argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -63,6 +60,12 @@ def _check_output(dst: Path, overwrite: bool | None) -> None:
 
 
 def cmd_export(args) -> int:
+    # Imported here: every other command (and --help) starts without torch.
+    from vs_superres.runtime import weights as weights_mod
+    from vs_superres.runtime.exported import (Weights, export_graph, exporting_family, read_weights, require_onnx,
+                                              write_graph)
+    from vs_superres.runtime.loading import resolve_model, resolve_weights
+
     static = parse_static(args.static)
     resolved = resolve_model(args.model)
     desc = resolved.descriptor

@@ -19,12 +19,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
-
 from vs_superres.contracts.descriptor import ModelDescriptor, ModelFamily
 from vs_superres.contracts.errors import InternalError, InvalidOption, SuperResError
 from vs_superres.media.atomic import AtomicFile
-from vs_superres.numerics.checkpoints import load_state_dict
 from vs_superres.runtime import weights as weights_mod
 from vs_superres.runtime.registry import Registry, default_registry
 
@@ -74,6 +71,8 @@ def exporting_family(desc: ModelDescriptor, registry: Registry | None = None) ->
 def tensors_sha256(state_dict: Mapping[str, Any]) -> str:
     """sha256 of a state dict's names, dtypes, shapes and values (for a checkpoint handed over
     already read, whose file is not known here)."""
+    import torch  # here: the CLI builds its parser (exportable_models) without torch
+
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
@@ -91,6 +90,8 @@ def read_weights(desc: ModelDescriptor, found: Mapping[str, Path | None], state_
     path = next((p for p in paths if p is not None), None)
     if path is None:
         raise InternalError(f"{desc.name}: no weight file to export (the search found none and raised nothing)")
+    from vs_superres.numerics.checkpoints import load_state_dict  # torch: only when weights are read
+
     return Weights(load_state_dict(path), weights_mod.sha256_of(path), "file")
 
 
