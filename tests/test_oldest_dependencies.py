@@ -23,9 +23,11 @@ VS_ENV = REPO / "tools" / "vs_env.sh"
 EXIT_NO_ROOT = 3  # tools/vs_env.sh: the root cannot be built here
 #: distribution names as pyproject.toml spells them -> import names
 BOUNDED = {"torch": "torch", "numpy": "numpy", "av": "av", "pillow": "PIL"}
-#: what runs on the oldest set: everything that reads, converts or writes media, and the CLI
+#: what runs on the oldest set: everything that reads, converts or writes media, the CLI, and
+#: the Ray driver's frame transport (packed input planes, output codes; Ray itself is not there)
 OLDEST_SET_TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_media_*.py")) + [
-    "tests/test_cli.py", "tests/test_reliability_video.py", "tests/ffmpeg_filter/test_y4m_colour.py"]
+    "tests/test_cli.py", "tests/test_reliability_video.py", "tests/ffmpeg_filter/test_y4m_colour.py",
+    "tests/test_distributed_plan.py"]
 
 
 def declared_lower_bounds() -> dict[str, str]:

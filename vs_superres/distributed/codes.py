@@ -18,6 +18,7 @@ import numpy as np
 from vs_superres.contracts.errors import SuperResError
 from vs_superres.media.colour import ColourInfo
 from vs_superres.media.convert import pixel_layout, rgb_to_frame
+from vs_superres.media.pyav_features import frame_primaries_transfer, tag_frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +63,7 @@ def from_codes(planes: tuple[np.ndarray, ...], fmt: OutputFormat) -> av.VideoFra
         view = _visible(plane)
         view[:, : samples.shape[1]] = samples
     like = _tagged(fmt.pix_fmt, fmt.colour)
-    frame.colorspace, frame.color_range = like.colorspace, like.color_range
-    frame.color_primaries, frame.color_trc = like.color_primaries, like.color_trc
+    tag_frame(frame, int(like.colorspace), int(like.color_range), *frame_primaries_transfer(like))
     return frame
 
 

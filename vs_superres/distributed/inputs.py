@@ -19,6 +19,7 @@ import numpy as np
 
 from vs_superres.media.colour import ColourInfo
 from vs_superres.media.convert import frame_to_rgb
+from vs_superres.media.pyav_features import frame_primaries_transfer, tag_frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ def pack(frame: av.VideoFrame) -> PackedFrame:
     # keep the decoder's buffer, and its padding, alive in the driver's buffer
     planes = tuple(np.array(_rows(frame.planes[i], _row_bytes(frame, i)), order="C", copy=True)
                    for i in range(len(frame.planes)))
-    tags = (int(frame.colorspace), int(frame.color_range), int(frame.color_primaries), int(frame.color_trc))
+    tags = (int(frame.colorspace), int(frame.color_range), *frame_primaries_transfer(frame))
     return PackedFrame(frame.format.name, frame.width, frame.height, planes, tags)
 
 
@@ -90,7 +91,7 @@ def unpack(packed: PackedFrame) -> av.VideoFrame:
         # a row's samples come first and fit any buffer made for the format; the rest is padding
         width = min(rows.shape[1], plane.line_size)
         _rows(plane, width)[:] = rows[:, :width]
-    frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc = packed.tags
+    tag_frame(frame, *packed.tags)
     return frame
 
 
