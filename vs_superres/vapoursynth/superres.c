@@ -517,8 +517,9 @@ static void VS_CC create(const VSMap *in, VSMap *out, void *user_data, VSCore *c
     VSFilterDependency deps[] = {{node, temporal ? rpGeneral : rpStrictSpatial}};
     /* fmParallel: frames render on several threads at once. The engine limits concurrent model
      * calls per device with a process-wide ticket pool (vs_superres.runtime.devices.device_slots,
-     * $SUPERRES_MAX_INFLIGHT tickets, default 1) and locks its caches (windows, per-clip state),
-     * so nothing is serialised here. */
+     * $SUPERRES_MAX_INFLIGHT tickets, default 1), locks its caches (windows, per-clip state) and
+     * computes render_frame on the device's engine thread (vs_superres.runtime.engine_threads:
+     * one OpenMP team, not one per VapourSynth thread), so nothing is serialised here. */
     vsapi->createVideoFilter(out, function, &d->vi, get_frame, free_filter, fmParallel, deps, 1, d, core);
 }
 
