@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from weights_helpers import weights_file
 
 # The diagnostic models (a video model, an image model that runs out of memory on large
 # tiles) live with the tests and are registered by them only, in this process and in every
@@ -57,16 +58,6 @@ def _module_torch_threads(request):
         return
     with _torch_threads(marker.args[0]):
         yield
-
-
-def weights_file(relpath: str) -> Path:
-    root = os.environ.get("SUPERRES_WEIGHTS")
-    if not root:
-        pytest.skip(f"SUPERRES_WEIGHTS is not set; point it at a folder holding {relpath}")
-    path = Path(root) / relpath
-    if not path.is_file():
-        pytest.skip(f"{relpath} not found under SUPERRES_WEIGHTS={root}")
-    return path
 
 
 @pytest.fixture

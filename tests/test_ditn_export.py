@@ -26,6 +26,7 @@ ov = pytest.importorskip("openvino")
 
 from vs_superres import Upscaler  # noqa: E402
 from vs_superres.runtime.registry import get_model  # noqa: E402
+from weights_helpers import weights_file  # noqa: E402
 
 pytestmark = pytest.mark.torch_threads(2)
 
@@ -81,15 +82,11 @@ def exported(tmp_path_factory, ditn_x4_path_module, ditn_gan_path_module) -> dic
 
 @pytest.fixture(scope="module")
 def ditn_x4_path_module():
-    from conftest import weights_file
-
     return weights_file("ditn/DITN_Real_x4.pth")
 
 
 @pytest.fixture(scope="module")
 def ditn_gan_path_module():
-    from conftest import weights_file
-
     return weights_file("ditn/DITN_Real_GAN_x4.pth")
 
 

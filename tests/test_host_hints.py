@@ -50,25 +50,8 @@ def test_cli_weights_listing_names_flags():
     assert "or give --base PATH" in run.stdout and "base=" not in run.stdout.replace("needs base=", "")
 
 
-def node_error(**widgets) -> str:
-    from vs_superres.comfy_nodes.host import SuperResNodeError
-    from vs_superres.comfy_nodes.nodes import load_model
-
-    with pytest.raises(SuperResNodeError) as info:
-        load_model(MODEL, **widgets)
-    return str(info.value)
-
-
-def test_comfyui_dtype_hint_names_the_widget():
-    msg = node_error(device="cpu", dtype="fp16")
-    assert msg.startswith("SuperRes Model Loader: dtype fp16 is not supported on device cpu")
-    assert "(use widget 'dtype' = fp32, or a GPU for fp16)" in msg and "--dtype" not in msg
-
-
-@no_cuda
-def test_comfyui_device_hint_names_the_widget():
-    msg = node_error(device="cuda", dtype="fp32")
-    assert "use widget 'device' = cpu (or widget 'device' = auto)" in msg and "--device" not in msg
+# ComfyUI's hints (widget names) are tested through the real server: tests/comfyui/test_nodes.py
+# (test_comfyui_hints_name_the_widget).
 
 
 @no_cuda

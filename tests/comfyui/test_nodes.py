@@ -370,3 +370,12 @@ def test_handle_is_cached_and_memory_does_not_grow(comfy, photo):
     threading.Event().wait(1.0)
     h = comfy.run(image_prompt(comfy, photo[0], "superres/tiny_ditn.pth", out="after_free"))
     assert succeeded(h)
+
+
+def test_comfyui_hints_name_the_widget(comfy, photo):
+    """A hint in the error panel names the loader's widget, never another host's flag."""
+    h = comfy.run(image_prompt(comfy, photo[0], "temporal-mean-x2", out="hint_dtype", loader={"dtype": "fp16"}))
+    msg = error_message(h)
+    assert "dtype fp16 is not supported on device cpu" in msg
+    assert "(use widget 'dtype' = fp32, or a GPU for fp16)" in msg and "--dtype" not in msg
+    # (the device widget offers only the devices present: a CUDA hint cannot arise here)
