@@ -230,8 +230,9 @@ def test_a_second_process_on_the_same_output_is_refused(ditn, tmp_path):
     first = subprocess.Popen(command(src, out, ditn), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while first.poll() is None and segments_done(out) < 1:
         time.sleep(0.02)
+    first.send_signal(signal.SIGSTOP)  # holds its lock, mid-job, however fast the machine
     second = run(src, out, ditn)
-    assert second.returncode == 2
+    assert second.returncode == 2, second.stderr
     assert "another superres process is writing" in second.stderr
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
