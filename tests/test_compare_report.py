@@ -5,16 +5,9 @@ screenshot is kept as an artefact (in the test's tmp folder, and in $SUPERRES_AR
 
 from __future__ import annotations
 
-import base64
-import importlib.util
-import io
-import json
 import os
-import re
 import shutil
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,100 +15,16 @@ import pytest
 from PIL import Image
 
 from compare_helpers import LR_SIZE, pan, resized, write_clip
+from devtools import open_browser
 from vs_superres.compare import compare, write_report
 
 pytest.importorskip("cv2", reason="the compare extra (opencv-python-headless) is not installed")
-TESTS = Path(__file__).resolve().parent
-
-
-def _websocket_class():
-    """The tests' own WebSocket client (tests/comfyui/wsclient.py), loaded by path."""
-    spec = importlib.util.spec_from_file_location("compare_wsclient", TESTS / "comfyui" / "wsclient.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.WebSocket
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True, timeout=900,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if r.returncode == 0 and shutil.which("chromium"):
-            return shutil.which("chromium")
-    pytest.skip("no Chromium here and `apt-get install chromium` was not possible")
-
-
-class Page:
-    """One page over the DevTools protocol: ``call`` a method, evaluate ``js``."""
-
-    def __init__(self, ws_url: str):
-        self.ws = _websocket_class()(ws_url)
-        self.next_id = 0
-
-    def call(self, method: str, timeout: float = 60, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-            if isinstance(m, str):
-                msg = json.loads(m)
-                if msg.get("id") == self.next_id:
-                    if "error" in msg:
-                        raise RuntimeError(f"{method}: {msg['error']}")
-                    return msg["result"]
-        raise TimeoutError(method)
-
-    def js(self, expression: str):
-        r = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression[:80]}...: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.js(expression)
-            if value:
-                return value
-            time.sleep(0.2)
-        raise TimeoutError(f"never true: {expression}")
-
-    def mouse(self, kind: str, x: float, y: float) -> None:
-        self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
-                  buttons=0 if kind == "mouseReleased" else 1, clickCount=1)
-
-    def shot(self, clip: dict | None = None) -> Image.Image:
-        params = {"format": "png", "captureBeyondViewport": clip is None}
-        if clip is not None:
-            params["clip"] = {**clip, "scale": 1}
-        return Image.open(io.BytesIO(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))).convert("RGB")
 
 
 @pytest.fixture
 def page(tmp_path):
-    proc = subprocess.Popen([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                             "--remote-debugging-port=0", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000",
-                             "--force-device-scale-factor=1", "about:blank"], stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            m = re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", proc.stderr.readline())
-            port = int(m.group(1)) if m else None
-        assert port, "Chromium did not open its DevTools port"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            target = next(t for t in json.load(r) if t["type"] == "page")
-        yield Page(target["webSocketDebuggerUrl"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with open_browser(tmp_path / "profile", "1400,1000", "--force-device-scale-factor=1") as devtools:
+        yield devtools
 
 
 def _warmth(image: Image.Image) -> float:

@@ -9,11 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,56 +18,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from wsclient import WebSocket
+from devtools import DevTools, open_browser
 
 from vs_superres.comfy_nodes import NODE_CLASS_MAPPINGS
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True, timeout=900,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if r.returncode == 0 and shutil.which("chromium"):
-            return shutil.which("chromium")
-    pytest.skip("no Chromium here and `apt-get install chromium` was not possible")
-
-
-class DevTools:
-    def __init__(self, ws_url: str):
-        self.ws = WebSocket(ws_url)
-        self.next_id = 0
-
-    def call(self, method: str, timeout: float = 60, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-            if isinstance(m, str):
-                msg = json.loads(m)
-                if msg.get("id") == self.next_id:
-                    if "error" in msg:
-                        raise RuntimeError(f"{method}: {msg['error']}")
-                    return msg["result"]
-        raise TimeoutError(method)
-
-    def js(self, expression: str, timeout: float = 60):
-        r = self.call("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression[:80]}...: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 90):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.js(expression)
-            if value:
-                return value
-            time.sleep(0.5)
-        raise TimeoutError(f"never true: {expression}")
 
 
 # Dialogs ComfyUI's frontend shows over the canvas (PrimeVue): the first visit opens "Templates".
@@ -109,26 +59,8 @@ def close_dialogs(browser: DevTools, timeout: float = 10) -> None:
 
 @pytest.fixture
 def browser(tmp_path):
-    proc = subprocess.Popen([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                             "--remote-debugging-port=0", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1600,1000",
-                             "about:blank"], stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            m = re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", line)
-            port = int(m.group(1)) if m else None
-        assert port, "Chromium did not open its DevTools port"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            page = next(t for t in json.load(r) if t["type"] == "page")
-        yield DevTools(page["webSocketDebuggerUrl"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with open_browser(tmp_path / "profile", "1600,1000") as page:
+        yield page
 
 
 def test_page_finds_nodes_loads_example_workflow_and_shows_output(comfy, browser, astronaut, tmp_path):
