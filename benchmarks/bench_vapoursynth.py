@@ -39,6 +39,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -126,27 +127,32 @@ def engine_child(frames_path: str, kwargs_json: str) -> None:
         up.render_frame(n, t, {i: tensors[i] for i in up.frames_needed(n, t)})
 
     render(0)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for n in range(1, t):
         render(n)
-    print(json.dumps({"seconds": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "torch_threads": torch.get_num_threads(),
+                      "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}))
 
 
-def time_engine(frames_path: Path, case: Case, env: dict) -> tuple[float, int]:
+def time_engine(frames_path: Path, case: Case, env: dict) -> tuple[float, int, int]:
+    """Seconds for frames 1..N-1, torch's thread count and the minor page faults meanwhile."""
     r = subprocess.run([sys.executable, __file__, "--engine-child", str(frames_path), json.dumps(case.plugin_kwargs)],
                        capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"the engine's run failed:\n{r.stderr}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    return out["seconds"], out["torch_threads"]
+    return out["seconds"], out["torch_threads"], out["faults"]
 
 
-def time_vspipe(script: Path, count: int, mode: str, env: dict) -> float:
-    """vspipe's time for frames 1..N-1: an N-frame run minus a 1-frame run."""
+def time_vspipe(script: Path, count: int, mode: str, env: dict) -> tuple[float, int]:
+    """vspipe's time for frames 1..N-1 (an N-frame run minus a 1-frame run) and its minor page
+    faults (whole runs, the same difference)."""
     vspipe = shutil.which("vspipe") or sys.exit("vspipe is not on PATH")
     requests = ["-r", "1"] if mode == "one" else []
 
-    def run(last: int) -> float:
+    def run(last: int) -> tuple[float, int]:
+        faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
         start = time.perf_counter()
         r = subprocess.run([vspipe, *requests, "--end", str(last), str(script), "--"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -154,13 +160,14 @@ def time_vspipe(script: Path, count: int, mode: str, env: dict) -> float:
         if r.returncode != 0:
             sys.exit(f"vspipe failed:\n{r.stderr}")
         report = VSPIPE_REPORT.search(r.stderr)
-        return float(report.group(2)) if report else wall  # frame output only, when reported
+        faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - faults
+        return float(report.group(2)) if report else wall, faults  # frame output only, when reported
 
-    one, full = run(0), run(count - 1)
+    (one, faults_one), (full, faults_full) = run(0), run(count - 1)
     if full <= one:
         sys.exit(f"vspipe took {full:.2f} s for {count} frames and {one:.2f} s for 1: the machine is too "
                  "busy to measure; retry later or with more frames")
-    return full - one
+    return full - one, faults_full - faults_one
 
 
 def load() -> str:
@@ -220,16 +227,21 @@ def main() -> None:
                 threads = "core.num_threads = 1" if mode == "one" else ""
                 script.write_text(SCRIPT.format(frames=str(frames_path), threads=threads, function=case.function,
                                                 kwargs=case.plugin_kwargs))
-                rows[case.label, mode] = dict(case=case, frames_path=frames_path, script=script, engine=[], vspipe=[])
+                rows[case.label, mode] = dict(case=case, frames_path=frames_path, script=script, engine=[], vspipe=[],
+                                               faults=[])
         for r in range(args.rounds):
             for (label, mode), row in rows.items():
                 env = mode_env(mode)
                 timed = len(row["case"].frames) - 1
-                seconds, row["torch_threads"] = time_engine(row["frames_path"], row["case"], env)
+                seconds, row["torch_threads"], engine_faults = time_engine(row["frames_path"], row["case"], env)
                 row["engine"].append(timed / seconds)
-                row["vspipe"].append(timed / time_vspipe(row["script"], len(row["case"].frames), mode, env))
+                seconds, vspipe_faults = time_vspipe(row["script"], len(row["case"].frames), mode, env)
+                row["vspipe"].append(timed / seconds)
+                row["faults"].append((engine_faults / timed, vspipe_faults / timed))
                 print(f"round {r + 1} {mode:<8}{label:<34} engine {row['engine'][-1]:.3f} fps, vspipe "
-                      f"{row['vspipe'][-1]:.3f} fps, ratio {row['vspipe'][-1] / row['engine'][-1]:.3f}", flush=True)
+                      f"{row['vspipe'][-1]:.3f} fps, ratio {row['vspipe'][-1] / row['engine'][-1]:.3f}; minor page "
+                      f"faults per frame: engine {engine_faults / timed:.0f}, vspipe {vspipe_faults / timed:.0f}",
+                      flush=True)
 
     cores = os.cpu_count()
     print(f"\ndevice {args.device}, {cores} logical cores, {args.rounds} rounds (engine then vspipe, each a fresh "
