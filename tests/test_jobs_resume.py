@@ -423,3 +423,16 @@ def test_ten_bit_vfr_two_audio_streams_and_subtitles_join_exactly(suffix, ditn, 
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-map", "0:v", "-f", "framemd5", "-"],
                              capture_output=True, text=True, check=True)
     assert len([line for line in decoded.stdout.splitlines() if not line.startswith("#")]) == 51
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".ts", ".nut"])
+def test_containers_that_cannot_be_joined_run_in_one_pass_and_say_so(suffix, ditn, tmp_path):
+    """AVI, MPEG-TS and NUT are not joined by stream copy into a file equal to an uninterrupted
+    one (NUT leaves decoding times unset): said before the job, which runs without a journal."""
+    src = make_clip(tmp_path / "in.mp4", seconds=1)
+    out = tmp_path / f"out{suffix}"
+    done = run(src, out, ditn)
+    assert done.returncode == 0, done.stderr
+    assert f"'out{suffix}' is written in one pass: an interrupted run starts over" in done.stderr
+    assert ".mkv, .mp4, .mov, .webm" in done.stderr
+    assert out.stat().st_size > 0 and not work(out).exists()
