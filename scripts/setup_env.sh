@@ -14,7 +14,10 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$recipe" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
   "$venv/bin/python" -m pip install -q "torch==${SUPERRES_TORCH_VERSION:-2.13.0}"
-  "$venv/bin/python" -m pip install -q -e "$root[test,ray]"
+  # The import names map to folders of the checkout (vs_superres.models -> models/), so the
+  # editable install is setuptools' import hook, which prints a box about folders that could
+  # shadow the package: none can (every import name is under vs_superres), so it is not shown.
+  PYTHONWARNINGS="ignore:Editable installation" "$venv/bin/python" -m pip install -q -e "$root[test,ray]"
   echo "$recipe" > "$stamp"
 fi
 # FFmpeg's command-line tools are used by tests to inspect outputs (PyAV bundles its own
