@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -118,11 +119,15 @@ def main() -> None:
         spent.clear()
     times: dict[str, list[float]] = {name: [] for name in rows}
     names = list(rows)
+    shuffler = random.Random(0)
     for r in range(args.rounds):
-        # The order rotates every round: a runtime's pool threads still spinning after its call
-        # (ONNX Runtime's and OpenMP's default) slow whichever row comes next, so no row may
-        # always follow the same one.
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        # A new order every round (seeded): a runtime's pool threads still spinning after its
+        # call (ONNX Runtime's and OpenMP's default) slow whichever row comes next. Rotating one
+        # order was not enough: it keeps every row's predecessor, and "openvino (engine)" always
+        # came after "onnxruntime alone" (+14% that the engine's own 1.4% of a frame did not explain).
+        order = names[:]
+        shuffler.shuffle(order)
+        for name in order:
             t0 = time.perf_counter()
             rows[name]()
             times[name].append(time.perf_counter() - t0)
