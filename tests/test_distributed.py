@@ -170,11 +170,11 @@ def _kill_workers_at_first_frame(how_many: int):
     state = {"killed": []}
 
     def progress(report) -> None:
-        if not state["killed"]:
+        if not state["killed"]:  # at the first frame written where the workers' processes are found
             procs = _worker_processes()[:how_many]
             for proc in procs:
                 os.kill(proc.pid, signal.SIGKILL)
-            state["killed"] = [p.pid for p in procs] or [-1]
+            state["killed"] = [p.pid for p in procs]
 
     return progress, state
 

@@ -436,3 +436,30 @@ def test_containers_that_cannot_be_joined_run_in_one_pass_and_say_so(suffix, dit
     assert f"'out{suffix}' is written in one pass: an interrupted run starts over" in done.stderr
     assert ".mkv, .mp4, .mov, .webm" in done.stderr
     assert out.stat().st_size > 0 and not work(out).exists()
+
+
+def test_an_input_rewritten_after_its_frames_were_read_fails_the_join(tiny_ditn_path, tmp_path):
+    """The join demuxes the source's audio once more after every frame was read: a source
+    rewritten in between is said (exit 2's message), and no output is left, instead of audio
+    from the new file beside frames of the old."""
+    from vs_superres.contracts.errors import SuperResError
+    from vs_superres.jobs import upscale_journaled
+    from vs_superres.runtime.loading import resolve_model
+    from vs_superres.runtime.upscaler import Upscaler
+
+    src = make_clip(tmp_path / "in.mp4", seconds=1)
+    other = make_clip(tmp_path / "other.mp4", seconds=2)
+    out = tmp_path / "out.mkv"
+    resolved = resolve_model(str(tiny_ditn_path))
+    total = 24
+
+    def progress(report) -> None:
+        if report.done == total:  # the last frame is written: every frame was read
+            shutil.copyfile(other, src)
+
+    with pytest.raises(SuperResError, match=r"in\.mp4' changed while it was being read"):
+        upscale_journaled(src, out, model=lambda: resolved, options={"device": "cpu"}, weights=lambda d: [],
+                          device_kind="cpu", make_engine=lambda cancel: Upscaler(resolved, device="cpu", cancel=cancel),
+                          segment_seconds=0.5, progress=progress)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

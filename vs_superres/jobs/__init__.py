@@ -101,7 +101,7 @@ def upscale_journaled(src: Path, dst: Path, *, model: Callable[[], Any], options
         def open_sink(request: SinkRequest, writer_class=VideoWriter) -> SegmentSink:
             return SegmentSink(journal, src, dst, request.info, request.width, request.height, request.packets,
                                segment_frames=segment_frames, done=done, writer_class=writer_class,
-                               writer_options=writer_options)
+                               writer_options=writer_options, check_source=reader.check_unchanged)
 
         def process(inputs):
             assert make_engine is not None

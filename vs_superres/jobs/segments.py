@@ -53,10 +53,12 @@ class SegmentSink:
 
     def __init__(self, journal: Journal, source: Path, output: Path, info: StreamInfo, width: int, height: int,
                  packets: Callable[[], list], *, segment_frames: int, done: set[int],
-                 writer_class: type[VideoWriter] = VideoWriter, writer_options: dict[str, Any] | None = None):
+                 writer_class: type[VideoWriter] = VideoWriter, writer_options: dict[str, Any] | None = None,
+                 check_source: Callable[[], None] = lambda: None):
         self.journal, self.source, self.output = journal, source, output
         self.info, self.width, self.height = info, width, height
         self.segment_frames, self.done = segment_frames, set(done)
+        self._check_source = check_source
         self._writer_class = writer_class
         self._writer_options = {**(writer_options or {}), "copy_streams": False}  # every segment's encoder settings
         # The pass-through packets the pump collects are not needed: the join demuxes them
@@ -100,7 +102,15 @@ class SegmentSink:
         self._drop_packets()
         if self._writer is not None:
             self._commit()  # the clip's last segment, shorter than the others
+        # The join demuxes the source's other streams once more: it must still be the file the
+        # frames came from (a rewrite after the last frame was read is caught here, not mixed in).
+        self._check_source()
         path = join(self.journal, self.source, self.output, self.info, self.width, self.height)
+        try:
+            self._check_source()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         self.journal.finish()
         return path
 

@@ -407,6 +407,12 @@ class VideoReader:
     def __len__(self) -> int:
         return self.info.frame_count
 
+    def check_unchanged(self) -> None:
+        """Raise when the file was rewritten in place since it was opened (see
+        :meth:`~.files.InputSource.check_unchanged`): for a caller that reads the file again
+        after the frames (a journaled job's join demuxes its other streams once more)."""
+        self._source.check_unchanged()
+
     def close(self) -> None:
         self._container.close()
 
