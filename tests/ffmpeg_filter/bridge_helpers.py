@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media_helpers import planes_of
 
 HAVE_FFMPEG = bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
 needs_ffmpeg = pytest.mark.skipif(
@@ -109,19 +110,6 @@ def make_clips(folder: Path) -> dict[str, Path]:
     return clips
 
 
-def planes(frame: av.VideoFrame) -> list[np.ndarray]:
-    """The visible samples of each plane of a planar frame."""
-    fmt = frame.format
-    deep = any(c.bits > 8 for c in fmt.components)
-    dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
-    out = []
-    for plane in frame.planes:
-        raw = np.frombuffer(plane, dtype=dtype)
-        rows = raw[: plane.height * (plane.line_size // dtype.itemsize)].reshape(plane.height, -1)
-        out.append(rows[:, : plane.width].copy())
-    return out
-
-
 def decode(data: bytes, format: str | None = None, **options) -> list[av.VideoFrame]:
     with av.open(io.BytesIO(data), format=format, options=options) as container:
         return list(container.decode(video=0))
@@ -152,7 +140,7 @@ def reference_planes(rgb: np.ndarray, pix_fmt: str, colour) -> list[np.ndarray]:
 
     planar = pixel_layout(pix_fmt).planar_name()
     frame = rgb_to_frame(rgb, planar, colour)
-    return planes(frame)
+    return planes_of(frame)
 
 
 def as_planar(frame: av.VideoFrame) -> av.VideoFrame:
@@ -166,7 +154,7 @@ def assert_frames_equal(frames: list[av.VideoFrame], reference: list[np.ndarray]
     assert len(frames) == len(reference)
     for index, (frame, rgb) in enumerate(zip(frames, reference)):
         frame = as_planar(frame)
-        got, want = planes(frame), reference_planes(rgb, frame.format.name, colour)
+        got, want = planes_of(frame), reference_planes(rgb, frame.format.name, colour)
         for p, (g, w) in enumerate(zip(got, want)):
             assert g.shape == w.shape, (index, p)
             assert np.array_equal(g, w), f"frame {index} plane {p}: max diff {np.abs(g.astype(int) - w).max()}"
