@@ -161,7 +161,7 @@ def _worker_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if cmd and cmd[0].startswith("ray::SegmentWorker"):
+        if cmd and "SegmentWorker" in cmd[0]:  # ray::SegmentWorker, ray::SegmentWorker.render
             found.append(proc)
     return found
 
@@ -198,10 +198,11 @@ def test_repeated_failures_name_the_segment_and_leave_no_output(tmp_path):
     # driver keeps at most 2 x workers segments out; progress comes from the run path's
     # encoding thread, a few frames behind the driver)
     src = make_video(tmp_path / "in.mkv", 60)
-    progress, _ = _kill_workers_at_first_frame(2)
+    progress, state = _kill_workers_at_first_frame(2)
     with pytest.raises(SegmentFailed, match=r"segment \d+ \(frames \d+-\d+\) failed 1 times: its worker or node died"):
         upscale_video(src, tmp_path / "out.mkv", model="temporal-mean-x2", workers=2, segment_frames=3, device="cpu",
                       progress=progress, retries=0)
+        assert state["killed"], "no worker process was found to kill"  # reached only when nothing failed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
 
 
