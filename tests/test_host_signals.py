@@ -148,3 +148,20 @@ def test_handlers_are_restored_after_the_block():
     finally:
         for s, old in before.items():
             signal.signal(s, old)
+
+
+def test_ctrl_c_inside_a_string_eval_still_exits_130_under_python_m(tmp_path):
+    """An interrupt that lands while a dataclass or namedtuple is being built (a string
+    ``exec``: torch makes hundreds while it imports lazily) is marked unhandled by CPython,
+    which under ``python -m`` then killed the process with SIGINT after the ladder had said
+    "interrupted" and chosen 130: ``superres`` read as -2 in CI. The kit clears the mark."""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "import sys\n"
+        "from vs_superres.hostkit.exits import run_guarded\n"
+        "def body():\n"
+        "    exec('raise KeyboardInterrupt', {})\n"
+        "sys.exit(run_guarded(body, 'demo', aftermath='nothing was written'))\n")
+    run = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 130, run
+    assert run.stderr.strip() == "demo: interrupted; nothing was written"

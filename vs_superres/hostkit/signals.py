@@ -77,3 +77,17 @@ def signals_as_exceptions(signals: tuple[int, ...] = TERMINATION_SIGNALS) -> Ite
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
+        forget_interrupts_seen_by_string_eval()
+
+
+def forget_interrupts_seen_by_string_eval() -> None:
+    """Clear CPython's "unhandled KeyboardInterrupt" mark, set by an interrupt handled here.
+
+    When a ``KeyboardInterrupt`` ends a string ``exec``/``eval`` (``dataclasses`` and
+    ``namedtuple`` build their methods that way, and torch makes many while it imports lazily),
+    CPython marks the interrupt as unhandled even when a caller catches it; under
+    ``python -m`` it then kills the process with SIGINT at exit, so the status the ladder
+    chose (130, "no output file was written") reads as -2. Every string eval clears the mark
+    as it starts, so evaluating an empty one after the ladder has spoken is the cure.
+    """
+    eval("None")  # noqa: S307 - a constant: its only effect is resetting the mark
