@@ -157,21 +157,29 @@ def test_tiny_ultravsr_with_clip_state_is_the_cli_output(tmp_path, tiny_ultravsr
     assert streams(tmp_path / "out.mkv") == want
 
 
-def _worker_processes() -> list[psutil.Process]:
+def _worker_processes(stale: frozenset[int] = frozenset()) -> list[psutil.Process]:
+    """This Ray instance's worker processes: descendants of this process (the instance ray.init
+    started here), never another test's run on another xdist worker (killing those let a run
+    meant to fail complete: CI's "DID NOT RAISE"), nor those in ``stale`` (a previous test's,
+    still exiting)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if cmd and "SegmentWorker" in cmd[0]:  # ray::SegmentWorker, ray::SegmentWorker.render
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:  # gone meanwhile
+            continue
+        if cmd and "SegmentWorker" in cmd[0] and proc.pid not in stale:  # ray::SegmentWorker, ray::SegmentWorker.render
             found.append(proc)
     return found
 
 
 def _kill_workers_at_first_frame(how_many: int):
     state = {"killed": []}
+    stale = frozenset(p.pid for p in _worker_processes())  # Ray's pooled processes become workers, so no start time tells
 
     def progress(report) -> None:
         if not state["killed"]:  # at the first frame written where the workers' processes are found
-            procs = _worker_processes()[:how_many]
+            procs = _worker_processes(stale)[:how_many]
             for proc in procs:
                 os.kill(proc.pid, signal.SIGKILL)
             state["killed"] = [p.pid for p in procs]
