@@ -36,6 +36,7 @@ from vs_superres.contracts.errors import Cancelled, InvalidOption, SuperResError
 from vs_superres.contracts.frames import as_frames
 from vs_superres.contracts.progress import CancelFn, Progress, ProgressFn
 from vs_superres.contracts.runners import ClipRunner, SteppingRunner
+from vs_superres.runtime.allocator import keep_freed_memory
 from vs_superres.runtime.devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS, options_help, settle
 from vs_superres.runtime.engine_threads import engine_threads
@@ -186,6 +187,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         desc, state_dict = resolve_model(model)
         if state_dict is not None:
             weights = None
+        keep_freed_memory()  # or every frame's tensors fault in as fresh pages (runtime.allocator)
         self.descriptor = desc
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, desc.precisions, desc.name)
