@@ -20,6 +20,11 @@ runs inside other people's processes (VapourSynth, ComfyUI), so it is done once,
 and never over a choice already made: not when either environment variable is set, and not
 with ``SUPERRES_ALLOCATOR=system``. Another allocator preloaded (jemalloc, tcmalloc) serves
 ``malloc`` itself, and glibc's settings then change nothing.
+
+What is kept is given back when the work ends: :func:`release_freed_memory` (called by
+``Upscaler.close``, which hosts call when a filter, node or job is done) asks glibc to return
+the free memory of every heap, so a long-lived host (a ComfyUI server that goes on to run
+other models) does not hold the upscaler's peak after it.
 """
 
 from __future__ import annotations
@@ -70,3 +75,15 @@ def _apply() -> str:
     except (OSError, AttributeError):
         return "not glibc"
     return "set" if ok else "mallopt refused"
+
+
+def release_freed_memory() -> bool:
+    """Return the free memory glibc kept to the kernel (``malloc_trim(0)``), where
+    :func:`keep_freed_memory` set the thresholds; True when memory was returned."""
+    with _lock:
+        if _state.get("outcome") != "set":
+            return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -36,7 +36,7 @@ from vs_superres.contracts.errors import Cancelled, InvalidOption, SuperResError
 from vs_superres.contracts.frames import as_frames
 from vs_superres.contracts.progress import CancelFn, Progress, ProgressFn
 from vs_superres.contracts.runners import ClipRunner, SteppingRunner
-from vs_superres.runtime.allocator import keep_freed_memory
+from vs_superres.runtime.allocator import keep_freed_memory, release_freed_memory
 from vs_superres.runtime.devices import device_slots, free_memory_bytes, resolve_device, resolve_dtype
 from vs_superres.runtime.engine_options import ENGINE_OPTIONS, options_help, settle
 from vs_superres.runtime.engine_threads import engine_threads
@@ -484,6 +484,7 @@ class Upscaler(metaclass=_DocumentedOptions):
         self._cache.clear()
         self._clip_cache.clear()
         self._runner = None
+        release_freed_memory()  # what was kept for the next frame (runtime.allocator)
 
     def __enter__(self) -> "Upscaler":
         return self
