@@ -40,7 +40,7 @@ def in_process(args, folder: Path) -> None:
     up = Upscaler(model, device="cpu")
 
     def one_pass() -> None:
-        _one_pass(clip, folder / "one.mkv", lambda: model, lambda cancel: up, None)
+        _one_pass(clip, folder / "one.mkv", lambda: model, lambda cancel: up, None, {})  # the CLI default encoder settings
 
     def journaled() -> None:
         upscale_journaled(clip, folder / "journal.mkv", model=lambda: model, make_engine=lambda cancel: up,
